@@ -1,0 +1,35 @@
+// activations.h -- elementwise activations and softmax (thesis §2.2, seed 001 §4.2.5).
+//
+//   relu(z) = max(0, z)           relu'    = [z > 0]       = [h > 0]
+//   sigmoid(z) = 1 / (1 + e^-z)    sigmoid' = h (1 - h)
+//   tanh(z)                        tanh'    = 1 - h^2
+//   softmax(z)_k = e^(z_k - max z) / sum_j e^(z_j - max z)   (row-wise, stable)
+//
+// Backward passes are written in terms of the OUTPUT h (as the MATLAB
+// back_propogation does), so a layer only has to keep h. dz overwrites; out
+// may alias in, dz may alias dh. NaN propagates (relu(NaN) = NaN, unlike
+// MATLAB's max(0, NaN) = 0, so a NaN never hides as a zero).
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace natverk {
+
+enum class Activation { Identity, ReLU, Sigmoid, Tanh };
+
+Activation parse_activation(const std::string& name);  // throws std::invalid_argument
+const char* activation_name(Activation a);
+
+// out[i] = f(in[i]), i < n
+template <typename T>
+void activation_forward(T* out, const T* in, int64_t n, Activation act);
+
+// dz[i] = dh[i] * f'(z[i]) computed from h[i] = f(z[i])
+template <typename T>
+void activation_backward(T* dz, const T* dh, const T* h, int64_t n, Activation act);
+
+// probs (rows x cols) = softmax of each row of z
+template <typename T>
+void softmax_forward(T* probs, const T* z, int64_t rows, int64_t cols);
+
+}  // namespace natverk

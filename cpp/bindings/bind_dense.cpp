@@ -1,0 +1,137 @@
+// bind_dense.cpp -- the fully connected layer: forward, backward, bias helpers.
+#include "bindings/checks.h"
+#include "dense/dense.h"
+
+namespace natverk {
+namespace bind {
+
+namespace {
+
+// b may be (n,) or the MATLAB-style (1, n).
+inline void require_bias(const py::array& b, py::ssize_t n, const char* name) {
+  const bool ok = (b.ndim() == 1 && b.shape(0) == n) ||
+                  (b.ndim() == 2 && b.shape(0) == 1 && b.shape(1) == n);
+  if (!ok)
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(n) + ",) or (1, " +
+                          std::to_string(n) + "), got " + shape_str(b));
+}
+
+}  // namespace
+
+void bind_dense(py::module_& m) {
+  m.def(
+      "dense_forward",
+      [](const py::array& X, const py::array& W, const py::array& b,
+         const std::string& activation) -> py::array {
+        const Activation act = parse_activation(activation);
+        return dispatch_float(X, "X", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          require_dtype<T>(W, "W", "X");
+          require_dtype<T>(b, "b", "X");
+          require_ndim(X, "X", 2);
+          require_ndim(W, "W", 2);
+          if (X.shape(1) != W.shape(0))
+            throw py::value_error("X has " + std::to_string(X.shape(1)) + " columns but W has " +
+                                  std::to_string(W.shape(0)) + " rows: X " + shape_str(X) + ", W " +
+                                  shape_str(W));
+          require_bias(b, W.shape(1), "b");
+          const T* x = in_ptr<T>(X, "X");
+          const T* w = in_ptr<T>(W, "W");
+          const T* bp = in_ptr<T>(b, "b");
+          const int64_t rows = X.shape(0), n_in = W.shape(0), n_out = W.shape(1);
+          py::array_t<T> H({X.shape(0), W.shape(1)});
+          T* h = H.mutable_data();
+          {
+            py::gil_scoped_release release;
+            dense_forward<T>(h, x, w, bp, rows, n_in, n_out, act);
+          }
+          return H;
+        });
+      },
+      py::arg("X"), py::arg("W"), py::arg("b"), py::arg("activation") = "linear",
+      "H = f(X @ W + b) for X (m x n_in), W (n_in x n_out), b (n_out,) or (1, n_out).");
+
+  m.def(
+      "dense_backward",
+      [](const py::array& dZ, const py::array& X, const py::array& W, double lambda_,
+         bool need_dX) -> py::tuple {
+        return dispatch_float(dZ, "dZ", [&](auto tag) -> py::tuple {
+          using T = decltype(tag);
+          require_dtype<T>(X, "X", "dZ");
+          require_dtype<T>(W, "W", "dZ");
+          require_ndim(dZ, "dZ", 2);
+          require_ndim(X, "X", 2);
+          require_ndim(W, "W", 2);
+          require_finite(lambda_, "lambda_");
+          if (X.shape(1) != W.shape(0) || dZ.shape(0) != X.shape(0) || dZ.shape(1) != W.shape(1))
+            throw py::value_error("shapes do not chain: dZ " + shape_str(dZ) + ", X " + shape_str(X) +
+                                  ", W " + shape_str(W) + " (need dZ (m, n_out), X (m, n_in), W (n_in, n_out))");
+          const T* dz = in_ptr<T>(dZ, "dZ");
+          const T* x = in_ptr<T>(X, "X");
+          const T* w = in_ptr<T>(W, "W");
+          const int64_t rows = X.shape(0), n_in = W.shape(0), n_out = W.shape(1);
+          py::array_t<T> dW({W.shape(0), W.shape(1)});
+          py::array_t<T> db(std::vector<py::ssize_t>{W.shape(1)});
+          py::object dX_obj = py::none();
+          T* dx = nullptr;
+          if (need_dX) {
+            py::array_t<T> dX({X.shape(0), X.shape(1)});
+            dx = dX.mutable_data();
+            dX_obj = dX;
+          }
+          T* dwp = dW.mutable_data();
+          T* dbp = db.mutable_data();
+          {
+            py::gil_scoped_release release;
+            dense_backward<T>(dx, dwp, dbp, dz, x, w, rows, n_in, n_out, static_cast<T>(lambda_));
+          }
+          return py::make_tuple(dX_obj, dW, db);
+        });
+      },
+      py::arg("dZ"), py::arg("X"), py::arg("W"), py::arg("lambda_") = 0.0,
+      py::arg("need_dX") = true,
+      "(dX, dW, db) of z = X @ W + b given dZ: dW = X.T @ dZ + lambda_ * W, db = dZ.sum(0) "
+      "(shape (n_out,)), dX = dZ @ W.T (None when need_dX is false).");
+
+  m.def(
+      "bias_add",
+      [](py::array Z, const py::array& b) -> py::array {
+        return dispatch_float(Z, "Z", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          require_dtype<T>(b, "b", "Z");
+          require_ndim(Z, "Z", 2);
+          require_bias(b, Z.shape(1), "b");
+          T* z = inout_ptr<T>(Z, "Z");
+          const T* bp = in_ptr<T>(b, "b");
+          const int64_t rows = Z.shape(0), cols = Z.shape(1);
+          {
+            py::gil_scoped_release release;
+            bias_add<T>(z, bp, rows, cols);
+          }
+          return Z;
+        });
+      },
+      py::arg("Z"), py::arg("b"), "Z += b row by row, in place; returns Z.");
+
+  m.def(
+      "bias_grad",
+      [](const py::array& dZ) -> py::array {
+        return dispatch_float(dZ, "dZ", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          require_ndim(dZ, "dZ", 2);
+          const T* dz = in_ptr<T>(dZ, "dZ");
+          py::array_t<T> db(std::vector<py::ssize_t>{dZ.shape(1)});
+          T* dbp = db.mutable_data();
+          const int64_t rows = dZ.shape(0), cols = dZ.shape(1);
+          {
+            py::gil_scoped_release release;
+            bias_grad<T>(dbp, dz, rows, cols);
+          }
+          return db;
+        });
+      },
+      py::arg("dZ"), "Column sums of dZ (the bias gradient), accumulated in double; shape (n,).");
+}
+
+}  // namespace bind
+}  // namespace natverk

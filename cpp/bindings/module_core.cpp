@@ -1,0 +1,62 @@
+// module_core.cpp -- natverk._core: the compiled kernels. One bind_<family>()
+// per source file keeps builds parallel; this file adds the run-time config.
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+
+#include "common/cpu_features.h"
+#include "common/parallel.h"
+#include "gemm/gemm.h"
+
+namespace py = pybind11;
+
+namespace natverk {
+namespace bind {
+void bind_gemm(py::module_& m);
+void bind_activations(py::module_& m);
+void bind_dense(py::module_& m);
+void bind_losses(py::module_& m);
+void bind_optimizers(py::module_& m);
+}  // namespace bind
+}  // namespace natverk
+
+#ifndef NATVERK_VERSION
+#define NATVERK_VERSION "0+unknown"
+#endif
+
+PYBIND11_MODULE(_core, m) {
+  using namespace natverk;
+  m.doc() = "natverk's C++ kernels (float32 and float64, GIL released, multithreaded).";
+  m.attr("__version__") = NATVERK_VERSION;
+  m.attr("cuda_built") = false;
+
+  m.def("set_num_threads", &natverk::set_num_threads, py::arg("n"),
+        "Set the number of threads the kernels use (>= 1).");
+  m.def("get_num_threads", &natverk::num_threads, "Number of threads the kernels use.");
+  m.def("hardware_threads", &natverk::hardware_threads, "Hardware threads this machine reports.");
+  m.def("simd_level", [] { return std::string(simd_level_name(simd_level())); },
+        "SIMD level the kernels run at now: 'scalar', 'avx2' or 'avx512'.");
+  m.def("best_simd_level", [] { return std::string(simd_level_name(best_simd_level())); },
+        "Best SIMD level this CPU supports and this build contains.");
+  m.def("set_simd_level", [](const std::string& name) { set_simd_level(parse_simd_level(name)); },
+        py::arg("level"),
+        "Lower (or restore) the SIMD level: 'scalar', 'avx2' or 'avx512'; never above best_simd_level().");
+  m.def(
+      "gemm_blocking",
+      [](const std::string& dtype) {
+        GemmBlocking b;
+        if (dtype == "float32") b = gemm_blocking_f32();
+        else if (dtype == "float64") b = gemm_blocking_f64();
+        else throw py::value_error("dtype must be 'float32' or 'float64'");
+        py::dict d;
+        d["mr"] = b.mr; d["nr"] = b.nr; d["mc"] = b.mc; d["kc"] = b.kc; d["nc"] = b.nc;
+        return d;
+      },
+      py::arg("dtype"), "The GEMM register/cache blocking used at the current SIMD level.");
+
+  bind::bind_gemm(m);
+  bind::bind_activations(m);
+  bind::bind_dense(m);
+  bind::bind_losses(m);
+  bind::bind_optimizers(m);
+}

@@ -1,0 +1,79 @@
+// dense.cpp -- see dense.h for the formulas.
+#include "dense/dense.h"
+
+#include "common/elementwise.h"
+#include "gemm/gemm.h"
+
+namespace natverk {
+
+template <typename T>
+void bias_add(T* Z, const T* b, int64_t m, int64_t n) {
+  parallel_for(m, n > 0 ? kElementwiseGrain / n + 1 : m, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t i = lo; i < hi; ++i) {
+      T* z = Z + i * n;
+      for (int64_t j = 0; j < n; ++j) z[j] += b[j];
+    }
+  });
+}
+
+template <typename T>
+void bias_grad(T* db, const T* dZ, int64_t m, int64_t n) {
+  // Columns in blocks so the accumulators stay in registers/L1; each column's
+  // sum runs in row order, whatever the thread count.
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  parallel_for(blocks, m > 0 ? kElementwiseGrain / (m * kBlock) + 1 : blocks,
+               [&](int64_t lo, int64_t hi, int) {
+                 for (int64_t blk = lo; blk < hi; ++blk) {
+                   const int64_t j0 = blk * kBlock;
+                   const int64_t w = (n - j0) < kBlock ? (n - j0) : kBlock;
+                   typename Acc<T>::type acc[kBlock] = {};
+                   for (int64_t i = 0; i < m; ++i) {
+                     const T* row = dZ + i * n + j0;
+                     for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
+                   }
+                   for (int64_t j = 0; j < w; ++j) db[j0 + j] = static_cast<T>(acc[j]);
+                 }
+               });
+}
+
+template <typename T>
+void dense_forward(T* H, const T* X, const T* W, const T* b, int64_t m, int64_t n_in,
+                   int64_t n_out, Activation act) {
+  // H = broadcast(b); H += X W; H = f(H)
+  parallel_for(m, n_out > 0 ? kElementwiseGrain / n_out + 1 : m, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t i = lo; i < hi; ++i)
+      for (int64_t j = 0; j < n_out; ++j) H[i * n_out + j] = b[j];
+  });
+  gemm_rowmajor<T>(false, false, m, n_out, n_in, T(1), X, n_in, W, n_out, T(1), H, n_out);
+  activation_forward<T>(H, H, m * n_out, act);
+}
+
+template <typename T>
+void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, int64_t m,
+                    int64_t n_in, int64_t n_out, T lambda) {
+  // dW = lambda W + X^T dZ
+  const int64_t nw = n_in * n_out;
+  if (lambda != T(0)) {
+    parallel_elementwise(nw, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) dW[i] = lambda * W[i];
+    });
+  }
+  gemm_rowmajor<T>(true, false, n_in, n_out, m, T(1), X, n_in, dZ, n_out,
+                   lambda != T(0) ? T(1) : T(0), dW, n_out);
+  bias_grad<T>(db, dZ, m, n_out);
+  if (dX) gemm_rowmajor<T>(false, true, m, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
+}
+
+#define NATVERK_INSTANTIATE(T)                                                               \
+  template void bias_add<T>(T*, const T*, int64_t, int64_t);                                \
+  template void bias_grad<T>(T*, const T*, int64_t, int64_t);                               \
+  template void dense_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
+                                 Activation);                                               \
+  template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
+                                  int64_t, T);
+NATVERK_INSTANTIATE(float)
+NATVERK_INSTANTIATE(double)
+#undef NATVERK_INSTANTIATE
+
+}  // namespace natverk

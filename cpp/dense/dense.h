@@ -1,0 +1,39 @@
+// dense.h -- the fully connected layer of the thesis' MATLAB network, rows are
+// examples (thesis §2.1, seed 001 §4.2.1):
+//
+//   forward:   z = h_prev W + b,   h = f(z)
+//   backward:  dW = h_prev^T dz + lambda W     (L2 term on EVERY layer: the
+//              seed's back_propogation forgets it for W1)
+//              db = sum over rows of dz
+//              dh_prev = dz W^T
+//
+// Shapes: X/h_prev (m x n_in), W (n_in x n_out), b (n_out), H (m x n_out).
+// All arrays C-contiguous. Outputs are overwritten, never accumulated.
+#pragma once
+#include <cstdint>
+
+#include "activations/activations.h"
+
+namespace natverk {
+
+// H = f(X W + b): bias broadcast first, GEMM accumulates onto it, then the
+// activation runs in place on the output (H may not alias X).
+template <typename T>
+void dense_forward(T* H, const T* X, const T* W, const T* b, int64_t m, int64_t n_in,
+                   int64_t n_out, Activation act);
+
+// Z[i, :] += b  (m x n)
+template <typename T>
+void bias_add(T* Z, const T* b, int64_t m, int64_t n);
+
+// db[j] = sum_i dZ[i, j]  (column sums, accumulated in double)
+template <typename T>
+void bias_grad(T* db, const T* dZ, int64_t m, int64_t n);
+
+// Given dZ (m x n_out): dW (n_in x n_out), db (n_out) and, when dX is not
+// null, dX (m x n_in). lambda adds the L2 gradient lambda * W to dW.
+template <typename T>
+void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, int64_t m,
+                    int64_t n_in, int64_t n_out, T lambda);
+
+}  // namespace natverk

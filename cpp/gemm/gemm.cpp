@@ -1,0 +1,151 @@
+// gemm.cpp -- the threaded GEMM driver: applies beta, picks the micro-kernel
+// for the current SIMD level, splits C between threads and hands each thread
+// its own packing buffers.
+//
+// Threading: C is cut into one contiguous slab per thread, along m when there
+// are at least as many MR-row tiles as NR-column tiles, otherwise along n
+// (the 64 x 784 x 500 shapes of a small MLP split along n). Each thread runs an
+// independent blocked GEMM on its slab, so no synchronisation is needed inside
+// and the result is identical for any thread count: every C element is
+// computed by the same sequence of operations (the k loop is never split).
+#include "gemm/gemm.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "common/cpu_features.h"
+#include "common/parallel.h"
+#include "gemm/gemm_internal.h"
+
+namespace natverk {
+namespace {
+
+using namespace gemm_detail;
+
+// Below this many multiply-adds a second thread costs more than it saves.
+constexpr int64_t kMinWorkPerThread = 1 << 17;
+
+// Per-thread packing buffers, kept between calls (no per-call allocation).
+struct Scratch {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  ~Scratch() { std::free(ptr); }
+  void* get(size_t need) {
+    if (need > bytes) {
+      std::free(ptr);
+      need = (need + 63) / 64 * 64;
+      ptr = std::aligned_alloc(64, need);
+      if (!ptr) {
+        bytes = 0;
+        throw std::bad_alloc();
+      }
+      bytes = need;
+    }
+    return ptr;
+  }
+};
+thread_local Scratch t_scratch;
+
+template <typename T>
+struct Kernel {
+  GemmBlocking blocking;
+  void (*serial)(const GemmArgs<T>&, T*, T*);
+};
+
+template <typename T>
+Kernel<T> select_kernel() {
+  const bool f32 = sizeof(T) == 4;
+  switch (simd_level()) {
+#if defined(NATVERK_HAVE_X86_KERNELS)
+    case SimdLevel::AVX512:
+      return {f32 ? avx512::blocking_f32() : avx512::blocking_f64(), &avx512::gemm_serial};
+    case SimdLevel::AVX2:
+      return {f32 ? avx2::blocking_f32() : avx2::blocking_f64(), &avx2::gemm_serial};
+#endif
+    default:
+      return {f32 ? generic::blocking_f32() : generic::blocking_f64(), &generic::gemm_serial};
+  }
+}
+
+template <typename T>
+void scale_rows(T* C, int64_t ldc, int64_t rows, int64_t cols, T beta) {
+  for (int64_t i = 0; i < rows; ++i) {
+    T* c = C + i * ldc;
+    if (beta == T(0)) {
+      std::memset(c, 0, sizeof(T) * static_cast<size_t>(cols));
+    } else if (beta != T(1)) {
+      for (int64_t j = 0; j < cols; ++j) c[j] *= beta;
+    }
+  }
+}
+
+template <typename T>
+struct Job {
+  Kernel<T> kern;
+  GemmArgs<T> g;
+  T beta;
+  bool split_m;
+  int64_t unit;  // rows (split_m) or columns per work unit
+};
+
+template <typename T>
+void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
+  const Job<T>& job = *static_cast<const Job<T>*>(ctx);
+  GemmArgs<T> g = job.g;
+  const int64_t lo = begin * job.unit;
+  if (job.split_m) {
+    const int64_t hi = end * job.unit < g.m ? end * job.unit : g.m;
+    g.A += lo * g.rsa;
+    g.C += lo * g.ldc;
+    g.m = hi - lo;
+  } else {
+    const int64_t hi = end * job.unit < g.n ? end * job.unit : g.n;
+    g.B += lo * g.csb;
+    g.C += lo;
+    g.n = hi - lo;
+  }
+  if (g.m <= 0 || g.n <= 0) return;
+  scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
+  if (g.k == 0 || g.alpha == T(0)) return;
+
+  const GemmBlocking& b = job.kern.blocking;
+  const int64_t mc = g.m < b.mc ? (g.m + b.mr - 1) / b.mr * b.mr : b.mc;
+  const int64_t nc = g.n < b.nc ? (g.n + b.nr - 1) / b.nr * b.nr : b.nc;
+  const int64_t kc = g.k < b.kc ? g.k : b.kc;
+  const size_t a_elems = static_cast<size_t>(mc * kc);
+  const size_t a_bytes = (a_elems * sizeof(T) + 63) / 64 * 64;
+  char* base = static_cast<char*>(t_scratch.get(a_bytes + static_cast<size_t>(kc * nc) * sizeof(T)));
+  job.kern.serial(g, reinterpret_cast<T*>(base), reinterpret_cast<T*>(base + a_bytes));
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+          int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, T beta) {
+  if (m <= 0 || n <= 0) return;
+  Job<T> job{select_kernel<T>(), GemmArgs<T>{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha},
+             beta, true, 1};
+  const int64_t tiles_m = (m + job.kern.blocking.mr - 1) / job.kern.blocking.mr;
+  const int64_t tiles_n = (n + job.kern.blocking.nr - 1) / job.kern.blocking.nr;
+  job.split_m = tiles_m >= tiles_n;
+  job.unit = job.split_m ? job.kern.blocking.mr : job.kern.blocking.nr;
+  const int64_t units = job.split_m ? tiles_m : tiles_n;
+  // Grain: enough tiles per thread that each does kMinWorkPerThread multiply-adds.
+  const int64_t work_per_unit = job.unit * (job.split_m ? n : m) * (k > 0 ? k : 1);
+  int64_t grain = kMinWorkPerThread / (work_per_unit > 0 ? work_per_unit : 1);
+  if (grain < 1) grain = 1;
+  parallel_for(units, grain, &run_slab<T>, &job);
+}
+
+template void gemm<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+                          int64_t, int64_t, int64_t, int64_t, float, float);
+template void gemm<double>(double*, int64_t, const double*, int64_t, int64_t, const double*,
+                           int64_t, int64_t, int64_t, int64_t, int64_t, double, double);
+
+GemmBlocking gemm_blocking_f32() { return select_kernel<float>().blocking; }
+GemmBlocking gemm_blocking_f64() { return select_kernel<double>().blocking; }
+
+}  // namespace natverk

@@ -1,0 +1,43 @@
+// gemm.h -- general matrix multiply, the engine under every dense and conv layer.
+//
+//   C = alpha * op(A) op(B) + beta * C
+//
+// op(A) is m x k, op(B) is k x n, C is m x n, all row-major in the sense that
+// element (i, j) of op(A) lives at A[i * rsa + j * csa]: any strides, so a
+// transpose is just swapped strides and NumPy views need no copy. C must have
+// unit column stride (row stride ldc >= n).
+//
+// BLAS semantics: beta == 0 overwrites C without reading it (NaN/Inf already
+// in C do not leak in); NaN/Inf in A or B propagate per IEEE 754.
+// float accumulates in float (as every BLAS does), double in double.
+// Multithreaded through natverk::parallel_for; deterministic for a given
+// thread count and SIMD level.
+#pragma once
+#include <cstdint>
+
+namespace natverk {
+
+template <typename T>
+void gemm(T* C, int64_t ldc,
+          const T* A, int64_t rsa, int64_t csa,
+          const T* B, int64_t rsb, int64_t csb,
+          int64_t m, int64_t n, int64_t k, T alpha, T beta);
+
+// Row-major convenience: A is (m x k) or, with trans_a, stored (k x m) with
+// leading dimension lda; likewise B.
+template <typename T>
+inline void gemm_rowmajor(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
+                          const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
+                          int64_t ldc) {
+  gemm<T>(C, ldc, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, trans_b ? 1 : ldb,
+          trans_b ? ldb : 1, m, n, k, alpha, beta);
+}
+
+// The micro-kernel blocking the current SIMD level uses (for show_config/benchmarks).
+struct GemmBlocking {
+  int mr, nr, mc, kc, nc;
+};
+GemmBlocking gemm_blocking_f32();
+GemmBlocking gemm_blocking_f64();
+
+}  // namespace natverk

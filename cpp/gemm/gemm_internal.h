@@ -1,0 +1,43 @@
+// gemm_internal.h -- what each SIMD translation unit (gemm_generic.cpp,
+// gemm_avx2.cpp, gemm_avx512.cpp) exports to the threaded driver in gemm.cpp.
+//
+// Each ISA lives in its own namespace so that the same template code compiled
+// with different -m flags never collides at link time (an AVX-512 copy of an
+// inline function must not be picked for a CPU without AVX-512).
+#pragma once
+#include <cstdint>
+
+#include "gemm/gemm.h"
+
+namespace natverk {
+namespace gemm_detail {
+
+// One single-threaded GEMM on a sub-block: C += alpha * op(A) op(B).
+// (beta has already been applied by the driver.)
+template <typename T>
+struct GemmArgs {
+  T* C;
+  int64_t ldc;
+  const T* A;
+  int64_t rsa, csa;
+  const T* B;
+  int64_t rsb, csb;
+  int64_t m, n, k;
+  T alpha;
+};
+
+#define NATVERK_DECLARE_GEMM_ISA(ns)                                                      \
+  namespace ns {                                                                          \
+  GemmBlocking blocking_f32();                                                            \
+  GemmBlocking blocking_f64();                                                            \
+  /* apack: mc*kc elements, bpack: kc*nc elements, both 64-byte aligned */                \
+  void gemm_serial(const GemmArgs<float>& g, float* apack, float* bpack);                 \
+  void gemm_serial(const GemmArgs<double>& g, double* apack, double* bpack);              \
+  }
+
+NATVERK_DECLARE_GEMM_ISA(generic)
+NATVERK_DECLARE_GEMM_ISA(avx2)
+NATVERK_DECLARE_GEMM_ISA(avx512)
+
+}  // namespace gemm_detail
+}  // namespace natverk
