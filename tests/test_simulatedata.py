@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from natverk.importdata import import_linear_data, import_nonlinear_data
 from natverk.simulatedata import generate_linear_2d, generate_nonlinear_2d
 
@@ -71,20 +70,20 @@ def test_linear_accepts_a_generator_and_advances_it():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        (dict(points=0), ValueError, "points"),
-        (dict(points=-3), ValueError, "points"),
-        (dict(points=2.5), TypeError, "points"),
-        (dict(points=True), TypeError, "points"),
-        (dict(a="1"), TypeError, "a must"),
-        (dict(c=float("nan")), ValueError, "c must"),
-        (dict(noise_rate=-0.1), ValueError, "noise_rate"),
-        (dict(dtype=np.int32), TypeError, "dtype"),
-        (dict(seed=-1), ValueError, "seed"),
-        (dict(seed="abc"), TypeError, "seed"),
+        ({"points": 0}, ValueError, "points"),
+        ({"points": -3}, ValueError, "points"),
+        ({"points": 2.5}, TypeError, "points"),
+        ({"points": True}, TypeError, "points"),
+        ({"a": "1"}, TypeError, "a must"),
+        ({"c": float("nan")}, ValueError, "c must"),
+        ({"noise_rate": -0.1}, ValueError, "noise_rate"),
+        ({"dtype": np.int32}, TypeError, "dtype"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"seed": "abc"}, TypeError, "seed"),
     ],
 )
 def test_linear_bad_arguments(kwargs, exc, match):
-    args = dict(points=10, a=1.0, b=1.0, c=0.0, noise_rate=0.1)
+    args = {"points": 10, "a": 1.0, "b": 1.0, "c": 0.0, "noise_rate": 0.1}
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         generate_linear_2d(**args)
@@ -166,18 +165,18 @@ def test_spiral_single_point_per_class():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        (dict(n_per_class=0), ValueError, "n_per_class"),
-        (dict(n_per_class=1.0), TypeError, "n_per_class"),
-        (dict(dims=3), ValueError, "only 2-D"),
-        (dict(n_classes=0), ValueError, "n_classes"),
-        (dict(noise_rate=-1.0), ValueError, "noise_rate"),
-        (dict(label_noise=1.5), ValueError, "label_noise"),
-        (dict(label_noise=-0.1), ValueError, "label_noise"),
-        (dict(dtype="int64"), TypeError, "dtype"),
+        ({"n_per_class": 0}, ValueError, "n_per_class"),
+        ({"n_per_class": 1.0}, TypeError, "n_per_class"),
+        ({"dims": 3}, ValueError, "only 2-D"),
+        ({"n_classes": 0}, ValueError, "n_classes"),
+        ({"noise_rate": -1.0}, ValueError, "noise_rate"),
+        ({"label_noise": 1.5}, ValueError, "label_noise"),
+        ({"label_noise": -0.1}, ValueError, "label_noise"),
+        ({"dtype": "int64"}, TypeError, "dtype"),
     ],
 )
 def test_spiral_bad_arguments(kwargs, exc, match):
-    args = dict(n_per_class=10)
+    args = {"n_per_class": 10}
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         generate_nonlinear_2d(**args)
@@ -207,7 +206,7 @@ def test_import_nonlinear_draws_train_then_test_from_one_stream():
     )
     assert X_train.dtype == np.float32 and X_train.shape == (300, 2)
     rng = np.random.default_rng(9)
-    kw = dict(noise_rate=0.1, label_noise=0.3, seed=rng, dtype=np.float32)
+    kw = {"noise_rate": 0.1, "label_noise": 0.3, "seed": rng, "dtype": np.float32}
     Xa, ya = generate_nonlinear_2d(100, 2, 3, **kw)
     Xb, yb = generate_nonlinear_2d(100, 2, 3, **kw)
     np.testing.assert_array_equal(X_train, Xa)
@@ -243,8 +242,11 @@ def test_import_plots():
     np.testing.assert_array_equal(lines[0].get_xdata(), X_train[y_train == 0, 0])
     np.testing.assert_array_equal(lines[1].get_ydata(), X_train[y_train == 1, 1])
 
-    *data, (fig_train, fig_test) = import_nonlinear_data(20, n_classes=6, plot_data=True, seed=0)
+    *data, (fig_train, fig_test) = import_nonlinear_data(
+        20, n_classes=6, plot_data=True, seed=0
+    )
     lines = fig_test.axes[0].get_lines()
     assert len(lines) == 6
+    assert [ln.get_marker() for ln in lines[:4]] == ["x", "o", ".", "+"]
     assert len({tuple(matplotlib.colors.to_rgb(ln.get_color())) for ln in lines}) == 6
     assert sum(len(ln.get_xdata()) for ln in lines) == 120

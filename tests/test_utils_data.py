@@ -3,6 +3,8 @@ exponential_decay and decision_boundary (MATLAB utils/)."""
 
 from __future__ import annotations
 
+import sys
+
 import math
 
 import matplotlib
@@ -11,13 +13,12 @@ import pytest
 
 matplotlib.use("Agg")
 
-from matplotlib.contour import ContourSet  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from natverk.utils.decision_boundary import decision_boundary  # noqa: E402
-from natverk.utils.exponential_decay import exponential_decay  # noqa: E402
-from natverk.utils.normalization import normalization  # noqa: E402
-from natverk.utils.st_logspace import st_logspace  # noqa: E402
+from matplotlib.contour import ContourSet
+from matplotlib.figure import Figure
+from natverk.utils.decision_boundary import decision_boundary
+from natverk.utils.exponential_decay import exponential_decay
+from natverk.utils.normalization import normalization
+from natverk.utils.st_logspace import st_logspace
 
 # ---------------------------------------------------------------------------
 # normalization
@@ -116,7 +117,12 @@ def test_normalization_constant_feature_maps_to_zero():
         (np.zeros((0, 3)), np.zeros((2, 3)), ValueError, "X_train"),
         (np.float64(1.0), np.zeros(2), ValueError, "X_train"),
         (np.zeros((4, 3)), np.zeros((2, 4)), ValueError, "feature shape"),
-        (np.array([[1.0, np.nan], [2.0, 3.0]]), np.zeros((1, 2)), ValueError, "X_train"),
+        (
+            np.array([[1.0, np.nan], [2.0, 3.0]]),
+            np.zeros((1, 2)),
+            ValueError,
+            "X_train",
+        ),
         (np.ones((2, 2)), np.array([[np.inf, 0.0]]), ValueError, "X_test"),
         (np.ones((2, 2), dtype=complex), np.ones((1, 2)), TypeError, "X_train"),
         (np.ones((2, 2)), np.array([[1, "a"]], dtype=object), TypeError, "X_test"),
@@ -152,8 +158,12 @@ def test_st_logspace_is_log_uniform():
 
 
 def test_st_logspace_reproducible_and_degenerate_range():
-    np.testing.assert_array_equal(st_logspace(0.1, 10, 50, seed=1), st_logspace(0.1, 10, 50, seed=1))
-    assert not np.array_equal(st_logspace(0.1, 10, 50, seed=1), st_logspace(0.1, 10, 50, seed=2))
+    np.testing.assert_array_equal(
+        st_logspace(0.1, 10, 50, seed=1), st_logspace(0.1, 10, 50, seed=1)
+    )
+    assert not np.array_equal(
+        st_logspace(0.1, 10, 50, seed=1), st_logspace(0.1, 10, 50, seed=2)
+    )
     np.testing.assert_array_equal(st_logspace(3.0, 3.0, 5, seed=0), np.full(5, 3.0))
 
 
@@ -182,7 +192,9 @@ def test_exponential_decay_values():
     assert exponential_decay(0.1, 0) == 0.1
     assert exponential_decay(0.1, 1) == pytest.approx(0.1 * 0.99999, rel=1e-15)
     # 0.99999^100000 = exp(100000 * ln 0.99999) ~ e^-1.
-    assert exponential_decay(1e-4, 100_000) == pytest.approx(1e-4 * math.exp(100_000 * math.log(0.99999)), rel=1e-12)
+    assert exponential_decay(1e-4, 100_000) == pytest.approx(
+        1e-4 * math.exp(100_000 * math.log(0.99999)), rel=1e-12
+    )
     assert exponential_decay(1e-4, 100_000) == pytest.approx(1e-4 / math.e, rel=1e-4)
     assert exponential_decay(8.0, 3, decay=0.5) == 1.0
     assert isinstance(exponential_decay(0.1, np.int64(3)), float)
@@ -244,7 +256,9 @@ def test_decision_boundary_with_real_network(tmp_path):
         # Region of class 0 lies at x1 >= 0, region of class 1 at x1 <= 0.
         assert paths[0].vertices[:, 0].min() >= -0.011
         assert paths[1].vertices[:, 0].max() <= 0.011
-        assert paths[0].vertices[:, 0].max() > 0.9 and paths[1].vertices[:, 0].min() < -0.9
+        assert (
+            paths[0].vertices[:, 0].max() > 0.9 and paths[1].vertices[:, 0].min() < -0.9
+        )
     out = tmp_path / "db.png"
     fig.savefig(out)
     data = out.read_bytes()
@@ -255,10 +269,21 @@ def test_decision_boundary_grid_chunks_and_drawing(monkeypatch):
     calls = []
 
     def fake_check_accuracy(points, y, parameters, lambda_, activation):
-        calls.append((points.shape, points.dtype, y.dtype, bool(np.all(y == 0)), lambda_, activation))
+        calls.append(
+            (
+                points.shape,
+                points.dtype,
+                y.dtype,
+                bool(np.all(y == 0)),
+                lambda_,
+                activation,
+            )
+        )
         return 0.0, (points[:, 0] < 0).astype(np.int64)
 
-    monkeypatch.setattr("natverk.utils.check_accuracy.check_accuracy", fake_check_accuracy)
+    monkeypatch.setattr(
+        sys.modules["natverk.utils.check_accuracy"], "check_accuracy", fake_check_accuracy
+    )
     X, y = _two_class_data()
     fig = Figure()
     ax = fig.add_subplot()
@@ -270,7 +295,9 @@ def test_decision_boundary_grid_chunks_and_drawing(monkeypatch):
         return contourf(*args, **kwargs)
 
     ax.contourf = spy_contourf
-    out = decision_boundary(_sign_net(np.float32), 0.5, "relu", y, X, ax=ax, title="spiral")
+    out = decision_boundary(
+        _sign_net(np.float32), 0.5, "relu", y, X, ax=ax, title="spiral"
+    )
     assert out is fig
     assert ax.get_title() == "spiral"
 
@@ -283,7 +310,9 @@ def test_decision_boundary_grid_chunks_and_drawing(monkeypatch):
 
     xx, yy, Z = drawn["args"]
     assert xx.shape == yy.shape == Z.shape == (341, 401)
-    np.testing.assert_allclose([xx.min(), xx.max(), yy.min(), yy.max()], [-1, 1, -1, 0.7], atol=1e-9)
+    np.testing.assert_allclose(
+        [xx.min(), xx.max(), yy.min(), yy.max()], [-1, 1, -1, 0.7], atol=1e-9
+    )
     # Predictions were put back on the grid in the right order.
     np.testing.assert_array_equal(Z, (xx.astype(np.float32) < 0).astype(np.int64))
     np.testing.assert_array_equal(drawn["kwargs"]["levels"], [-0.5, 0.5, 1.5])
@@ -291,19 +320,32 @@ def test_decision_boundary_grid_chunks_and_drawing(monkeypatch):
 
     lines = ax.get_lines()
     assert [ln.get_marker() for ln in lines] == ["x", "o"]
-    np.testing.assert_allclose(matplotlib.colors.to_rgb(lines[0].get_color()), (0.9, 0.27, 0.9))
-    np.testing.assert_allclose(matplotlib.colors.to_rgb(lines[1].get_color()), (0.27, 0.27, 0.9))
+    np.testing.assert_allclose(
+        matplotlib.colors.to_rgb(lines[0].get_color()), (0.9, 0.27, 0.9)
+    )
+    np.testing.assert_allclose(
+        matplotlib.colors.to_rgb(lines[1].get_color()), (0.27, 0.27, 0.9)
+    )
     np.testing.assert_array_equal(lines[0].get_xdata(), X[y == 0, 0])
     np.testing.assert_array_equal(lines[1].get_ydata(), X[y == 1, 1])
 
 
 def test_decision_boundary_more_than_four_classes(monkeypatch):
     monkeypatch.setattr(
-        "natverk.utils.check_accuracy.check_accuracy",
-        lambda points, y, *args: (0.0, (np.floor(points[:, 0] * 3) % 6).astype(np.int64)),
+        sys.modules["natverk.utils.check_accuracy"],
+        "check_accuracy",
+        lambda points, y, *args: (
+            0.0,
+            (np.floor(points[:, 0] * 3) % 6).astype(np.int64),
+        ),
     )
-    params = {"W1": np.zeros((2, 3)), "b1": np.zeros((1, 3)), "W2": np.zeros((3, 6)),
-              "b2": np.zeros((1, 6)), "v_dW2": np.zeros((3, 2))}  # optimizer state is ignored
+    params = {
+        "W1": np.zeros((2, 3)),
+        "b1": np.zeros((1, 3)),
+        "W2": np.zeros((3, 6)),
+        "b2": np.zeros((1, 6)),
+        "v_dW2": np.zeros((3, 2)),
+    }  # optimizer state is ignored
     X = np.array([[0.1, 0.1], [0.9, 0.9]])
     fig = decision_boundary(params, 0.0, "relu", np.array([0, 5]), X, step=0.05)
     ax = fig.axes[0]
@@ -315,17 +357,26 @@ def test_decision_boundary_more_than_four_classes(monkeypatch):
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        (dict(X=np.zeros((5, 3))), ValueError, "X must"),
-        (dict(y=np.array([0, 1, 2, 0, 1])), ValueError, "labels in 0..1"),
-        (dict(y=np.zeros(4, dtype=np.int64)), ValueError, "one label per row"),
-        (dict(parameters={"b1": np.zeros(2)}), ValueError, "W1"),
-        (dict(step=0.0), ValueError, "step"),
-        (dict(step=1e-3, X=np.linspace(-100, 100, 10).reshape(5, 2)), ValueError, "larger step"),
+        ({"X": np.zeros((5, 3))}, ValueError, "X must"),
+        ({"y": np.array([0, 1, 2, 0, 1])}, ValueError, "labels in 0..1"),
+        ({"y": np.zeros(4, dtype=np.int64)}, ValueError, "one label per row"),
+        ({"parameters": {"b1": np.zeros(2)}}, ValueError, "W1"),
+        ({"step": 0.0}, ValueError, "step"),
+        (
+            {"step": 1e-3, "X": np.linspace(-100, 100, 10).reshape(5, 2)},
+            ValueError,
+            "larger step",
+        ),
     ],
 )
 def test_decision_boundary_bad_arguments(kwargs, exc, match):
-    args = dict(parameters=_sign_net(), lambda_=0.0, activation="relu",
-                y=np.array([0, 1, 0, 1, 0]), X=np.zeros((5, 2)))
+    args = {
+        "parameters": _sign_net(),
+        "lambda_": 0.0,
+        "activation": "relu",
+        "y": np.array([0, 1, 0, 1, 0]),
+        "X": np.zeros((5, 2)),
+    }
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         decision_boundary(**args)

@@ -70,8 +70,12 @@ def import_linear_data(
     plot_data = _bool(plot_data, "plot_data")
     rng = _rng(seed)
 
-    X_train, y_train = generate_linear_2d(points, a, b, c, noise_rate, seed=rng, dtype=dtype)
-    X_test, y_test = generate_linear_2d(points, a, b, c, noise_rate, seed=rng, dtype=dtype)
+    X_train, y_train = generate_linear_2d(
+        points, a, b, c, noise_rate, seed=rng, dtype=dtype
+    )
+    X_test, y_test = generate_linear_2d(
+        points, a, b, c, noise_rate, seed=rng, dtype=dtype
+    )
 
     if not plot_data:
         return X_train, y_train, X_test, y_test
@@ -100,7 +104,16 @@ def _plot_two_classes(X: np.ndarray, y: np.ndarray, title: str) -> Any:
     ax = fig.add_subplot()
     red = y == 0
     blue = y == 1
-    ax.plot(X[red, 0], X[red, 1], linestyle="none", marker="x", color="red", label="class 0")
-    ax.plot(X[blue, 0], X[blue, 1], linestyle="none", marker="o", color="blue", label="class 1")
+    ax.plot(
+        X[red, 0], X[red, 1], linestyle="none", marker="x", color="red", label="class 0"
+    )
+    ax.plot(
+        X[blue, 0],
+        X[blue, 1],
+        linestyle="none",
+        marker="o",
+        color="blue",
+        label="class 1",
+    )
     ax.set_title(title)
     return fig

@@ -76,14 +76,14 @@ def import_nonlinear_data(
     plot_data = _bool(plot_data, "plot_data")
     rng = _rng(seed)
 
-    kwargs = dict(
-        dims=dims,
-        n_classes=n_classes,
-        noise_rate=noise_rate,
-        label_noise=label_noise,
-        seed=rng,
-        dtype=dtype,
-    )
+    kwargs = {
+        "dims": dims,
+        "n_classes": n_classes,
+        "noise_rate": noise_rate,
+        "label_noise": label_noise,
+        "seed": rng,
+        "dtype": dtype,
+    }
     X_train, y_train = generate_nonlinear_2d(n_per_class, **kwargs)
     X_test, y_test = generate_nonlinear_2d(n_per_class, **kwargs)
 

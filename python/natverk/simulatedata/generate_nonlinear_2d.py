@@ -76,7 +76,9 @@ def generate_nonlinear_2d(
     noise_rate = _finite_real(noise_rate, "noise_rate", nonnegative=True)
     label_noise = _finite_real(label_noise, "label_noise", nonnegative=True)
     if label_noise > 1:
-        raise ValueError(f"label_noise must be a probability in [0, 1], got {label_noise}")
+        raise ValueError(
+            f"label_noise must be a probability in [0, 1], got {label_noise}"
+        )
     out_dtype = _float_dtype(dtype)
     rng = _rng(seed)
 

@@ -91,7 +91,9 @@ def decision_boundary(
     gets its own colour however many of them appear.
     """
     if not isinstance(parameters, Mapping):
-        raise TypeError(f"parameters must be a mapping of name -> array, got {type(parameters)}")
+        raise TypeError(
+            f"parameters must be a mapping of name -> array, got {type(parameters)}"
+        )
     n_classes, param_dtype = _network_output(parameters)
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != 2 or X.shape[0] == 0:
@@ -102,10 +104,14 @@ def decision_boundary(
         raise ValueError("X must be finite, but it contains NaN or infinity")
     y = np.asarray(y)
     if y.dtype.kind not in "iu":
-        raise TypeError(f"y must be an integer array of class labels, got dtype {y.dtype}")
+        raise TypeError(
+            f"y must be an integer array of class labels, got dtype {y.dtype}"
+        )
     y = y.reshape(-1)
     if y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must have one label per row of X: got {y.shape[0]} and {X.shape[0]}")
+        raise ValueError(
+            f"y must have one label per row of X: got {y.shape[0]} and {X.shape[0]}"
+        )
     if y.size and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(
             f"y must hold labels in 0..{n_classes - 1} (the network has {n_classes} outputs), "
@@ -135,7 +141,11 @@ def decision_boundary(
     for start in range(0, points.shape[0], _CHUNK):
         chunk = np.ascontiguousarray(points[start : start + _CHUNK])
         _, pred = check_accuracy(
-            chunk, np.zeros(chunk.shape[0], dtype=np.int64), parameters, lambda_, activation
+            chunk,
+            np.zeros(chunk.shape[0], dtype=np.int64),
+            parameters,
+            lambda_,
+            activation,
         )
         pred = np.asarray(pred).reshape(-1)
         if pred.shape[0] != chunk.shape[0]:
@@ -177,15 +187,21 @@ def decision_boundary(
 
 def _network_output(parameters: Mapping[str, Any]) -> tuple[int, np.dtype]:
     """Return (number of classes, dtype of W1) for a parameters mapping."""
-    layers = [int(m.group(1)) for key in parameters if (m := _WEIGHT_KEY.fullmatch(str(key)))]
+    layers = [
+        int(m.group(1)) for key in parameters if (m := _WEIGHT_KEY.fullmatch(str(key)))
+    ]
     if not layers:
-        raise ValueError("parameters must contain weight matrices 'W1'..'WL', found none")
+        raise ValueError(
+            "parameters must contain weight matrices 'W1'..'WL', found none"
+        )
     if "W1" not in parameters:
         raise ValueError("parameters must contain 'W1'")
     w_last = parameters[f"W{max(layers)}"]
     shape = tuple(getattr(w_last, "shape", np.shape(w_last)))
     if len(shape) != 2 or shape[1] < 1:
-        raise ValueError(f"W{max(layers)} must be a 2-D matrix (n_in, K), got shape {shape}")
+        raise ValueError(
+            f"W{max(layers)} must be a 2-D matrix (n_in, K), got shape {shape}"
+        )
     w1 = parameters["W1"]
     # Not `getattr(...) or ...`: a plain np.dtype has len 0 and is falsy.
     w1_dtype = getattr(w1, "dtype", None)
@@ -199,7 +215,7 @@ def _colon(lo: float, hi: float, step: float) -> np.ndarray:
     """MATLAB ``lo:step:hi``, with at least two points so contourf has an area."""
     # The small tolerance lets hi itself in when (hi - lo) / step is an
     # integer up to rounding, which is what MATLAB's colon does.
-    n = max(int(math.floor((hi - lo) / step + 1e-10)) + 1, 2)
+    n = max(math.floor((hi - lo) / step + 1e-10) + 1, 2)
     return lo + step * np.arange(n, dtype=np.float64)
 
 
@@ -212,5 +228,7 @@ def _palette(n_classes: int) -> tuple[list[tuple[float, ...]], list[tuple[float,
         # saturation gives the pastel fill, higher saturation the marker.
         hue = (0.11 + 0.618034 * k) % 1.0
         light.append(colorsys.hsv_to_rgb(hue, 0.3, 1.0))
-        dark.append(tuple(_COLOR_REDUCTION * v for v in colorsys.hsv_to_rgb(hue, 0.7, 1.0)))
+        dark.append(
+            tuple(_COLOR_REDUCTION * v for v in colorsys.hsv_to_rgb(hue, 0.7, 1.0))
+        )
     return light, dark

@@ -13,7 +13,9 @@ import numpy as np
 __all__ = ["exponential_decay"]
 
 
-def exponential_decay(learning_rate: float, epoch: int, decay: float = 0.99999) -> float:
+def exponential_decay(
+    learning_rate: float, epoch: int, decay: float = 0.99999
+) -> float:
     """Mirror of MATLAB `exponential_decay.m`: ``decay**epoch * learning_rate``.
 
     Parameters
@@ -34,7 +36,9 @@ def exponential_decay(learning_rate: float, epoch: int, decay: float = 0.99999) 
         epoch, as the MATLAB main script does; feeding the previous epoch's
         output back in would compound the decay.
     """
-    if isinstance(learning_rate, (bool, np.bool_)) or not isinstance(learning_rate, numbers.Real):
+    if isinstance(learning_rate, (bool, np.bool_)) or not isinstance(
+        learning_rate, numbers.Real
+    ):
         raise TypeError(f"learning_rate must be a real number, got {learning_rate!r}")
     if not (math.isfinite(learning_rate) and learning_rate >= 0):
         raise ValueError(f"learning_rate must be finite and >= 0, got {learning_rate}")

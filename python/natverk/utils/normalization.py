@@ -12,7 +12,8 @@ Examples are along axis 0; every other axis is a feature axis, so an
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

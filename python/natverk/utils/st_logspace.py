@@ -60,7 +60,9 @@ def st_logspace(
     try:
         rng = np.random.default_rng(seed)
     except TypeError as exc:
-        raise TypeError(f"seed must be None, an integer or a Generator, got {seed!r}") from exc
+        raise TypeError(
+            f"seed must be None, an integer or a Generator, got {seed!r}"
+        ) from exc
     except ValueError as exc:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}") from exc
 

@@ -1,0 +1,66 @@
+"""natverk: neural networks from scratch on our own C++ kernels.
+
+A Python re-implementation of the Chalmers bachelor thesis' MATLAB code for
+regularised neural networks. The sub-packages mirror the MATLAB folders
+(``neuralnet``, ``optimizers``, ``activations``, ``simulatedata``,
+``importdata``, ``utils``); every function is also importable from here.
+"""
+
+from __future__ import annotations
+
+from . import _core
+from ._config import get_num_threads, set_num_threads, show_config
+from .activations import relu, relu_backward, sigmoid, sigmoid_backward, softmax, tanh, tanh_backward
+from .importdata import import_linear_data, import_nonlinear_data
+from .neuralnet import back_propagation, forward_propagation, initialize_weights
+from .optimizers import (
+    gradient_descent_adam,
+    gradient_descent_momentum,
+    gradient_descent_rmsprop,
+    gradient_descent_vanilla,
+)
+from .simulatedata import generate_linear_2d, generate_nonlinear_2d
+from .train import minibatches, train
+from .utils import (
+    check_accuracy,
+    decision_boundary,
+    exponential_decay,
+    gradient_checking,
+    normalization,
+    st_logspace,
+)
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "__version__",
+    "set_num_threads",
+    "get_num_threads",
+    "show_config",
+    "initialize_weights",
+    "forward_propagation",
+    "back_propagation",
+    "gradient_descent_vanilla",
+    "gradient_descent_momentum",
+    "gradient_descent_rmsprop",
+    "gradient_descent_adam",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "softmax",
+    "check_accuracy",
+    "gradient_checking",
+    "decision_boundary",
+    "exponential_decay",
+    "normalization",
+    "st_logspace",
+    "generate_linear_2d",
+    "generate_nonlinear_2d",
+    "import_linear_data",
+    "import_nonlinear_data",
+    "minibatches",
+    "train",
+]

@@ -1,0 +1,50 @@
+"""Run-time configuration: threads, SIMD level, build facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+from . import _core
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads natverk's kernels use (``NATVERK_NUM_THREADS`` sets the default)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Number of threads natverk's kernels use."""
+    return _core.get_num_threads()
+
+
+def show_config(file=None) -> dict:
+    """Print (and return) the version, SIMD level, threads and CUDA availability."""
+    import numpy as np
+
+    from . import __version__
+
+    cfg = {
+        "natverk": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "simd_level": _core.simd_level(),
+        "best_simd_level": _core.best_simd_level(),
+        "num_threads": _core.get_num_threads(),
+        "hardware_threads": _core.hardware_threads(),
+        "NATVERK_NUM_THREADS": os.environ.get("NATVERK_NUM_THREADS"),
+        "gemm_blocking_float32": _core.gemm_blocking("float32"),
+        "gemm_blocking_float64": _core.gemm_blocking("float64"),
+        "cuda_built": bool(_core.cuda_built),
+    }
+    width = max(len(k) for k in cfg)
+    for key, value in cfg.items():
+        print(f"{key:<{width}} : {value}", file=file or sys.stdout)
+    return cfg

@@ -1,0 +1,119 @@
+"""Input checks shared by the MATLAB-style API.
+
+Every public function validates its arguments here, once, and raises a
+``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape
+or value) whose message names the argument. The C++ kernels validate again at
+the binding boundary, so nothing malformed ever reaches them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+_WEIGHT_KEY = re.compile(r"^W(\d+)$")
+
+
+def num_layers(parameters: Mapping[str, np.ndarray]) -> int:
+    """Number of layers L of a parameter map holding ``W1..WL`` and ``b1..bL``."""
+    if not isinstance(parameters, Mapping):
+        raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
+    indices = sorted(int(m.group(1)) for k in parameters if (m := _WEIGHT_KEY.match(str(k))))
+    if not indices:
+        raise ValueError("parameters holds no weight matrices (keys W1, W2, ...)")
+    L = len(indices)
+    if indices != list(range(1, L + 1)):
+        raise ValueError(f"parameters must hold W1..W{L} without gaps, found {['W%d' % i for i in indices]}")
+    return L
+
+
+def network_dtype(parameters: Mapping[str, np.ndarray]) -> np.dtype:
+    """Check that W_l, b_l chain into a network and share one float dtype; return it."""
+    L = num_layers(parameters)
+    dtype = None
+    prev_out = None
+    for l in range(1, L + 1):
+        W = parameters[f"W{l}"]
+        b = parameters.get(f"b{l}")
+        if b is None:
+            raise ValueError(f"parameters has W{l} but no b{l}")
+        for name, arr in ((f"W{l}", W), (f"b{l}", b)):
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(f"parameters['{name}'] must be a NumPy array, got {type(arr).__name__}")
+            if arr.dtype not in (np.float32, np.float64):
+                raise TypeError(f"parameters['{name}'] must be float32 or float64, got {arr.dtype}")
+            if dtype is None:
+                dtype = arr.dtype
+            elif arr.dtype != dtype:
+                raise TypeError(f"parameters['{name}'] is {arr.dtype} but W1 is {dtype}: use one dtype")
+        if W.ndim != 2:
+            raise ValueError(f"parameters['W{l}'] must be 2-D (n_{l - 1} x n_{l}), got shape {W.shape}")
+        if b.shape not in ((W.shape[1],), (1, W.shape[1])):
+            raise ValueError(f"parameters['b{l}'] must have shape (1, {W.shape[1]}), got {b.shape}")
+        if prev_out is not None and W.shape[0] != prev_out:
+            raise ValueError(f"parameters['W{l}'] has {W.shape[0]} rows but layer {l - 1} has {prev_out} outputs")
+        prev_out = W.shape[1]
+    return np.dtype(dtype)
+
+
+def as_inputs(X, dtype: np.dtype, n_features: int | None = None, name: str = "X") -> np.ndarray:
+    """X as a C-contiguous 2-D array of `dtype` (rows are examples), finite, non-empty.
+
+    Integer and other float inputs are converted (as MATLAB would); views are
+    copied to contiguous memory.
+    """
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (examples x features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no examples (shape {X.shape})")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features but the network's first layer expects {n_features}")
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
+    return X
+
+
+def as_labels(y, m: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Integer labels 0..K-1, one per example, as a contiguous int64 vector.
+
+    Accepts a vector, or a MATLAB-style 1 x m row / m x 1 column.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind == "f" and y.size and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)  # whole-number floats, as MATLAB labels often are
+        else:
+            raise TypeError(f"{name} must hold integer class labels 0..{n_classes - 1}, got dtype {y.dtype}")
+    if not (y.ndim == 1 or (y.ndim == 2 and 1 in y.shape)):
+        raise ValueError(f"{name} must be a vector of labels, got shape {y.shape}")
+    y = np.ascontiguousarray(y.reshape(-1), dtype=np.int64)
+    if y.shape[0] != m:
+        raise ValueError(f"{name} has {y.shape[0]} labels but X has {m} examples")
+    if m and (y.min() < 0 or y.max() >= n_classes):
+        i = int(np.argmax((y < 0) | (y >= n_classes)))
+        raise ValueError(f"{name}[{i}] = {y[i]} is not a class label in 0..{n_classes - 1}")
+    return y
+
+
+def as_activation(activation: str) -> str:
+    if activation not in ("relu", "sigmoid", "tanh"):
+        raise ValueError(f"activation must be 'relu', 'sigmoid' or 'tanh', got {activation!r}")
+    return activation
+
+
+def as_lambda(lambda_: float) -> float:
+    try:
+        value = float(lambda_)
+    except (TypeError, ValueError):
+        raise TypeError(f"lambda_ must be a number, got {type(lambda_).__name__}") from None
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"lambda_ must be finite and >= 0, got {lambda_}")
+    return value

@@ -1,0 +1,27 @@
+"""Mirror of MATLAB ``sigmoid.m``: elementwise 1 / (1 + exp(-z))."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+
+
+def _float_array(a, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    return np.ascontiguousarray(a)
+
+
+def sigmoid(z) -> np.ndarray:
+    """Mirror of MATLAB ``sigmoid(z)``: 1 / (1 + exp(-z)), elementwise, any shape.
+
+    float32 stays float32; other inputs are computed in float64. NaN propagates.
+    """
+    return _core.activation_forward(_float_array(z, "z"), "sigmoid")
+
+
+def sigmoid_backward(dh, h) -> np.ndarray:
+    """``dh * f'(z)`` from the output ``h = sigmoid(z)``: f' = h (1 - h)."""
+    return _core.activation_backward(_float_array(dh, "dh"), _float_array(h, "h"), "sigmoid")

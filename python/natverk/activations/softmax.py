@@ -1,0 +1,19 @@
+"""Softmax, the output layer of the MATLAB ``forward_propogation``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+
+
+def softmax(z) -> np.ndarray:
+    """Row-wise softmax of a 2-D array ``z`` (examples x classes).
+
+    Stable: the row maximum is subtracted before ``exp`` (the seed's
+    ``exp(z) ./ sum(exp(z), 2)`` overflows to NaN for logits in the hundreds).
+    """
+    z = np.asarray(z)
+    if z.dtype not in (np.float32, np.float64):
+        z = z.astype(np.float64)
+    return _core.softmax(np.ascontiguousarray(z))

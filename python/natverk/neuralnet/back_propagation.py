@@ -1,0 +1,69 @@
+"""Mirror of MATLAB ``back_propogation.m``: gradients of the loss."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .. import _core
+from .._validation import as_activation, as_labels, as_lambda, network_dtype, num_layers
+
+
+def back_propagation(
+    cache: Mapping[str, object],
+    y,
+    parameters: Mapping[str, np.ndarray],
+    lambda_: float = 0.0,
+    activation: str = "relu",
+    class_weights=None,
+) -> dict[str, np.ndarray]:
+    """Mirror of MATLAB ``back_propogation(cache, t, parameters, m, lambda, activation)``.
+
+    With ``m`` examples and ``dz_L = (probs - onehot(y)) / m``, for l = L..1:
+
+        dW_l = h_{l-1}^T dz_l + lambda W_l
+        db_l = sum over rows of dz_l
+        dz_{l-1} = (dz_l W_l^T) * f'(z_{l-1})      (f' from h_{l-1})
+
+    Unlike the seed, the L2 term ``lambda W_1`` is included for the first
+    layer too (the loss penalises W1, so its gradient must).
+
+    Parameters
+    ----------
+    cache : dict
+        The cache returned by :func:`forward_propagation` on the same batch.
+    y : int array (m,)
+        The labels the forward pass used.
+    parameters, lambda_, activation, class_weights
+        As given to :func:`forward_propagation`.
+
+    Returns
+    -------
+    dict
+        ``dW1..dWL`` and ``db1..dbL``, each shaped like its parameter.
+    """
+    dtype = network_dtype(parameters)
+    L = num_layers(parameters)
+    activation = as_activation(activation)
+    lambda_ = as_lambda(lambda_)
+    try:
+        probs = cache["probs"]
+        hs = [cache[f"h{l}"] for l in range(L)]
+    except KeyError as missing:
+        raise ValueError(f"cache lacks {missing}: pass the cache forward_propagation returned") from None
+    if not isinstance(probs, np.ndarray) or probs.dtype != dtype or probs.ndim != 2:
+        raise ValueError("cache['probs'] does not belong to these parameters (dtype or shape differs)")
+    y = as_labels(y, probs.shape[0], probs.shape[1])
+    weights = None if class_weights is None else np.ascontiguousarray(class_weights, dtype=dtype)
+
+    gradients: dict[str, np.ndarray] = {}
+    dz = _core.softmax_cross_entropy_backward(probs, y, weights)
+    for l in range(L, 0, -1):
+        W = parameters[f"W{l}"]
+        dh, dW, db = _core.dense_backward(dz, hs[l - 1], W, lambda_, l > 1)
+        gradients[f"dW{l}"] = dW
+        gradients[f"db{l}"] = db.reshape(parameters[f"b{l}"].shape)
+        if l > 1:
+            dz = _core.activation_backward(dh, hs[l - 1], activation)
+    return {k: gradients[k] for l in range(1, L + 1) for k in (f"dW{l}", f"db{l}")}

@@ -1,0 +1,164 @@
+"""The training loop of the MATLAB ``Main`` script, as a function.
+
+Every epoch shuffles the training set (MATLAB ``randperm``), walks it in
+minibatches, and for each batch runs ``forward_propagation``,
+``back_propagation`` and an optimizer step. Unlike the seed's loop, the
+minibatches cover every example exactly once per epoch and are never empty
+(the seed's ``end = min(start + mb, m) - 1`` drops one example per epoch and
+makes an empty batch when ``mb`` divides ``m``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._validation import as_activation, as_inputs, as_labels, as_lambda, network_dtype, num_layers
+from .neuralnet import back_propagation, forward_propagation
+from .optimizers import (
+    gradient_descent_adam,
+    gradient_descent_momentum,
+    gradient_descent_rmsprop,
+    gradient_descent_vanilla,
+)
+from .utils.check_accuracy import check_accuracy
+from .utils.exponential_decay import exponential_decay
+
+OPTIMIZERS = ("vanilla", "momentum", "rmsprop", "adam")
+
+
+def minibatches(m: int, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Index arrays of the minibatches of one epoch: a permutation of ``range(m)``
+    (identity order when ``rng`` is None) cut into pieces of ``batch_size``;
+    the last piece holds the remainder. Every index appears exactly once."""
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"minibatch_size must be a positive integer, got {batch_size!r}")
+    if m < 1:
+        raise ValueError(f"there must be at least one training example, got {m}")
+    order = rng.permutation(m) if rng is not None else np.arange(m)
+    return [order[i : i + int(batch_size)] for i in range(0, m, int(batch_size))]
+
+
+def train(
+    parameters: dict,
+    X_train,
+    y_train,
+    epochs: int,
+    learning_rate: float,
+    minibatch_size: int = 128,
+    lambda_: float = 0.0,
+    activation: str = "relu",
+    optimizer: str = "adam",
+    beta: float = 0.9,
+    beta1: float = 0.9,
+    beta2: float = 0.99,
+    lr_decay: bool = False,
+    seed: int | np.random.Generator | None = None,
+    eval_every: int | None = None,
+    X_val=None,
+    y_val=None,
+    verbose: int = 1,
+    adam_t: int = 0,
+) -> dict:
+    """Train ``parameters`` in place, as the MATLAB Main script's loop does.
+
+    Parameters
+    ----------
+    parameters : dict
+        From :func:`initialize_weights`; updated in place.
+    X_train, y_train : arrays
+        Examples (m x n0) and integer labels.
+    epochs, learning_rate, minibatch_size, lambda_, activation
+        As in the Main script (which uses 10000, 1e-4, 128, 0, "relu").
+    optimizer : {"vanilla", "momentum", "rmsprop", "adam"}
+    beta, beta1, beta2 : float
+        Momentum's beta; Adam's (and RMSprop's beta2) moments.
+    lr_decay : bool
+        Apply :func:`exponential_decay` to the learning rate every epoch.
+    seed : int, Generator or None
+        Seeds the shuffling; the same seed and initial weights give the same run.
+    eval_every : int or None
+        Record the training (and validation) accuracy every this many epochs
+        and at the end; default about 100 times per run.
+    verbose : int
+        0 silent, 1 a progress bar.
+    adam_t : int
+        Adam steps already taken (to continue a run); the count is returned.
+
+    Returns
+    -------
+    dict
+        ``epoch`` (the epochs evaluated), ``loss`` (mean batch loss of those
+        epochs), ``train_accuracy``, ``val_accuracy`` (when validation data is
+        given) and ``adam_t``.
+    """
+    dtype = network_dtype(parameters)
+    activation = as_activation(activation)
+    lambda_ = as_lambda(lambda_)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    epochs = int(epochs)
+    X = as_inputs(X_train, dtype, parameters["W1"].shape[0], "X_train")
+    n_classes = parameters[f"W{num_layers(parameters)}"].shape[1]
+    y = as_labels(y_train, X.shape[0], n_classes, "y_train")
+    has_val = X_val is not None
+    if has_val:
+        X_val = as_inputs(X_val, dtype, parameters["W1"].shape[0], "X_val")
+        y_val = as_labels(y_val, X_val.shape[0], n_classes, "y_val")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    every = max(1, epochs // 100) if eval_every is None else int(eval_every)
+    if every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+
+    history: dict[str, list] = {"epoch": [], "loss": [], "train_accuracy": []}
+    if has_val:
+        history["val_accuracy"] = []
+    t = int(adam_t)
+
+    bar = None
+    epoch_iter: object = range(1, epochs + 1)
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(epoch_iter, desc="training", unit="epoch", leave=True)
+        epoch_iter = bar
+    for epoch in epoch_iter:  # type: ignore[attr-defined]
+        lr = exponential_decay(learning_rate, epoch) if lr_decay else learning_rate
+        losses = []
+        for idx in minibatches(X.shape[0], minibatch_size, rng):
+            batch_X, batch_y = X[idx], y[idx]
+            _, loss, cache = forward_propagation(batch_X, batch_y, parameters, lambda_, activation)
+            gradients = back_propagation(cache, batch_y, parameters, lambda_, activation)
+            if optimizer == "adam":
+                t += 1
+                gradient_descent_adam(gradients, parameters, lr, beta1, beta2, t)
+            elif optimizer == "rmsprop":
+                gradient_descent_rmsprop(gradients, parameters, lr, beta2)
+            elif optimizer == "momentum":
+                gradient_descent_momentum(gradients, parameters, lr, beta)
+            else:
+                gradient_descent_vanilla(gradients, parameters, lr)
+            losses.append(loss)
+        if not np.isfinite(losses[-1]):
+            raise FloatingPointError(
+                f"the loss became {losses[-1]} in epoch {epoch}: lower the learning rate"
+            )
+        if epoch % every == 0 or epoch == epochs:
+            acc, _ = check_accuracy(X, y, parameters, lambda_, activation)
+            history["epoch"].append(epoch)
+            history["loss"].append(float(np.mean(losses)))
+            history["train_accuracy"].append(acc)
+            postfix = {"loss": f"{np.mean(losses):.4f}", "train_acc": f"{acc:.3f}"}
+            if has_val:
+                val_acc, _ = check_accuracy(X_val, y_val, parameters, lambda_, activation)
+                history["val_accuracy"].append(val_acc)
+                postfix["val_acc"] = f"{val_acc:.3f}"
+            if bar is not None:
+                bar.set_postfix(postfix)
+    if bar is not None:
+        bar.close()
+    history["adam_t"] = t
+    return history

@@ -1,0 +1,19 @@
+"""Utilities: mirrors the MATLAB folder ``utils/``."""
+
+from __future__ import annotations
+
+from .check_accuracy import check_accuracy
+from .decision_boundary import decision_boundary
+from .exponential_decay import exponential_decay
+from .gradient_checking import gradient_checking
+from .normalization import normalization
+from .st_logspace import st_logspace
+
+__all__ = [
+    "check_accuracy",
+    "gradient_checking",
+    "decision_boundary",
+    "exponential_decay",
+    "normalization",
+    "st_logspace",
+]

@@ -1,0 +1,124 @@
+"""Bad input to the MATLAB-style API: a clear exception naming the argument, never a crash."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import natverk
+
+
+@pytest.fixture
+def net():
+    params = natverk.initialize_weights([3, 5, 2], seed=0)
+    X = np.random.default_rng(0).standard_normal((6, 3))
+    y = np.array([0, 1, 1, 0, 1, 0])
+    return params, X, y
+
+
+def test_wrong_feature_count(net):
+    params, X, y = net
+    with pytest.raises(ValueError, match=r"X has 4 features"):
+        natverk.forward_propagation(np.zeros((6, 4)), y, params)
+
+
+@pytest.mark.parametrize("bad", [np.zeros(3), np.zeros((2, 3, 1))])
+def test_wrong_rank(net, bad):
+    params, _, _ = net
+    with pytest.raises(ValueError, match=r"X must be 2-D"):
+        natverk.forward_propagation(bad, None, params)
+
+
+def test_empty_input(net):
+    params, _, _ = net
+    with pytest.raises(ValueError, match=r"X is empty"):
+        natverk.forward_propagation(np.zeros((0, 3)), np.zeros(0, dtype=int), params)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_input(net, value):
+    params, X, y = net
+    X = X.copy()
+    X[2, 1] = value
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at index \(2, 1\)\)"):
+        natverk.forward_propagation(X, y, params)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        natverk.check_accuracy(X, y, params)
+
+
+def test_wrong_dtypes(net):
+    params, X, y = net
+    with pytest.raises(TypeError, match="X must be a real numeric array"):
+        natverk.forward_propagation(X.astype(complex), y, params)
+    with pytest.raises(TypeError, match="y must hold integer class labels"):
+        natverk.forward_propagation(X, y + 0.5, params)
+    mixed = dict(params, W2=params["W2"].astype(np.float32))
+    with pytest.raises(TypeError, match="W2"):
+        natverk.forward_propagation(X, y, mixed)
+
+
+def test_labels_out_of_range_and_wrong_length(net):
+    params, X, y = net
+    with pytest.raises(ValueError, match=r"y\[3\] = 2 is not a class label in 0..1"):
+        natverk.forward_propagation(X, np.array([0, 1, 1, 2, 1, 0]), params)
+    with pytest.raises(ValueError, match=r"y\[0\] = -1"):
+        natverk.check_accuracy(X, np.array([-1, 1, 1, 0, 1, 0]), params)
+    with pytest.raises(ValueError, match="y has 5 labels but X has 6 examples"):
+        natverk.forward_propagation(X, y[:5], params)
+
+
+def test_non_contiguous_inputs_are_accepted_and_agree(net):
+    params, X, y = net
+    wide = np.zeros((6, 6))
+    wide[:, ::2] = X
+    view = wide[:, ::2]
+    assert not view.flags.c_contiguous
+    p1, l1, _ = natverk.forward_propagation(view, y, params)
+    p2, l2, _ = natverk.forward_propagation(X, y, params)
+    np.testing.assert_array_equal(p1, p2)
+    assert l1 == l2
+
+
+def test_broken_parameter_maps(net):
+    params, X, y = net
+    with pytest.raises(ValueError, match="no b2"):
+        natverk.forward_propagation(X, y, {k: v for k, v in params.items() if k != "b2"})
+    with pytest.raises(ValueError, match="without gaps"):
+        natverk.forward_propagation(X, y, {"W1": params["W1"], "b1": params["b1"], "W3": params["W2"], "b3": params["b2"]})
+    with pytest.raises(ValueError, match="W2'] has 4 rows"):
+        natverk.forward_propagation(X, y, dict(params, W2=np.zeros((4, 2))))
+    with pytest.raises(TypeError, match="dict"):
+        natverk.forward_propagation(X, y, [params["W1"]])
+    with pytest.raises(ValueError, match="activation"):
+        natverk.forward_propagation(X, y, params, activation="gelu")
+    with pytest.raises(ValueError, match="lambda_"):
+        natverk.forward_propagation(X, y, params, lambda_=-1.0)
+
+
+def test_back_propagation_needs_its_cache(net):
+    params, X, y = net
+    with pytest.raises(ValueError, match="cache lacks"):
+        natverk.back_propagation({"probs": np.zeros((6, 2))}, y, params)
+
+
+def test_initialize_weights_rejects_bad_nodes():
+    with pytest.raises(ValueError):
+        natverk.initialize_weights([3])
+    with pytest.raises(ValueError):
+        natverk.initialize_weights([3, 0, 2])
+    with pytest.raises(ValueError):
+        natverk.initialize_weights([3, 2.5, 2])
+    with pytest.raises(TypeError):
+        natverk.initialize_weights([3, 4], dtype=np.int32)
+
+
+def test_kernels_reject_non_contiguous_and_wrong_dtype():
+    x = np.zeros((4, 6))[:, ::2]
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        natverk._core.activation_forward(x, "relu")
+    with pytest.raises(TypeError, match="x must be a float32 or float64 array"):
+        natverk._core.activation_forward(np.zeros(3, dtype=np.int64), "relu")
+    with pytest.raises(ValueError, match="w is read-only"):
+        w = np.zeros(3)
+        w.flags.writeable = False
+        natverk._core.sgd_update(w, np.zeros(3), 0.1)
