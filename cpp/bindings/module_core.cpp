@@ -15,6 +15,8 @@ namespace bind {
 void bind_gemm(py::module_& m);
 void bind_activations(py::module_& m);
 void bind_dense(py::module_& m);
+void bind_conv2d(py::module_& m);
+void bind_pool2d(py::module_& m);
 void bind_losses(py::module_& m);
 void bind_optimizers(py::module_& m);
 }  // namespace bind
@@ -57,6 +59,8 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_gemm(m);
   bind::bind_activations(m);
   bind::bind_dense(m);
+  bind::bind_conv2d(m);
+  bind::bind_pool2d(m);
   bind::bind_losses(m);
   bind::bind_optimizers(m);
 }

@@ -10,13 +10,11 @@
 // computed by the same sequence of operations (the k loop is never split).
 #include "gemm/gemm.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "gemm/gemm_internal.h"
 
 namespace natverk {
@@ -28,24 +26,6 @@ using namespace gemm_detail;
 constexpr int64_t kMinWorkPerThread = 1 << 17;
 
 // Per-thread packing buffers, kept between calls (no per-call allocation).
-struct Scratch {
-  void* ptr = nullptr;
-  size_t bytes = 0;
-  ~Scratch() { std::free(ptr); }
-  void* get(size_t need) {
-    if (need > bytes) {
-      std::free(ptr);
-      need = (need + 63) / 64 * 64;
-      ptr = std::aligned_alloc(64, need);
-      if (!ptr) {
-        bytes = 0;
-        throw std::bad_alloc();
-      }
-      bytes = need;
-    }
-    return ptr;
-  }
-};
 thread_local Scratch t_scratch;
 
 template <typename T>

@@ -1,0 +1,116 @@
+// bind_conv2d.cpp -- conv2d_forward / conv2d_backward on NCHW arrays.
+#include <stdexcept>
+
+#include "bindings/checks.h"
+#include "conv2d/conv2d.h"
+
+namespace natverk {
+namespace bind {
+
+namespace {
+
+using Pair = std::pair<int64_t, int64_t>;
+
+Conv2dShape conv_shape(const py::array& X, const py::array& W, Pair stride, Pair padding,
+                       Pair dilation, int64_t groups) {
+  require_ndim(X, "x", 4);
+  require_ndim(W, "weight", 4);
+  try {
+    return make_conv2d_shape(X.shape(0), X.shape(1), X.shape(2), X.shape(3), W.shape(0), W.shape(1),
+                             W.shape(2), W.shape(3), stride.first, stride.second, padding.first,
+                             padding.second, dilation.first, dilation.second, groups);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+}
+
+template <typename T>
+const T* bias_ptr(const py::object& b, int64_t K) {
+  if (b.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(b)) throw py::type_error("bias must be a NumPy array or None");
+  py::array arr = py::reinterpret_borrow<py::array>(b);
+  require_dtype<T>(arr, "bias", "x");
+  if (arr.ndim() != 1 || arr.shape(0) != K)
+    throw py::value_error("bias must have shape (" + std::to_string(K) + ",), got " + shape_str(arr));
+  return in_ptr<T>(arr, "bias");
+}
+
+}  // namespace
+
+void bind_conv2d(py::module_& m) {
+  m.def(
+      "conv2d_forward",
+      [](const py::array& x, const py::array& weight, py::object bias, Pair stride, Pair padding,
+         Pair dilation, int64_t groups) -> py::array {
+        return dispatch_float(x, "x", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          require_dtype<T>(weight, "weight", "x");
+          const Conv2dShape s = conv_shape(x, weight, stride, padding, dilation, groups);
+          const T* xp = in_ptr<T>(x, "x");
+          const T* wp = in_ptr<T>(weight, "weight");
+          const T* bp = bias_ptr<T>(bias, s.K);
+          py::array_t<T> y({s.N, s.K, s.Ho, s.Wo});
+          T* yp = y.mutable_data();
+          {
+            py::gil_scoped_release release;
+            conv2d_forward<T>(yp, xp, wp, bp, s);
+          }
+          return y;
+        });
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = Pair{1, 1},
+      py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1}, py::arg("groups") = 1,
+      "y = conv2d(x, weight) + bias for x (N, C, H, W), weight (K, C/groups, kH, kW), bias (K,) or None; "
+      "stride/padding/dilation are (h, w) pairs. Returns (N, K, Ho, Wo).");
+
+  m.def(
+      "conv2d_backward",
+      [](const py::array& dy, const py::array& x, const py::array& weight, Pair stride,
+         Pair padding, Pair dilation, int64_t groups, bool need_dx, bool need_dw,
+         bool need_db) -> py::tuple {
+        return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
+          using T = decltype(tag);
+          require_dtype<T>(weight, "weight", "x");
+          require_dtype<T>(dy, "dy", "x");
+          const Conv2dShape s = conv_shape(x, weight, stride, padding, dilation, groups);
+          require_ndim(dy, "dy", 4);
+          if (dy.shape(0) != s.N || dy.shape(1) != s.K || dy.shape(2) != s.Ho || dy.shape(3) != s.Wo)
+            throw py::value_error("dy must have shape (" + std::to_string(s.N) + ", " + std::to_string(s.K) +
+                                  ", " + std::to_string(s.Ho) + ", " + std::to_string(s.Wo) + "), got " +
+                                  shape_str(dy));
+          const T* dyp = in_ptr<T>(dy, "dy");
+          const T* xp = in_ptr<T>(x, "x");
+          const T* wp = in_ptr<T>(weight, "weight");
+          py::object dx = py::none(), dw = py::none(), db = py::none();
+          T *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+          if (need_dx) {
+            py::array_t<T> a({s.N, s.C, s.H, s.W});
+            dxp = a.mutable_data();
+            dx = a;
+          }
+          if (need_dw) {
+            py::array_t<T> a({weight.shape(0), weight.shape(1), weight.shape(2), weight.shape(3)});
+            dwp = a.mutable_data();
+            dw = a;
+          }
+          if (need_db) {
+            py::array_t<T> a(std::vector<py::ssize_t>{s.K});
+            dbp = a.mutable_data();
+            db = a;
+          }
+          {
+            py::gil_scoped_release release;
+            conv2d_backward<T>(dxp, dwp, dbp, dyp, xp, wp, s);
+          }
+          return py::make_tuple(dx, dw, db);
+        });
+      },
+      py::arg("dy"), py::arg("x"), py::arg("weight"), py::arg("stride") = Pair{1, 1},
+      py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1}, py::arg("groups") = 1,
+      py::arg("need_dx") = true, py::arg("need_dw") = true, py::arg("need_db") = true,
+      "(dx, dweight, dbias) of conv2d_forward given dy (N, K, Ho, Wo); summed over the batch. "
+      "An output not asked for is None.");
+}
+
+}  // namespace bind
+}  // namespace natverk

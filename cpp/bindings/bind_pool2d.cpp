@@ -1,0 +1,171 @@
+// bind_pool2d.cpp -- max / average / global average pooling on NCHW arrays.
+#include <stdexcept>
+
+#include "bindings/checks.h"
+#include "pool2d/pool2d.h"
+
+namespace natverk {
+namespace bind {
+
+namespace {
+
+using Pair = std::pair<int64_t, int64_t>;
+
+Pool2dShape pool_shape(const py::array& X, Pair kernel, Pair stride, Pair padding) {
+  require_ndim(X, "x", 4);
+  try {
+    return make_pool2d_shape(X.shape(0), X.shape(1), X.shape(2), X.shape(3), kernel.first,
+                             kernel.second, stride.first, stride.second, padding.first,
+                             padding.second);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+}
+
+void require_out_shape(const py::array& dy, const Pool2dShape& s) {
+  require_ndim(dy, "dy", 4);
+  if (dy.shape(0) != s.N || dy.shape(1) != s.C || dy.shape(2) != s.Ho || dy.shape(3) != s.Wo)
+    throw py::value_error("dy must have shape (" + std::to_string(s.N) + ", " + std::to_string(s.C) + ", " +
+                          std::to_string(s.Ho) + ", " + std::to_string(s.Wo) + "), got " + shape_str(dy));
+}
+
+}  // namespace
+
+void bind_pool2d(py::module_& m) {
+  m.def(
+      "maxpool2d_forward",
+      [](const py::array& x, Pair kernel, Pair stride, Pair padding) -> py::tuple {
+        return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
+          using T = decltype(tag);
+          const Pool2dShape s = pool_shape(x, kernel, stride, padding);
+          const T* xp = in_ptr<T>(x, "x");
+          py::array_t<T> y({s.N, s.C, s.Ho, s.Wo});
+          py::array_t<int64_t> am({s.N, s.C, s.Ho, s.Wo});
+          T* yp = y.mutable_data();
+          int64_t* ap = am.mutable_data();
+          {
+            py::gil_scoped_release release;
+            maxpool2d_forward<T>(yp, ap, xp, s);
+          }
+          return py::make_tuple(y, am);
+        });
+      },
+      py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding") = Pair{0, 0},
+      "(y, argmax): max over each window; argmax holds the flat index h*W + w of the winner.");
+
+  m.def(
+      "maxpool2d_backward",
+      [](const py::array& dy, const py::array& argmax, py::array x_shape_like, Pair kernel,
+         Pair stride, Pair padding) -> py::array {
+        return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          const Pool2dShape s = pool_shape(x_shape_like, kernel, stride, padding);
+          require_out_shape(dy, s);
+          if (!argmax.dtype().is(py::dtype::of<int64_t>()))
+            throw py::type_error("argmax must be the int64 array maxpool2d_forward returned");
+          require_same_shape(argmax, "argmax", dy, "dy");
+          const T* dyp = in_ptr<T>(dy, "dy");
+          const int64_t* ap = in_ptr<int64_t>(argmax, "argmax");
+          const int64_t plane = s.H * s.W;
+          for (int64_t i = 0; i < static_cast<int64_t>(argmax.size()); ++i)
+            if (ap[i] < 0 || ap[i] >= plane) throw py::value_error("argmax holds an index outside the input plane");
+          py::array_t<T> dx({s.N, s.C, s.H, s.W});
+          T* dxp = dx.mutable_data();
+          {
+            py::gil_scoped_release release;
+            maxpool2d_backward<T>(dxp, dyp, ap, s);
+          }
+          return dx;
+        });
+      },
+      py::arg("dy"), py::arg("argmax"), py::arg("x"), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding") = Pair{0, 0},
+      "dx: dy routed to each window's arg-max (overlapping windows add up). x gives the input shape.");
+
+  m.def(
+      "avgpool2d_forward",
+      [](const py::array& x, Pair kernel, Pair stride, Pair padding) -> py::array {
+        return dispatch_float(x, "x", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          const Pool2dShape s = pool_shape(x, kernel, stride, padding);
+          const T* xp = in_ptr<T>(x, "x");
+          py::array_t<T> y({s.N, s.C, s.Ho, s.Wo});
+          T* yp = y.mutable_data();
+          {
+            py::gil_scoped_release release;
+            avgpool2d_forward<T>(yp, xp, s);
+          }
+          return y;
+        });
+      },
+      py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding") = Pair{0, 0},
+      "Window means (zero padding counted in the divisor kH*kW).");
+
+  m.def(
+      "avgpool2d_backward",
+      [](const py::array& dy, py::array x_shape_like, Pair kernel, Pair stride, Pair padding) -> py::array {
+        return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          const Pool2dShape s = pool_shape(x_shape_like, kernel, stride, padding);
+          require_out_shape(dy, s);
+          const T* dyp = in_ptr<T>(dy, "dy");
+          py::array_t<T> dx({s.N, s.C, s.H, s.W});
+          T* dxp = dx.mutable_data();
+          {
+            py::gil_scoped_release release;
+            avgpool2d_backward<T>(dxp, dyp, s);
+          }
+          return dx;
+        });
+      },
+      py::arg("dy"), py::arg("x"), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding") = Pair{0, 0}, "dx of avgpool2d_forward; x gives the input shape.");
+
+  m.def(
+      "global_avgpool_forward",
+      [](const py::array& x) -> py::array {
+        return dispatch_float(x, "x", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          require_ndim(x, "x", 4);
+          require_nonempty(x, "x");
+          const T* xp = in_ptr<T>(x, "x");
+          const int64_t N = x.shape(0), C = x.shape(1), HW = x.shape(2) * x.shape(3);
+          py::array_t<T> y({x.shape(0), x.shape(1)});
+          T* yp = y.mutable_data();
+          {
+            py::gil_scoped_release release;
+            global_avgpool_forward<T>(yp, xp, N, C, HW);
+          }
+          return y;
+        });
+      },
+      py::arg("x"), "Mean over (H, W): (N, C, H, W) -> (N, C).");
+
+  m.def(
+      "global_avgpool_backward",
+      [](const py::array& dy, py::array x_shape_like) -> py::array {
+        return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
+          using T = decltype(tag);
+          require_ndim(x_shape_like, "x", 4);
+          require_nonempty(x_shape_like, "x");
+          require_ndim(dy, "dy", 2);
+          if (dy.shape(0) != x_shape_like.shape(0) || dy.shape(1) != x_shape_like.shape(1))
+            throw py::value_error("dy must have shape (N, C) of x, got " + shape_str(dy));
+          const T* dyp = in_ptr<T>(dy, "dy");
+          const int64_t N = x_shape_like.shape(0), C = x_shape_like.shape(1);
+          const int64_t HW = x_shape_like.shape(2) * x_shape_like.shape(3);
+          py::array_t<T> dx({x_shape_like.shape(0), x_shape_like.shape(1), x_shape_like.shape(2),
+                             x_shape_like.shape(3)});
+          T* dxp = dx.mutable_data();
+          {
+            py::gil_scoped_release release;
+            global_avgpool_backward<T>(dxp, dyp, N, C, HW);
+          }
+          return dx;
+        });
+      },
+      py::arg("dy"), py::arg("x"), "dx = dy / (H W) spread over each plane; x gives the input shape.");
+}
+
+}  // namespace bind
+}  // namespace natverk

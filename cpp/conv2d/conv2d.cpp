@@ -1,0 +1,211 @@
+// conv2d.cpp -- im2col + GEMM convolution (see conv2d.h for the maths).
+#include "conv2d/conv2d.h"
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/elementwise.h"
+#include "common/parallel.h"
+#include "common/scratch.h"
+#include "gemm/gemm.h"
+
+namespace natverk {
+
+Conv2dShape make_conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t Cw,
+                              int64_t kH, int64_t kW, int64_t sh, int64_t sw, int64_t ph,
+                              int64_t pw, int64_t dh, int64_t dw, int64_t groups) {
+  auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
+  if (N < 1 || C < 1 || H < 1 || W < 1) fail("input must be non-empty (N, C, H, W all >= 1)");
+  if (K < 1 || kH < 1 || kW < 1) fail("weight must be non-empty (out_channels, kH, kW all >= 1)");
+  if (sh < 1 || sw < 1) fail("stride must be >= 1, got (" + std::to_string(sh) + ", " + std::to_string(sw) + ")");
+  if (ph < 0 || pw < 0) fail("padding must be >= 0");
+  if (dh < 1 || dw < 1) fail("dilation must be >= 1");
+  if (groups < 1) fail("groups must be >= 1");
+  if (C % groups != 0 || K % groups != 0)
+    fail("groups (" + std::to_string(groups) + ") must divide in_channels (" + std::to_string(C) +
+         ") and out_channels (" + std::to_string(K) + ")");
+  if (Cw * groups != C)
+    fail("weight has " + std::to_string(Cw) + " input channels per group but the input has " +
+         std::to_string(C) + " channels in " + std::to_string(groups) + " group(s)");
+  const int64_t eff_h = dh * (kH - 1) + 1, eff_w = dw * (kW - 1) + 1;
+  if (H + 2 * ph < eff_h || W + 2 * pw < eff_w)
+    fail("kernel (" + std::to_string(eff_h) + " x " + std::to_string(eff_w) +
+         " with dilation) is larger than the padded input (" + std::to_string(H + 2 * ph) + " x " +
+         std::to_string(W + 2 * pw) + ")");
+  Conv2dShape s{N, C, H, W, K, kH, kW, sh, sw, ph, pw, dh, dw, groups, 0, 0};
+  s.Ho = (H + 2 * ph - eff_h) / sh + 1;
+  s.Wo = (W + 2 * pw - eff_w) / sw + 1;
+  return s;
+}
+
+namespace {
+
+thread_local Scratch t_cols;
+
+// col (Cg*kH*kW, Ho*Wo) from one group of one image x (Cg, H, W)
+template <typename T>
+void im2col(T* col, const T* x, int64_t Cg, const Conv2dShape& s) {
+  const int64_t HWo = s.Ho * s.Wo;
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t i = 0; i < s.kH; ++i)
+      for (int64_t j = 0; j < s.kW; ++j) {
+        T* row = col + ((c * s.kH + i) * s.kW + j) * HWo;
+        const T* plane = x + c * s.H * s.W;
+        for (int64_t oh = 0; oh < s.Ho; ++oh) {
+          const int64_t h = oh * s.sh - s.ph + i * s.dh;
+          T* out = row + oh * s.Wo;
+          if (h < 0 || h >= s.H) {
+            std::memset(out, 0, sizeof(T) * static_cast<size_t>(s.Wo));
+            continue;
+          }
+          const T* in = plane + h * s.W;
+          const int64_t off = j * s.dw - s.pw;
+          if (s.sw == 1 && off >= 0 && off + s.Wo <= s.W) {
+            std::memcpy(out, in + off, sizeof(T) * static_cast<size_t>(s.Wo));
+          } else {
+            for (int64_t ow = 0; ow < s.Wo; ++ow) {
+              const int64_t w = ow * s.sw + off;
+              out[ow] = (w >= 0 && w < s.W) ? in[w] : T(0);
+            }
+          }
+        }
+      }
+}
+
+// x (Cg, H, W) += col2im(col): the adjoint of im2col
+template <typename T>
+void col2im_add(T* x, const T* col, int64_t Cg, const Conv2dShape& s) {
+  const int64_t HWo = s.Ho * s.Wo;
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t i = 0; i < s.kH; ++i)
+      for (int64_t j = 0; j < s.kW; ++j) {
+        const T* row = col + ((c * s.kH + i) * s.kW + j) * HWo;
+        T* plane = x + c * s.H * s.W;
+        for (int64_t oh = 0; oh < s.Ho; ++oh) {
+          const int64_t h = oh * s.sh - s.ph + i * s.dh;
+          if (h < 0 || h >= s.H) continue;
+          T* out = plane + h * s.W;
+          const T* in = row + oh * s.Wo;
+          const int64_t off = j * s.dw - s.pw;
+          for (int64_t ow = 0; ow < s.Wo; ++ow) {
+            const int64_t w = ow * s.sw + off;
+            if (w >= 0 && w < s.W) out[w] += in[ow];
+          }
+        }
+      }
+}
+
+// A 1x1, stride-1, unpadded convolution reads X directly as its own columns.
+bool is_pointwise(const Conv2dShape& s) {
+  return s.kH == 1 && s.kW == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0;
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
+  const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
+  parallel_for(s.N, 1, [&](int64_t n0, int64_t n1, int) {
+    const bool direct = is_pointwise(s);
+    T* col = direct ? nullptr : static_cast<T*>(t_cols.get(sizeof(T) * static_cast<size_t>(ckk * HWo)));
+    for (int64_t n = n0; n < n1; ++n) {
+      T* y = Y + n * s.K * HWo;
+      for (int64_t k = 0; k < s.K; ++k) {
+        const T bias = b ? b[k] : T(0);
+        for (int64_t p = 0; p < HWo; ++p) y[k * HWo + p] = bias;
+      }
+      for (int64_t g = 0; g < G; ++g) {
+        const T* x = X + (n * s.C + g * Cg) * s.H * s.W;
+        const T* cols = x;
+        if (!direct) {
+          im2col(col, x, Cg, s);
+          cols = col;
+        }
+        // y_g (Kg x HWo) += W_g (Kg x ckk) @ cols (ckk x HWo)
+        gemm_rowmajor<T>(false, false, Kg, HWo, ckk, T(1), Wt + g * Kg * ckk, ckk, cols, HWo, T(1),
+                         y + g * Kg * HWo, HWo);
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
+                     const Conv2dShape& s) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
+  const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
+  const int64_t wsize = s.K * ckk;
+  const bool direct = is_pointwise(s);
+
+  // dW: per-chunk partial sums over that chunk's images, added in chunk order
+  // afterwards, so the result does not depend on thread timing.
+  const int chunks = plan_chunks(s.N, 1);
+  std::vector<T> partial;
+  if (dW && chunks > 1) partial.assign(static_cast<size_t>(wsize) * static_cast<size_t>(chunks - 1), T(0));
+  if (dW) std::memset(dW, 0, sizeof(T) * static_cast<size_t>(wsize));
+
+  parallel_for(s.N, 1, [&](int64_t n0, int64_t n1, int chunk) {
+    T* dw_acc = dW ? (chunk == 0 ? dW : partial.data() + (chunk - 1) * wsize) : nullptr;
+    T* col = direct ? nullptr : static_cast<T*>(t_cols.get(sizeof(T) * static_cast<size_t>(ckk * HWo)));
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* dy = dY + n * s.K * HWo;
+      if (dX) std::memset(dX + n * s.C * s.H * s.W, 0, sizeof(T) * static_cast<size_t>(s.C * s.H * s.W));
+      for (int64_t g = 0; g < G; ++g) {
+        const T* dy_g = dy + g * Kg * HWo;
+        const T* w_g = Wt + g * Kg * ckk;
+        if (dw_acc) {
+          const T* x = X + (n * s.C + g * Cg) * s.H * s.W;
+          const T* cols = x;
+          if (!direct) {
+            im2col(col, x, Cg, s);
+            cols = col;
+          }
+          // dW_g (Kg x ckk) += dY_g (Kg x HWo) @ cols^T (HWo x ckk)
+          gemm_rowmajor<T>(false, true, Kg, ckk, HWo, T(1), dy_g, HWo, cols, HWo, T(1),
+                           dw_acc + g * Kg * ckk, ckk);
+        }
+        if (dX) {
+          T* dx = dX + (n * s.C + g * Cg) * s.H * s.W;
+          if (direct) {
+            // dX_g (Cg x HW) += W_g^T (Cg x Kg) @ dY_g (Kg x HW)
+            gemm_rowmajor<T>(true, false, Cg, HWo, Kg, T(1), w_g, ckk, dy_g, HWo, T(1), dx, HWo);
+          } else {
+            // dcols (ckk x HWo) = W_g^T @ dY_g, then scatter-add back to the image
+            gemm_rowmajor<T>(true, false, ckk, HWo, Kg, T(1), w_g, ckk, dy_g, HWo, T(0), col, HWo);
+            col2im_add(dx, col, Cg, s);
+          }
+        }
+      }
+    }
+  });
+  if (dW)
+    for (int c = 1; c < chunks; ++c) {
+      const T* p = partial.data() + (c - 1) * wsize;
+      for (int64_t i = 0; i < wsize; ++i) dW[i] += p[i];
+    }
+
+  if (db) {
+    parallel_for(s.K, 1, [&](int64_t k0, int64_t k1, int) {
+      for (int64_t k = k0; k < k1; ++k) {
+        typename Acc<T>::type acc = 0;
+        for (int64_t n = 0; n < s.N; ++n) {
+          const T* p = dY + (n * s.K + k) * HWo;
+          for (int64_t i = 0; i < HWo; ++i) acc += p[i];
+        }
+        db[k] = static_cast<T>(acc);
+      }
+    });
+  }
+}
+
+template void conv2d_forward<float>(float*, const float*, const float*, const float*, const Conv2dShape&);
+template void conv2d_forward<double>(double*, const double*, const double*, const double*, const Conv2dShape&);
+template void conv2d_backward<float>(float*, float*, float*, const float*, const float*, const float*,
+                                     const Conv2dShape&);
+template void conv2d_backward<double>(double*, double*, double*, const double*, const double*,
+                                      const double*, const Conv2dShape&);
+
+}  // namespace natverk

@@ -1,0 +1,47 @@
+// conv2d.h -- 2-D convolution (cross-correlation, as every framework) on NCHW
+// tensors, forward and backward, on our GEMM via im2col (seed 001 §4.2.3-4.2.4,
+// thesis eq. 14-15):
+//
+//   Y[n, k, oh, ow] = b[k] + sum_{c in group(k), i, j}
+//                     X[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] * W[k, c - c0(k), i, j]
+//   Ho = floor((H + 2 ph - dh (kH - 1) - 1) / sh) + 1   (thesis eq. 15 with dilation)
+//
+// Backward (seed 001 eq. 42, 43):
+//   dX = full convolution of dY with the 180-degree-rotated kernels (col2im of W^T dY)
+//   dW[k, c, i, j] = sum_{n, oh, ow} X[n, c, oh*sh - ph + i*dh, ...] dY[n, k, oh, ow]
+//   db[k] = sum_{n, oh, ow} dY[n, k, oh, ow]
+// The sums run over the whole batch: any 1/N lives in the loss's gradient.
+//
+// Layout: X (N, C, H, W), W (K, C/groups, kH, kW), b (K), Y (N, K, Ho, Wo); all
+// C-contiguous. Outputs are overwritten. Images are processed in parallel,
+// each with a per-thread im2col buffer reused across calls.
+#pragma once
+#include <cstdint>
+
+namespace natverk {
+
+struct Conv2dShape {
+  int64_t N, C, H, W;    // input
+  int64_t K, kH, kW;     // output channels, kernel size
+  int64_t sh, sw;        // stride
+  int64_t ph, pw;        // zero padding
+  int64_t dh, dw;        // dilation
+  int64_t groups;
+  int64_t Ho, Wo;        // output size (computed)
+};
+
+// Validates the geometry and fills Ho, Wo; throws std::invalid_argument with a
+// message that names the offending argument.
+Conv2dShape make_conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t Cw,
+                              int64_t kH, int64_t kW, int64_t sh, int64_t sw, int64_t ph,
+                              int64_t pw, int64_t dh, int64_t dw, int64_t groups);
+
+template <typename T>
+void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s);
+
+// Any of dX, dW, db may be null (not wanted).
+template <typename T>
+void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
+                     const Conv2dShape& s);
+
+}  // namespace natverk

@@ -1,0 +1,166 @@
+// pool2d.cpp -- see pool2d.h for the definitions.
+#include "pool2d/pool2d.h"
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "common/elementwise.h"
+#include "common/parallel.h"
+
+namespace natverk {
+
+Pool2dShape make_pool2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t kW,
+                              int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
+  if (N < 1 || C < 1 || H < 1 || W < 1) fail("input must be non-empty (N, C, H, W all >= 1)");
+  if (kH < 1 || kW < 1) fail("kernel_size must be >= 1");
+  if (sh < 1 || sw < 1) fail("stride must be >= 1");
+  if (ph < 0 || pw < 0 || 2 * ph > kH || 2 * pw > kW)
+    fail("padding must be between 0 and half the kernel size");
+  if (H + 2 * ph < kH || W + 2 * pw < kW)
+    fail("kernel (" + std::to_string(kH) + " x " + std::to_string(kW) +
+         ") is larger than the padded input (" + std::to_string(H + 2 * ph) + " x " +
+         std::to_string(W + 2 * pw) + ")");
+  return {N, C, H, W, kH, kW, sh, sw, ph, pw, (H + 2 * ph - kH) / sh + 1, (W + 2 * pw - kW) / sw + 1};
+}
+
+namespace {
+inline int64_t grain_planes(int64_t plane) { return kElementwiseGrain / (plane > 0 ? plane : 1) + 1; }
+}  // namespace
+
+template <typename T>
+void maxpool2d_forward(T* Y, int64_t* argmax, const T* X, const Pool2dShape& s) {
+  const int64_t planes = s.N * s.C;
+  parallel_for(planes, grain_planes(s.H * s.W), [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const T* x = X + p * s.H * s.W;
+      T* y = Y + p * s.Ho * s.Wo;
+      int64_t* am = argmax + p * s.Ho * s.Wo;
+      for (int64_t oh = 0; oh < s.Ho; ++oh)
+        for (int64_t ow = 0; ow < s.Wo; ++ow) {
+          const int64_t h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+          int64_t best = -1;
+          T bv = T(0);
+          for (int64_t i = 0; i < s.kH; ++i) {
+            const int64_t h = h0 + i;
+            if (h < 0 || h >= s.H) continue;
+            for (int64_t j = 0; j < s.kW; ++j) {
+              const int64_t w = w0 + j;
+              if (w < 0 || w >= s.W) continue;
+              const T v = x[h * s.W + w];
+              // first maximum wins; a NaN wins and stays (v != v)
+              if (best < 0 || v > bv || (v != v && bv == bv)) {
+                best = h * s.W + w;
+                bv = v;
+              }
+            }
+          }
+          y[oh * s.Wo + ow] = bv;
+          am[oh * s.Wo + ow] = best;
+        }
+    }
+  });
+}
+
+template <typename T>
+void maxpool2d_backward(T* dX, const T* dY, const int64_t* argmax, const Pool2dShape& s) {
+  const int64_t planes = s.N * s.C;
+  parallel_for(planes, grain_planes(s.H * s.W), [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      T* dx = dX + p * s.H * s.W;
+      std::memset(dx, 0, sizeof(T) * static_cast<size_t>(s.H * s.W));
+      const T* dy = dY + p * s.Ho * s.Wo;
+      const int64_t* am = argmax + p * s.Ho * s.Wo;
+      for (int64_t o = 0; o < s.Ho * s.Wo; ++o) dx[am[o]] += dy[o];
+    }
+  });
+}
+
+template <typename T>
+void avgpool2d_forward(T* Y, const T* X, const Pool2dShape& s) {
+  const int64_t planes = s.N * s.C;
+  const T inv = T(1) / static_cast<T>(s.kH * s.kW);
+  parallel_for(planes, grain_planes(s.H * s.W), [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const T* x = X + p * s.H * s.W;
+      T* y = Y + p * s.Ho * s.Wo;
+      for (int64_t oh = 0; oh < s.Ho; ++oh)
+        for (int64_t ow = 0; ow < s.Wo; ++ow) {
+          const int64_t h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+          T acc = T(0);
+          for (int64_t i = 0; i < s.kH; ++i) {
+            const int64_t h = h0 + i;
+            if (h < 0 || h >= s.H) continue;
+            for (int64_t j = 0; j < s.kW; ++j) {
+              const int64_t w = w0 + j;
+              if (w >= 0 && w < s.W) acc += x[h * s.W + w];
+            }
+          }
+          y[oh * s.Wo + ow] = acc * inv;
+        }
+    }
+  });
+}
+
+template <typename T>
+void avgpool2d_backward(T* dX, const T* dY, const Pool2dShape& s) {
+  const int64_t planes = s.N * s.C;
+  const T inv = T(1) / static_cast<T>(s.kH * s.kW);
+  parallel_for(planes, grain_planes(s.H * s.W), [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      T* dx = dX + p * s.H * s.W;
+      std::memset(dx, 0, sizeof(T) * static_cast<size_t>(s.H * s.W));
+      const T* dy = dY + p * s.Ho * s.Wo;
+      for (int64_t oh = 0; oh < s.Ho; ++oh)
+        for (int64_t ow = 0; ow < s.Wo; ++ow) {
+          const T g = dy[oh * s.Wo + ow] * inv;
+          const int64_t h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+          for (int64_t i = 0; i < s.kH; ++i) {
+            const int64_t h = h0 + i;
+            if (h < 0 || h >= s.H) continue;
+            for (int64_t j = 0; j < s.kW; ++j) {
+              const int64_t w = w0 + j;
+              if (w >= 0 && w < s.W) dx[h * s.W + w] += g;
+            }
+          }
+        }
+    }
+  });
+}
+
+template <typename T>
+void global_avgpool_forward(T* Y, const T* X, int64_t N, int64_t C, int64_t HW) {
+  parallel_for(N * C, grain_planes(HW), [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      typename Acc<T>::type acc = 0;
+      const T* x = X + p * HW;
+      for (int64_t i = 0; i < HW; ++i) acc += x[i];
+      Y[p] = static_cast<T>(acc / static_cast<double>(HW));
+    }
+  });
+}
+
+template <typename T>
+void global_avgpool_backward(T* dX, const T* dY, int64_t N, int64_t C, int64_t HW) {
+  parallel_for(N * C, grain_planes(HW), [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const T g = static_cast<T>(static_cast<double>(dY[p]) / static_cast<double>(HW));
+      T* dx = dX + p * HW;
+      for (int64_t i = 0; i < HW; ++i) dx[i] = g;
+    }
+  });
+}
+
+#define NATVERK_INSTANTIATE(T)                                                            \
+  template void maxpool2d_forward<T>(T*, int64_t*, const T*, const Pool2dShape&);        \
+  template void maxpool2d_backward<T>(T*, const T*, const int64_t*, const Pool2dShape&); \
+  template void avgpool2d_forward<T>(T*, const T*, const Pool2dShape&);                  \
+  template void avgpool2d_backward<T>(T*, const T*, const Pool2dShape&);                 \
+  template void global_avgpool_forward<T>(T*, const T*, int64_t, int64_t, int64_t);      \
+  template void global_avgpool_backward<T>(T*, const T*, int64_t, int64_t, int64_t);
+NATVERK_INSTANTIATE(float)
+NATVERK_INSTANTIATE(double)
+#undef NATVERK_INSTANTIATE
+
+}  // namespace natverk
