@@ -17,6 +17,8 @@ void bind_activations(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_conv2d(py::module_& m);
 void bind_pool2d(py::module_& m);
+void bind_batchnorm(py::module_& m);
+void bind_dropout(py::module_& m);
 void bind_losses(py::module_& m);
 void bind_optimizers(py::module_& m);
 }  // namespace bind
@@ -61,6 +63,8 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_dense(m);
   bind::bind_conv2d(m);
   bind::bind_pool2d(m);
+  bind::bind_batchnorm(m);
+  bind::bind_dropout(m);
   bind::bind_losses(m);
   bind::bind_optimizers(m);
 }

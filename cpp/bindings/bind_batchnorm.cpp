@@ -1,0 +1,113 @@
+// bind_batchnorm.cpp -- batch normalisation on (N, F) or (N, C, H, W) arrays.
+#include "batchnorm/batchnorm.h"
+#include "bindings/checks.h"
+
+namespace natverk {
+namespace bind {
+
+namespace {
+
+struct Dims {
+  int64_t N, C, S;
+};
+
+Dims bn_dims(const py::array& x) {
+  if (x.ndim() != 2 && x.ndim() != 4)
+    throw py::value_error("x must be 2-D (N, features) or 4-D (N, C, H, W), got shape " + shape_str(x));
+  require_nonempty(x, "x");
+  return {x.shape(0), x.shape(1), x.ndim() == 4 ? x.shape(2) * x.shape(3) : 1};
+}
+
+template <typename T>
+const T* channel_vec(const py::array& a, const char* name, int64_t C) {
+  require_dtype<T>(a, name, "x");
+  if (a.ndim() != 1 || a.shape(0) != C)
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(C) + ",), got " + shape_str(a));
+  return in_ptr<T>(a, name);
+}
+
+}  // namespace
+
+void bind_batchnorm(py::module_& m) {
+  m.def(
+      "batchnorm_forward",
+      [](const py::array& x, const py::array& gamma, const py::array& beta, py::array running_mean,
+         py::array running_var, bool training, double eps, double momentum) -> py::tuple {
+        require_finite(eps, "eps");
+        if (!(eps > 0)) throw py::value_error("eps must be > 0");
+        require_in(momentum, "momentum", 0.0, 1.0, false);
+        return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
+          using T = decltype(tag);
+          const Dims d = bn_dims(x);
+          const T* xp = in_ptr<T>(x, "x");
+          const T* g = channel_vec<T>(gamma, "gamma", d.C);
+          const T* b = channel_vec<T>(beta, "beta", d.C);
+          channel_vec<T>(running_mean, "running_mean", d.C);
+          channel_vec<T>(running_var, "running_var", d.C);
+          T* rm = static_cast<T*>(running_mean.mutable_data());
+          T* rv = static_cast<T*>(running_var.mutable_data());
+          if (training) {
+            require_writeable(running_mean, "running_mean");
+            require_writeable(running_var, "running_var");
+          } else {
+            for (int64_t c = 0; c < d.C; ++c)
+              if (!(rv[c] >= 0)) throw py::value_error("running_var must be >= 0");
+          }
+          py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+          py::array_t<T> mean(std::vector<py::ssize_t>{d.C}), invstd(std::vector<py::ssize_t>{d.C});
+          T* yp = y.mutable_data();
+          T* mp = mean.mutable_data();
+          T* ip = invstd.mutable_data();
+          {
+            py::gil_scoped_release release;
+            if (training) {
+              batchnorm_forward_train<T>(yp, mp, ip, rm, rv, xp, g, b, d.N, d.C, d.S, eps, momentum);
+            } else {
+              batchnorm_forward_eval<T>(yp, xp, g, b, rm, rv, d.N, d.C, d.S, eps);
+              for (int64_t c = 0; c < d.C; ++c) {
+                mp[c] = rm[c];
+                ip[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(rv[c]) + eps));
+              }
+            }
+          }
+          return py::make_tuple(y, mean, invstd);
+        });
+      },
+      py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("training"), py::arg("eps") = 1e-5, py::arg("momentum") = 0.1,
+      "(y, mean, invstd). Training normalises with the batch statistics and updates running_mean/"
+      "running_var in place (running_var with the unbiased variance); evaluation uses the running "
+      "statistics. Pass mean and invstd on to batchnorm_backward.");
+
+  m.def(
+      "batchnorm_backward",
+      [](const py::array& dy, const py::array& x, const py::array& mean, const py::array& invstd,
+         const py::array& gamma, bool training) -> py::tuple {
+        return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
+          using T = decltype(tag);
+          const Dims d = bn_dims(x);
+          require_dtype<T>(dy, "dy", "x");
+          require_same_shape(dy, "dy", x, "x");
+          const T* dyp = in_ptr<T>(dy, "dy");
+          const T* xp = in_ptr<T>(x, "x");
+          const T* mp = channel_vec<T>(mean, "mean", d.C);
+          const T* ip = channel_vec<T>(invstd, "invstd", d.C);
+          const T* g = channel_vec<T>(gamma, "gamma", d.C);
+          py::array_t<T> dx(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+          py::array_t<T> dgamma(std::vector<py::ssize_t>{d.C}), dbeta(std::vector<py::ssize_t>{d.C});
+          T* dxp = dx.mutable_data();
+          T* dgp = dgamma.mutable_data();
+          T* dbp = dbeta.mutable_data();
+          {
+            py::gil_scoped_release release;
+            batchnorm_backward<T>(dxp, dgp, dbp, dyp, xp, mp, ip, g, d.N, d.C, d.S, training);
+          }
+          return py::make_tuple(dx, dgamma, dbeta);
+        });
+      },
+      py::arg("dy"), py::arg("x"), py::arg("mean"), py::arg("invstd"), py::arg("gamma"),
+      py::arg("training"), "(dx, dgamma, dbeta) given the mean/invstd batchnorm_forward returned.");
+}
+
+}  // namespace bind
+}  // namespace natverk

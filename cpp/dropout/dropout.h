@@ -1,0 +1,25 @@
+// dropout.h -- inverted dropout (thesis §2.4.2; seed 002): in training each
+// element is kept with probability 1 - p and scaled by 1 / (1 - p), so the
+// expected activation is unchanged and evaluation is the identity.
+//
+//   mask[i] = u(seed, i) >= p,   y = x * mask / (1 - p),   dx = dy * mask / (1 - p)
+//
+// u(seed, i) is a counter-based uniform in [0, 1): a SplitMix64 hash of
+// (seed, i) (Steele, Lea & Flood 2014), so element i's decision depends only on
+// the seed and its index -- reproducible, and independent of the thread count
+// and of how the work is split.
+#pragma once
+#include <cstdint>
+
+namespace natverk {
+
+// A uniform double in [0, 1) from (seed, counter); 53 random bits.
+double counter_uniform(uint64_t seed, uint64_t counter);
+
+template <typename T>
+void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, double p, uint64_t seed);
+
+template <typename T>
+void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, double p);
+
+}  // namespace natverk
