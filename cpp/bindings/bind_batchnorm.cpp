@@ -44,12 +44,14 @@ void bind_batchnorm(py::module_& m) {
           const T* b = channel_vec<T>(beta, "beta", d.C);
           channel_vec<T>(running_mean, "running_mean", d.C);
           channel_vec<T>(running_var, "running_var", d.C);
-          T* rm = static_cast<T*>(running_mean.mutable_data());
-          T* rv = static_cast<T*>(running_var.mutable_data());
           if (training) {
             require_writeable(running_mean, "running_mean");
             require_writeable(running_var, "running_var");
-          } else {
+          }
+          // Only written in training (checked writeable above).
+          T* rm = const_cast<T*>(static_cast<const T*>(running_mean.data()));
+          T* rv = const_cast<T*>(static_cast<const T*>(running_var.data()));
+          if (!training) {
             for (int64_t c = 0; c < d.C; ++c)
               if (!(rv[c] >= 0)) throw py::value_error("running_var must be >= 0");
           }

@@ -49,6 +49,7 @@ void bind_gemm(py::module_& m) {
               throw py::value_error("C must have shape (" + std::to_string(m) + ", " +
                                     std::to_string(n) + "), got " + shape_str(C));
             require_writeable(C, "C");
+            if (m == 0 || n == 0) return C;  // nothing to compute; an empty array's strides are arbitrary
             if (n > 1 && C.strides(1) != static_cast<py::ssize_t>(sizeof(T)))
               throw py::value_error("C must have unit column stride (a row-major view)");
             if (m > 1 && (C.strides(0) % static_cast<py::ssize_t>(sizeof(T)) != 0 ||

@@ -1,0 +1,401 @@
+"""natverk._core.gemm against the float64 reference (cpp/gemm/gemm.h).
+
+C = alpha * op(A) op(B) + beta * C for every transpose combination, shapes
+around and across the micro-tile (mr x nr) and cache blocks (mc, kc, nc),
+both dtypes, 1 and 2 threads and every SIMD level this CPU can run; strided,
+transposed, reversed and embedded views; BLAS beta == 0 semantics; argument
+checking; empty dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import natverk._core as core
+import reference as ref
+from tolerances import assert_close, gemm_atol, tol
+
+DTYPES = [np.float32, np.float64]
+_LEVEL_ORDER = ["scalar", "avx2", "avx512"]
+SIMD_LEVELS = _LEVEL_ORDER[: _LEVEL_ORDER.index(core.best_simd_level()) + 1]
+GARBAGE = 1e30  # fills memory around views: any out-of-bounds read shows up as huge/inf
+
+# (m, n, k); op(A) is m x k, op(B) is k x n, C is m x n.
+SMALL_SHAPES = [
+    (1, 1, 1),
+    (1, 17, 9),       # batch-1 row
+    (9, 1, 13),       # a single column
+    (5, 7, 1),        # k = 1
+    (7, 13, 5),       # smaller than one tile in n, ragged in m
+    (6, 16, 8),       # exactly one avx2 float32 tile
+    (31, 17, 33),
+    (97, 101, 103),
+]
+LARGE_SHAPES = [
+    (300, 301, 302),   # several mc blocks, k crosses kc = 256
+    (64, 784, 500),    # the MLP layer shape (splits along n); k crosses kc
+    (1030, 257, 130),  # m crosses mc = 96/128/144 many times
+    (10, 20, 600),     # k crosses kc twice
+    (9, 3100, 21),     # n crosses every nc (1024, 1536, 2048, 3072)
+]
+TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
+ALPHA_BETA = [(1.0, 0.0), (2.5, 0.0), (1.0, 1.0), (-0.5, 2.0), (0.0, 1.5), (1.0, -1.0), (0.0, 0.0)]
+
+
+@pytest.fixture(autouse=True)
+def _restore_runtime():
+    """Every test leaves the thread count and SIMD level as it found them."""
+    threads, level = core.get_num_threads(), core.simd_level()
+    yield
+    core.set_num_threads(threads)
+    core.set_simd_level(level)
+
+
+@pytest.fixture(params=SIMD_LEVELS)
+def simd(request):
+    core.set_simd_level(request.param)
+    assert core.simd_level() == request.param
+    return request.param
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    core.set_num_threads(request.param)
+    assert core.get_num_threads() == request.param
+    return request.param
+
+
+def _random(rng, shape, dtype):
+    return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+
+
+def _operands(rng, m, n, k, trans_a, trans_b, dtype):
+    """A stored (k, m) when trans_a else (m, k); likewise B."""
+    A = _random(rng, (k, m) if trans_a else (m, k), dtype)
+    B = _random(rng, (n, k) if trans_b else (k, n), dtype)
+    return A, B
+
+
+def _amax(x) -> float:
+    """Largest finite magnitude (NaN/inf are checked separately by assert_close)."""
+    finite = np.abs(x[np.isfinite(x)])
+    return float(np.max(finite)) if finite.size else 0.0
+
+
+def check_gemm(A, B, C=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, name="gemm"):
+    """Run the kernel and the float64 reference on the same inputs, compare,
+    and return the kernel's result. C (when given) is updated in place and
+    must be the returned object; the reference sees C's values before the call."""
+    dtype = A.dtype
+    C_before = None if C is None else C.copy()
+    out = core.gemm(A, B, C, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+    expected = ref.gemm(A, B, C_before, alpha, beta, trans_a, trans_b)
+    if C is not None:
+        assert out is C, "gemm must update C in place and return it"
+    assert out.dtype == dtype
+    k = A.shape[0] if trans_a else A.shape[1]
+    cmax = _amax(C_before) if (C_before is not None and beta != 0.0) else 0.0
+    atol = gemm_atol(dtype, k, _amax(A), _amax(B), alpha, beta, cmax)
+    assert_close(out, expected, dtype, name, rtol=tol(dtype, "gemm").rtol, atol=atol)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# values
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES, ids=["NN", "TN", "NT", "TT"])
+@pytest.mark.parametrize("m,n,k", SMALL_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in SMALL_SHAPES])
+def test_small_shapes(m, n, k, trans_a, trans_b, dtype, simd, threads):
+    rng = np.random.default_rng(1000 + m * 7 + n * 3 + k)
+    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    out = check_gemm(A, B, trans_a=trans_a, trans_b=trans_b)
+    assert out.shape == (m, n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES, ids=["NN", "TN", "NT", "TT"])
+@pytest.mark.parametrize("m,n,k", LARGE_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in LARGE_SHAPES])
+def test_large_shapes(m, n, k, trans_a, trans_b, dtype, simd):
+    # Two threads (when it splits at all, the work is split; see the bitwise
+    # test below for 1 vs 2 threads).
+    core.set_num_threads(2)
+    rng = np.random.default_rng(2000 + m + n + k)
+    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    check_gemm(A, B, trans_a=trans_a, trans_b=trans_b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("alpha,beta", ALPHA_BETA)
+@pytest.mark.parametrize("m,n,k", [(7, 13, 5), (97, 101, 103), (300, 301, 302)])
+def test_alpha_beta(m, n, k, alpha, beta, dtype, simd):
+    rng = np.random.default_rng(3000 + int(10 * alpha) + int(10 * beta))
+    A, B = _operands(rng, m, n, k, False, False, dtype)
+    C = _random(rng, (m, n), dtype)
+    check_gemm(A, B, C, alpha=alpha, beta=beta)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("alpha", [1.0, -2.0, 0.0])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (7, 13, 5), (300, 301, 302), (64, 784, 500)])
+def test_beta_zero_ignores_nan_and_inf_in_c(m, n, k, alpha, dtype, simd, threads):
+    rng = np.random.default_rng(4000 + m)
+    A, B = _operands(rng, m, n, k, False, False, dtype)
+    C = np.full((m, n), np.nan, dtype=dtype)
+    C[::2, ::3] = np.inf
+    out = check_gemm(A, B, C, alpha=alpha, beta=0.0)
+    assert np.isfinite(out).all(), "beta == 0 must overwrite C without reading it"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["A", "B"])
+def test_nan_and_inf_in_inputs_propagate(where, bad, dtype, simd):
+    m, n, k = 13, 21, 300  # ragged tiles, k crosses kc
+    rng = np.random.default_rng(5000)
+    A, B = _operands(rng, m, n, k, False, False, dtype)
+    # Positive operands so an inf can't be cancelled into NaN by another inf.
+    A, B = np.abs(A) + dtype(0.5), np.abs(B) + dtype(0.5)
+    if where == "A":
+        A[11, 270] = bad   # row 11 of C
+        sel = (slice(11, 12), slice(None))
+    else:
+        B[3, 17] = bad     # column 17 of C
+        sel = (slice(None), slice(17, 18))
+    out = check_gemm(A, B)
+    hit = np.zeros(out.shape, dtype=bool)
+    hit[sel] = True
+    if np.isnan(bad):
+        assert np.isnan(out[hit]).all()
+    else:
+        assert (out[hit] == bad).all()
+    assert np.isfinite(out[~hit]).all()
+
+
+# ---------------------------------------------------------------------------
+# threads and SIMD levels
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)], ids=["NN", "TT"])
+@pytest.mark.parametrize("m,n,k", [(300, 301, 302), (64, 784, 500), (1030, 257, 130), (97, 101, 103)])
+def test_one_and_two_threads_bitwise_identical(m, n, k, trans_a, trans_b, dtype, simd):
+    rng = np.random.default_rng(6000 + m)
+    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    core.set_num_threads(1)
+    one = core.gemm(A, B, trans_a=trans_a, trans_b=trans_b)
+    core.set_num_threads(2)
+    two = core.gemm(A, B, trans_a=trans_a, trans_b=trans_b)
+    assert one.tobytes() == two.tobytes(), (
+        f"1 and 2 threads differ in {int(np.sum(one != two))} elements, "
+        f"max |diff| {np.max(np.abs(one.astype(float) - two))}")
+    check_gemm(A, B, trans_a=trans_a, trans_b=trans_b)  # and both are right
+
+
+def test_simd_levels_are_ordered_and_settable():
+    best = core.best_simd_level()
+    assert best in _LEVEL_ORDER
+    for level in SIMD_LEVELS:
+        core.set_simd_level(level)
+        assert core.simd_level() == level
+        blk = core.gemm_blocking("float64")
+        assert blk["mc"] % blk["mr"] == 0 and blk["nc"] % blk["nr"] == 0
+    for above in _LEVEL_ORDER[_LEVEL_ORDER.index(best) + 1:]:
+        with pytest.raises(ValueError):
+            core.set_simd_level(above)
+    with pytest.raises(ValueError):
+        core.set_simd_level("sse9")
+    core.set_simd_level(best)
+    assert core.simd_level() == best
+
+
+# ---------------------------------------------------------------------------
+# non-contiguous and embedded operands
+
+
+def _embedded(x, pad=(3, 5), step=(1, 1), fill=GARBAGE):
+    """x as a view inside a larger buffer full of `fill`, with the given steps."""
+    m, n = x.shape
+    sr, sc = step
+    buf = np.full((pad[0] * 2 + (m - 1) * sr + 1, pad[1] * 2 + (n - 1) * sc + 1), fill, dtype=x.dtype)
+    view = buf[pad[0]: pad[0] + (m - 1) * sr + 1: sr, pad[1]: pad[1] + (n - 1) * sc + 1: sc]
+    view[...] = x
+    assert view.base is buf
+    return view
+
+
+def _reversed(x):
+    """x as a view with negative strides in both dimensions."""
+    r = np.ascontiguousarray(x[::-1, ::-1])
+    return r[::-1, ::-1]
+
+
+def _transposed_view(x):
+    """x (same values) as a column-major view: the transpose of a C-ordered array."""
+    return np.ascontiguousarray(x.T).T
+
+
+def _reversed_embedded(x):
+    """x as a negative-stride, step-2 view inside a garbage-filled buffer."""
+    return _embedded(x[::-1, ::-1], step=(2, 2))[::-1, ::-1]
+
+
+LAYOUTS = {
+    "contiguous": lambda x: x,
+    "embedded": _embedded,
+    "step2x3": lambda x: _embedded(x, pad=(2, 1), step=(2, 3)),
+    "transposed": _transposed_view,
+    "reversed": _reversed,
+    "reversed_embedded": _reversed_embedded,
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES, ids=["NN", "TN", "NT", "TT"])
+@pytest.mark.parametrize("layout_b", ["contiguous", "step2x3", "reversed"])
+@pytest.mark.parametrize("layout_a", list(LAYOUTS))
+@pytest.mark.parametrize("m,n,k", [(31, 17, 33), (150, 40, 270)])
+def test_strided_views(m, n, k, layout_a, layout_b, trans_a, trans_b, dtype, simd):
+    rng = np.random.default_rng(7000 + m)
+    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    Av, Bv = LAYOUTS[layout_a](A), LAYOUTS[layout_b](B)
+    np.testing.assert_array_equal(Av, A)
+    np.testing.assert_array_equal(Bv, B)
+    if layout_a != "contiguous":
+        assert not Av.flags.c_contiguous
+    out = core.gemm(Av, Bv, trans_a=trans_a, trans_b=trans_b)
+    assert out.shape == (m, n) and out.dtype == dtype
+    assert_close(out, ref.gemm(A, B, None, 1.0, 0.0, trans_a, trans_b), dtype, "gemm(view)",
+                 rtol=tol(dtype, "gemm").rtol, atol=gemm_atol(dtype, k, 1.0, 1.0))
+    assert np.isfinite(out).all(), "a read outside the view picked up the 1e30 garbage"
+
+
+def test_negative_strides_read_the_right_elements():
+    # Integer-valued float64 data: the product is exact, so compare bitwise.
+    rng = np.random.default_rng(8)
+    A = rng.integers(-5, 6, size=(40, 23)).astype(np.float64)
+    B = rng.integers(-5, 6, size=(23, 19)).astype(np.float64)
+    for Av, Bv in [(A[::-1], B), (A, B[:, ::-1]), (A[::-1, ::-1], B[::-1, ::-1].copy()[::-1, ::-1]),
+                   (A[::-2, ::3], B[::3, ::-2])]:
+        out = core.gemm(Av, Bv)
+        np.testing.assert_array_equal(out, np.asarray(Av) @ np.asarray(Bv))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+@pytest.mark.parametrize("m,n,k", [(1, 9, 4), (31, 17, 33), (200, 70, 260)])
+def test_c_as_view_inside_larger_array(m, n, k, beta, dtype, simd, threads):
+    rng = np.random.default_rng(9000 + m)
+    A, B = _operands(rng, m, n, k, False, False, dtype)
+    big = _random(rng, (m + 5, n + 11), dtype)
+    big[:, :4] = np.nan  # left of the view
+    C = big[2: 2 + m, 4: 4 + n]
+    assert C.flags.writeable and (m == 1 or not C.flags.c_contiguous)
+    big_before = big.copy()
+    check_gemm(A, B, C, alpha=1.5, beta=beta)
+    outside = np.ones(big.shape, dtype=bool)
+    outside[2: 2 + m, 4: 4 + n] = False
+    np.testing.assert_array_equal(big[outside], big_before[outside],
+                                  err_msg="gemm wrote outside the C view")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_c_with_row_stride_in_strided_rows(dtype):
+    rng = np.random.default_rng(10)
+    A, B = _operands(rng, 12, 10, 7, False, False, dtype)
+    big = np.full((24, 10), 7.0, dtype=dtype)
+    C = big[::2]  # every other row
+    check_gemm(A, B, C)
+    np.testing.assert_array_equal(big[1::2], 7.0)
+
+
+# ---------------------------------------------------------------------------
+# empty dimensions
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)], ids=["NN", "TT"])
+@pytest.mark.parametrize("m,n,k", [(0, 5, 3), (4, 0, 3), (0, 0, 0), (4, 5, 0), (1, 1, 0)])
+def test_empty_dimensions(m, n, k, trans_a, trans_b, dtype):
+    rng = np.random.default_rng(11)
+    A, B = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    out = core.gemm(A, B, trans_a=trans_a, trans_b=trans_b)
+    assert out.shape == (m, n) and out.dtype == dtype
+    np.testing.assert_array_equal(out, np.zeros((m, n)))  # k == 0: an empty sum is 0
+    C = _random(rng, (m, n), dtype)
+    out = check_gemm(A, B, C.copy(), alpha=2.0, beta=0.5, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_array_equal(out, (dtype(0.5) * C))  # k == 0 gives beta * C exactly
+    C_nan = np.full((m, n), np.nan, dtype=dtype)
+    out = core.gemm(A, B, C_nan, beta=0.0, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_array_equal(out, np.zeros((m, n)))
+
+
+# ---------------------------------------------------------------------------
+# argument checking
+
+
+def _f64(*shape):
+    return np.ones(shape, dtype=np.float64)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        ((_f64(3, 4), _f64(5, 2)), {}, ValueError, "inner dimensions"),
+        ((_f64(3, 4), _f64(3, 2)), {"trans_a": False}, ValueError, "inner dimensions"),
+        ((_f64(3, 4), _f64(4, 2)), {"trans_a": True}, ValueError, "inner dimensions"),
+        ((_f64(3, 4), _f64(4, 2)), {"trans_b": True}, ValueError, "inner dimensions"),
+        ((_f64(4), _f64(4, 2)), {}, ValueError, "A must be 2-D"),
+        ((_f64(3, 4), _f64(4)), {}, ValueError, "B must be 2-D"),
+        ((_f64(2, 3, 4), _f64(4, 2)), {}, ValueError, "A must be 2-D"),
+        ((_f64(3, 4), _f64(2, 4, 2)), {}, ValueError, "B must be 2-D"),
+        ((_f64(3, 4).astype(np.float32), _f64(4, 2)), {}, TypeError, "B must have the same dtype"),
+        ((_f64(3, 4), _f64(4, 2).astype(np.float32)), {}, TypeError, "B must have the same dtype"),
+        ((np.ones((3, 4), dtype=np.int64), np.ones((4, 2), dtype=np.int64)), {}, TypeError, "A"),
+        ((np.ones((3, 4), dtype=np.int32), _f64(4, 2)), {}, TypeError, "A"),
+        ((_f64(3, 4), np.ones((4, 2), dtype=np.int64)), {}, TypeError, "B"),
+        ((_f64(3, 4).astype(np.float16), _f64(4, 2).astype(np.float16)), {}, TypeError, "A"),
+        ((_f64(3, 4), _f64(4, 2)), {"C": _f64(3, 3)}, ValueError, "C must have shape"),
+        ((_f64(3, 4), _f64(4, 2)), {"C": _f64(2, 3)}, ValueError, "C must have shape"),
+        ((_f64(3, 4), _f64(4, 2)), {"C": _f64(6)}, ValueError, "C must be 2-D"),
+        ((_f64(3, 4), _f64(4, 2)), {"C": _f64(3, 2).astype(np.float32)}, TypeError, "C"),
+        ((_f64(3, 4), _f64(4, 2)), {"C": [[0.0, 0.0]] * 3}, TypeError, "C"),
+        ((_f64(3, 4), _f64(4, 2)), {"beta": 1.0}, ValueError, "beta"),
+        ((_f64(3, 4), _f64(4, 2)), {"beta": -0.5}, ValueError, "beta"),
+        ((_f64(3, 4), _f64(4, 2)), {"alpha": np.nan}, ValueError, "alpha"),
+        ((_f64(3, 4), _f64(4, 2)), {"C": _f64(3, 2), "beta": np.inf}, ValueError, "beta"),
+        ((_f64(3, 4), _f64(4, 2)), {"C": np.ones((2, 3)).T}, ValueError, "unit column stride"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_arguments(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        core.gemm(*args, **kwargs)
+
+
+def test_read_only_c_is_rejected_and_untouched():
+    A, B = _f64(3, 4), _f64(4, 2)
+    C = np.full((3, 2), 5.0)
+    C.flags.writeable = False
+    with pytest.raises(ValueError, match="C"):
+        core.gemm(A, B, C)
+    np.testing.assert_array_equal(C, 5.0)
+
+
+def test_c_sharing_memory_with_an_input_is_rejected():
+    buf = np.ones((4, 4))
+    with pytest.raises(ValueError, match="share memory"):
+        core.gemm(buf, buf[:, :4], buf)
+    with pytest.raises(ValueError, match="share memory"):
+        core.gemm(np.ones((4, 4)), buf, buf)
+
+
+def test_misaligned_strides_are_rejected():
+    raw = np.zeros(8 * 13 + 4, dtype=np.uint8)[4:]  # byte offset 4 for float64
+    A = np.ndarray((3, 4), dtype=np.float64, buffer=raw, strides=(36, 8))  # 36 % 8 != 0
+    with pytest.raises(ValueError, match="strides"):
+        core.gemm(A, _f64(4, 2))
