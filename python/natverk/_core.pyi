@@ -81,3 +81,59 @@ def adam_update(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
 ) -> None: ...
+
+# conv2d (NCHW; stride/padding/dilation are (h, w) pairs)
+_Pair = tuple[int, int]
+
+def conv2d_forward(
+    x: _F,
+    weight: _F,
+    bias: _F | None = None,
+    stride: _Pair = (1, 1),
+    padding: _Pair = (0, 0),
+    dilation: _Pair = (1, 1),
+    groups: int = 1,
+) -> _F: ...
+def conv2d_backward(
+    dy: _F,
+    x: _F,
+    weight: _F,
+    stride: _Pair = (1, 1),
+    padding: _Pair = (0, 0),
+    dilation: _Pair = (1, 1),
+    groups: int = 1,
+    need_dx: bool = True,
+    need_dw: bool = True,
+    need_db: bool = True,
+) -> tuple[_F | None, _F | None, _F | None]: ...
+
+# pool2d
+def maxpool2d_forward(
+    x: _F, kernel_size: _Pair, stride: _Pair, padding: _Pair = (0, 0)
+) -> tuple[_F, npt.NDArray[np.int64]]: ...
+def maxpool2d_backward(
+    dy: _F, argmax: npt.NDArray[np.int64], x: _F, kernel_size: _Pair, stride: _Pair, padding: _Pair = (0, 0)
+) -> _F: ...
+def avgpool2d_forward(x: _F, kernel_size: _Pair, stride: _Pair, padding: _Pair = (0, 0)) -> _F: ...
+def avgpool2d_backward(dy: _F, x: _F, kernel_size: _Pair, stride: _Pair, padding: _Pair = (0, 0)) -> _F: ...
+def global_avgpool_forward(x: _F) -> _F: ...
+def global_avgpool_backward(dy: _F, x: _F) -> _F: ...
+
+# batch norm ((N, F) or (N, C, H, W))
+def batchnorm_forward(
+    x: _F,
+    gamma: _F,
+    beta: _F,
+    running_mean: _F,
+    running_var: _F,
+    training: bool,
+    eps: float = 1e-5,
+    momentum: float = 0.1,
+) -> tuple[_F, _F, _F]: ...
+def batchnorm_backward(
+    dy: _F, x: _F, mean: _F, invstd: _F, gamma: _F, training: bool
+) -> tuple[_F, _F, _F]: ...
+
+# dropout
+def dropout_forward(x: _F, p: float, seed: int) -> tuple[_F, npt.NDArray[np.uint8]]: ...
+def dropout_backward(dy: _F, mask: npt.NDArray[np.uint8], p: float) -> _F: ...

@@ -176,8 +176,9 @@ def decision_boundary(
             linestyle="none",
             marker=marker,
             color=dark[k],
-            # MATLAB MarkerSize 15, and 20 for '.', which is drawn smaller.
-            markersize=20 if marker == "." else 15,
+            # MATLAB points are larger than matplotlib points: its MarkerSize 15
+            # (20 for ".") reads as about 8 (11) here.
+            markersize=11 if marker == "." else 8,
             label=f"class {k}",
         )
     if title is not None:
