@@ -20,19 +20,6 @@ SHAPES = [(1,), (7,), (3, 5), (31, 17), (4, 5, 6), (SPLIT + 3,), (300, 257), (2 
 SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = core.get_num_threads()
-    yield
-    core.set_num_threads(n)
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    core.set_num_threads(request.param)
-    return request.param
-
-
 def _logits(rng, shape, scale=3.0):
     return rng.normal(0.0, scale, size=shape)
 

@@ -25,13 +25,6 @@ def bn_reference(x, gamma, beta, eps=1e-5):
 SHAPES = [(1, 1, 1, 2), (5, 3), (7, 4, 5, 6), (2, 3, 1, 9), (33, 17)]
 
 
-@pytest.fixture
-def threads():
-    before = _core.get_num_threads()
-    yield
-    _core.set_num_threads(before)
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_batchnorm_training_forward_and_running_stats(dtype, shape):

@@ -28,12 +28,11 @@ import numpy as np
 import pytest
 
 import natverk._core as core
+from conftest import SIMD_LEVELS
 from tolerances import FINITE_DIFFERENCE, assert_close, tol
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
-_LEVEL_ORDER = ["scalar", "avx2", "avx512"]
-SIMD_LEVELS = _LEVEL_ORDER[: _LEVEL_ORDER.index(core.best_simd_level()) + 1]
 
 
 # ---------------------------------------------------------------------------
@@ -102,29 +101,6 @@ GEOMETRIES = [
     Geo(2, 4, 5, 1, 2, 3, 1, padding=(1, 0)),                               # width 1
 ]
 GEO_IDS = [g.id for g in GEOMETRIES]
-
-
-@pytest.fixture(autouse=True)
-def _restore_runtime():
-    """Every test leaves the thread count and SIMD level as it found them."""
-    threads, level = core.get_num_threads(), core.simd_level()
-    yield
-    core.set_num_threads(threads)
-    core.set_simd_level(level)
-
-
-@pytest.fixture(params=SIMD_LEVELS)
-def simd(request):
-    core.set_simd_level(request.param)
-    assert core.simd_level() == request.param
-    return request.param
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    core.set_num_threads(request.param)
-    assert core.get_num_threads() == request.param
-    return request.param
 
 
 # ---------------------------------------------------------------------------

@@ -20,19 +20,6 @@ SHAPES = [(1, 1, 1), (1, 13, 7), (5, 3, 4), (33, 17, 9), (64, 784, 100), (300, 7
 SHAPE_IDS = [f"{m}x{i}x{o}" for m, i, o in SHAPES]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = core.get_num_threads()
-    yield
-    core.set_num_threads(n)
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    core.set_num_threads(request.param)
-    return request.param
-
-
 def _layer(seed, m, n_in, n_out, bias_2d=False):
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1.0, 1.0, size=(m, n_in))

@@ -16,11 +16,10 @@ import pytest
 
 import natverk._core as core
 import reference as ref
+from conftest import SIMD_LEVELS, SIMD_ORDER
 from tolerances import assert_close, gemm_atol, tol
 
 DTYPES = [np.float32, np.float64]
-_LEVEL_ORDER = ["scalar", "avx2", "avx512"]
-SIMD_LEVELS = _LEVEL_ORDER[: _LEVEL_ORDER.index(core.best_simd_level()) + 1]
 GARBAGE = 1e30  # fills memory around views: any out-of-bounds read shows up as huge/inf
 
 # (m, n, k); op(A) is m x k, op(B) is k x n, C is m x n.
@@ -43,29 +42,6 @@ LARGE_SHAPES = [
 ]
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
 ALPHA_BETA = [(1.0, 0.0), (2.5, 0.0), (1.0, 1.0), (-0.5, 2.0), (0.0, 1.5), (1.0, -1.0), (0.0, 0.0)]
-
-
-@pytest.fixture(autouse=True)
-def _restore_runtime():
-    """Every test leaves the thread count and SIMD level as it found them."""
-    threads, level = core.get_num_threads(), core.simd_level()
-    yield
-    core.set_num_threads(threads)
-    core.set_simd_level(level)
-
-
-@pytest.fixture(params=SIMD_LEVELS)
-def simd(request):
-    core.set_simd_level(request.param)
-    assert core.simd_level() == request.param
-    return request.param
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    core.set_num_threads(request.param)
-    assert core.get_num_threads() == request.param
-    return request.param
 
 
 def _random(rng, shape, dtype):
@@ -198,13 +174,13 @@ def test_one_and_two_threads_bitwise_identical(m, n, k, trans_a, trans_b, dtype,
 
 def test_simd_levels_are_ordered_and_settable():
     best = core.best_simd_level()
-    assert best in _LEVEL_ORDER
+    assert best in SIMD_ORDER
     for level in SIMD_LEVELS:
         core.set_simd_level(level)
         assert core.simd_level() == level
         blk = core.gemm_blocking("float64")
         assert blk["mc"] % blk["mr"] == 0 and blk["nc"] % blk["nr"] == 0
-    for above in _LEVEL_ORDER[_LEVEL_ORDER.index(best) + 1:]:
+    for above in SIMD_ORDER[SIMD_ORDER.index(best) + 1:]:
         with pytest.raises(ValueError):
             core.set_simd_level(above)
     with pytest.raises(ValueError):
@@ -271,7 +247,7 @@ def test_strided_views(m, n, k, layout_a, layout_b, trans_a, trans_b, dtype, sim
     assert out.shape == (m, n) and out.dtype == dtype
     assert_close(out, ref.gemm(A, B, None, 1.0, 0.0, trans_a, trans_b), dtype, "gemm(view)",
                  rtol=tol(dtype, "gemm").rtol, atol=gemm_atol(dtype, k, 1.0, 1.0))
-    assert np.isfinite(out).all(), "a read outside the view picked up the 1e30 garbage"
+    assert (np.abs(out) < 1e20).all(), "a read outside the view picked up the 1e30 garbage"
 
 
 def test_negative_strides_read_the_right_elements():

@@ -19,19 +19,6 @@ REDUCTIONS = ["mean", "sum"]
 SPLIT = 1 << 15  # kElementwiseGrain: reductions over more elements are split between threads
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = core.get_num_threads()
-    yield
-    core.set_num_threads(n)
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    core.set_num_threads(request.param)
-    return request.param
-
-
 def _ids(shapes):
     return ["x".join(map(str, s)) for s in shapes]
 

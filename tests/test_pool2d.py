@@ -20,12 +20,11 @@ import numpy as np
 import pytest
 
 import natverk._core as core
+from conftest import SIMD_LEVELS
 from tolerances import FINITE_DIFFERENCE, assert_close, tol
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
-_LEVEL_ORDER = ["scalar", "avx2", "avx512"]
-SIMD_LEVELS = _LEVEL_ORDER[: _LEVEL_ORDER.index(core.best_simd_level()) + 1]
 
 
 # ---------------------------------------------------------------------------
@@ -81,14 +80,6 @@ POOL_IDS = [p.id for p in POOLS]
 OVERLAPPING = [p for p in POOLS if p.stride[0] < p.kernel[0] or p.stride[1] < p.kernel[1]]
 GLOBAL_SHAPES = [(2, 3, 5, 7), (1, 1, 1, 1), (1, 4, 3, 3), (3, 2, 8, 1), (2, 5, 13, 11), (1, 2, 1, 17)]
 GLOBAL_IDS = ["x".join(map(str, s)) for s in GLOBAL_SHAPES]
-
-
-@pytest.fixture(autouse=True)
-def _restore_runtime():
-    threads, level = core.get_num_threads(), core.simd_level()
-    yield
-    core.set_num_threads(threads)
-    core.set_simd_level(level)
 
 
 # ---------------------------------------------------------------------------
