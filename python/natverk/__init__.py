@@ -4,14 +4,24 @@ A Python re-implementation of the Chalmers bachelor thesis' MATLAB code for
 regularised neural networks. The sub-packages mirror the MATLAB folders
 (``neuralnet``, ``optimizers``, ``activations``, ``simulatedata``,
 ``importdata``, ``utils``); every function is also importable from here.
+
+The layer API (``layers``, ``losses``, ``models`` and the optimizer classes
+in ``optimizers``) builds networks from layer objects::
+
+    from natverk.layers import Conv2D, ReLU, MaxPool2D, Flatten, Dense
+    model = natverk.models.Sequential(Conv2D(1, 8, 3, padding=1), ReLU(), MaxPool2D(2),
+                                      Flatten(), Dense(8 * 4 * 4, 2))
+    model.fit(X, y, epochs=5, batch_size=32, optimizer=natverk.optimizers.Adam(1e-2))
+    model.save("model.npz"); model = natverk.load("model.npz")
 """
 
 from __future__ import annotations
 
-from . import _core
+from . import _core, layers, losses, models
 from ._config import get_num_threads, set_num_threads, show_config
 from .activations import relu, relu_backward, sigmoid, sigmoid_backward, softmax, tanh, tanh_backward
 from .importdata import import_linear_data, import_nonlinear_data
+from .models import Sequential, load
 from .neuralnet import back_propagation, forward_propagation, initialize_weights
 from .optimizers import (
     gradient_descent_adam,
@@ -63,4 +73,9 @@ __all__ = [
     "import_nonlinear_data",
     "minibatches",
     "train",
+    "layers",
+    "losses",
+    "models",
+    "Sequential",
+    "load",
 ]

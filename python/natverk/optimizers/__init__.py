@@ -6,6 +6,7 @@ update kernels as the optimizer classes of the layer API.
 
 from __future__ import annotations
 
+from .classes import OPTIMIZER_CLASSES, SGD, Adam, Momentum, Optimizer, RMSprop, get_optimizer
 from .gradient_descent_adam import gradient_descent_adam
 from .gradient_descent_momentum import gradient_descent_momentum
 from .gradient_descent_rmsprop import gradient_descent_rmsprop
@@ -16,4 +17,11 @@ __all__ = [
     "gradient_descent_momentum",
     "gradient_descent_rmsprop",
     "gradient_descent_adam",
+    "Optimizer",
+    "SGD",
+    "Momentum",
+    "RMSprop",
+    "Adam",
+    "get_optimizer",
+    "OPTIMIZER_CLASSES",
 ]
