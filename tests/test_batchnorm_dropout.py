@@ -158,3 +158,21 @@ def test_dropout_bad_input():
         _core.dropout_backward(np.ones(3), np.ones(3), 0.5)
     with pytest.raises(ValueError, match="same shape"):
         _core.dropout_backward(np.ones(3), np.ones(4, dtype=np.uint8), 0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1,), (5, 3), (70001,), (2, 3, 4, 5)])
+def test_residual_add(dtype, shape):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(_core.add(a, b), a + b)  # one rounding, exactly NumPy's
+
+
+def test_residual_add_bad_input():
+    with pytest.raises(ValueError, match="same shape"):
+        _core.add(np.ones(3), np.ones(4))
+    with pytest.raises(TypeError):
+        _core.add(np.ones(3), np.ones(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.add(np.ones(6)[::2], np.ones(3))

@@ -19,6 +19,7 @@ void bind_conv2d(py::module_& m);
 void bind_pool2d(py::module_& m);
 void bind_batchnorm(py::module_& m);
 void bind_dropout(py::module_& m);
+void bind_residual(py::module_& m);
 void bind_losses(py::module_& m);
 void bind_optimizers(py::module_& m);
 }  // namespace bind
@@ -65,6 +66,7 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_pool2d(m);
   bind::bind_batchnorm(m);
   bind::bind_dropout(m);
+  bind::bind_residual(m);
   bind::bind_losses(m);
   bind::bind_optimizers(m);
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from ._base import Layer, layer_from_spec, layer_to_spec, prefixed, register
 
 
@@ -163,12 +164,15 @@ class Residual(Layer):
         fx = self.f.forward(x, self._mode(training))
         if fx.shape != x.shape:
             raise self._error(f"the residual branch maps shape {x.shape} to {fx.shape}; it must keep the shape")
-        # The skip connection's sum (plain bookkeeping: there is no kernel for it).
-        return self._remember_output(np.add(x, fx, dtype=fx.dtype))
+        # The skip connection's sum, by the residual kernel (cpp/residual).
+        return self._remember_output(
+            _core.add(np.ascontiguousarray(x, dtype=fx.dtype), np.ascontiguousarray(fx))
+        )
 
     def backward(self, grad) -> np.ndarray:
         g = self._grad(grad)
-        return np.add(g, self.f.backward(g), dtype=g.dtype)
+        dfx = np.ascontiguousarray(self.f.backward(g))
+        return _core.add(np.ascontiguousarray(g, dtype=dfx.dtype), dfx)
 
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         return self.f.parameters()
