@@ -317,6 +317,27 @@ def adam(w, v, s, g, learning_rate, beta1, beta2, t, eps=1e-8, weight_decay=0.0)
 # numerical differentiation
 
 
+def central_difference_inplace(f: Callable[[], float], x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Numerical gradient of the scalar f() with respect to the array x, which f
+    reads and which is perturbed in place one element at a time (and restored
+    exactly): (f(x + h e_i) - f(x - h e_i)) / 2h. For arrays held by someone
+    else, such as a layer's weights.
+    """
+    flat = x.reshape(-1)
+    assert np.shares_memory(flat, x), "x must be contiguous so that its elements can be perturbed"
+    grad = np.empty(x.shape, dtype=np.float64)
+    gflat = grad.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + h
+        f_plus = float(f())
+        flat[i] = saved - h
+        f_minus = float(f())
+        flat[i] = saved
+        gflat[i] = (f_plus - f_minus) / (2.0 * h)
+    return grad
+
+
 def central_difference(f: Callable[[np.ndarray], float], x, h: float = 1e-6) -> np.ndarray:
     """Numerical gradient of the scalar function f at x: (f(x + h e_i) - f(x - h e_i)) / 2h.
 
@@ -325,14 +346,4 @@ def central_difference(f: Callable[[np.ndarray], float], x, h: float = 1e-6) -> 
     h = 1e-6.
     """
     x = np.array(x, dtype=np.float64)  # a private copy
-    grad = np.empty_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)  # views of the copies
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + h
-        f_plus = float(f(x))
-        flat[i] = saved - h
-        f_minus = float(f(x))
-        flat[i] = saved
-        gflat[i] = (f_plus - f_minus) / (2.0 * h)
-    return grad
+    return central_difference_inplace(lambda: f(x), x, h)

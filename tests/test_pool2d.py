@@ -21,6 +21,7 @@ import pytest
 
 import natverk._core as core
 from conftest import SIMD_LEVELS
+from reference import central_difference_inplace
 from tolerances import FINITE_DIFFERENCE, assert_close, tol
 
 DTYPES = [np.float32, np.float64]
@@ -378,19 +379,6 @@ FD_POOLS = [
 ]
 
 
-def _fd_gradient(loss, arr):
-    grad = np.empty_like(arr)
-    flat = arr.reshape(-1)
-    assert np.shares_memory(flat, arr)
-    for idx in range(flat.size):
-        old = flat[idx]
-        flat[idx] = old + FD_H
-        lp = loss()
-        flat[idx] = old - FD_H
-        lm = loss()
-        flat[idx] = old
-        grad.reshape(-1)[idx] = (lp - lm) / (2 * FD_H)
-    return grad
 
 
 def _assert_fd(actual, fd, name):
@@ -403,7 +391,7 @@ def test_avgpool_backward_matches_finite_differences(p):
     x = _x(p, 700)
     G = _dy(p, 700)
     dx = core.avgpool2d_backward(G, x, *p.args)
-    fd = _fd_gradient(lambda: float(np.sum(G * core.avgpool2d_forward(x, *p.args))), x)
+    fd = central_difference_inplace(lambda: float(np.sum(G * core.avgpool2d_forward(x, *p.args))), x, FD_H)
     _assert_fd(dx, fd, f"avgpool dx vs FD [{p.id}]")
 
 
@@ -414,7 +402,7 @@ def test_maxpool_backward_matches_finite_differences(p):
     G = _dy(p, 800)
     _, am = core.maxpool2d_forward(x, *p.args)
     dx = core.maxpool2d_backward(G, am, x, *p.args)
-    fd = _fd_gradient(lambda: float(np.sum(G * core.maxpool2d_forward(x, *p.args)[0])), x)
+    fd = central_difference_inplace(lambda: float(np.sum(G * core.maxpool2d_forward(x, *p.args)[0])), x, FD_H)
     _assert_fd(dx, fd, f"maxpool dx vs FD [{p.id}]")
     assert np.count_nonzero(fd) > 0
 
@@ -424,7 +412,7 @@ def test_global_avgpool_backward_matches_finite_differences(shape):
     x = _x(shape, 900)
     G = np.random.default_rng(901).uniform(-1, 1, size=shape[:2])
     dx = core.global_avgpool_backward(G, x)
-    fd = _fd_gradient(lambda: float(np.sum(G * core.global_avgpool_forward(x))), x)
+    fd = central_difference_inplace(lambda: float(np.sum(G * core.global_avgpool_forward(x))), x, FD_H)
     _assert_fd(dx, fd, f"global_avgpool dx vs FD [{shape}]")
 
 
