@@ -43,6 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("config", help="print the build and run-time configuration")
+
+    from natverk.experiments import names
+
+    rp = sub.add_parser(
+        "reproduce",
+        help="re-run a table or figure of the thesis and write it beside the thesis' numbers",
+        description="Writes <name>.md, <name>.csv and figures into --out.",
+    )
+    rp.add_argument("name", choices=names(), help="table2 (figure4), table3 (figure5), table4, table5-6, figure6-7")
+    rp.add_argument("--quick", action="store_true", help="small data and few epochs: a smoke test in minutes")
+    rp.add_argument("--epochs", type=_positive_int, default=None, help="epochs for the image networks")
+    rp.add_argument("--seed", type=int, action="append", dest="seeds", default=None,
+                    help="a seed to run (repeat for several); default: 5 seeds for table2/3, 1 otherwise")
+    rp.add_argument("--out", "-o", default="results", help="output folder (default: results)")
+    rp.add_argument("--jobs", type=_positive_int, default=1, help="processes for search trials")
+    rp.add_argument("--threads", type=_positive_int, default=None, help="natverk threads")
+    rp.add_argument("--data-root", default=None, help="folder holding mnist/, fashion-mnist/, cifar-10/, isic/ "
+                    "(default: $NATVERK_DATA)")
+    rp.add_argument("--verbose", action="store_true", help="progress bars while training")
     return parser
 
 
@@ -56,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         natverk.set_num_threads(args.threads)
+    if args.command == "reproduce":
+        from natverk.experiments import reproduce
+
+        result = reproduce(args.name, out=args.out, quick=args.quick, epochs=args.epochs, seeds=args.seeds,
+                           jobs=args.jobs, verbose=int(args.verbose), data_root=args.data_root)
+        print(f"{result['name']}: {result['wall_s']:.1f} s; wrote {result['paths']['markdown']}")
+        return 0
     from natverk.main import spiral
 
     result = spiral(
