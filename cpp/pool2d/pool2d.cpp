@@ -29,10 +29,42 @@ namespace {
 inline int64_t grain_planes(int64_t plane) { return kElementwiseGrain / (plane > 0 ? plane : 1) + 1; }
 }  // namespace
 
+// The common 2x2 / stride-2 / unpadded window (every VGG-style network): no bounds checks,
+// four loads per output. Same tie and NaN rules as the general loop below.
+template <typename T>
+inline void maxpool_2x2_plane(T* y, int64_t* am, const T* x, const Pool2dShape& s) {
+  for (int64_t oh = 0; oh < s.Ho; ++oh) {
+    const T* r0 = x + 2 * oh * s.W;
+    const T* r1 = r0 + s.W;
+    for (int64_t ow = 0; ow < s.Wo; ++ow) {
+      const int64_t w = 2 * ow;
+      int64_t best = 2 * oh * s.W + w;
+      T bv = r0[w];
+      const T cand[3] = {r0[w + 1], r1[w], r1[w + 1]};
+      const int64_t where[3] = {best + 1, best + s.W, best + s.W + 1};
+      for (int q = 0; q < 3; ++q) {
+        const T v = cand[q];
+        if (v > bv || (v != v && bv == bv)) {
+          best = where[q];
+          bv = v;
+        }
+      }
+      y[oh * s.Wo + ow] = bv;
+      am[oh * s.Wo + ow] = best;
+    }
+  }
+}
+
 template <typename T>
 void maxpool2d_forward(T* Y, int64_t* argmax, const T* X, const Pool2dShape& s) {
   const int64_t planes = s.N * s.C;
+  const bool two_by_two = s.kH == 2 && s.kW == 2 && s.sh == 2 && s.sw == 2 && s.ph == 0 && s.pw == 0;
   parallel_for(planes, grain_planes(s.H * s.W), [&](int64_t p0, int64_t p1, int) {
+    if (two_by_two) {
+      for (int64_t p = p0; p < p1; ++p)
+        maxpool_2x2_plane(Y + p * s.Ho * s.Wo, argmax + p * s.Ho * s.Wo, X + p * s.H * s.W, s);
+      return;
+    }
     for (int64_t p = p0; p < p1; ++p) {
       const T* x = X + p * s.H * s.W;
       T* y = Y + p * s.Ho * s.Wo;

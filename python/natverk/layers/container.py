@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ._base import Layer, layer_from_spec, layer_to_spec, prefixed, register
+from ._base import _INPUT_TRUSTED, Layer, layer_from_spec, layer_to_spec, prefixed, register
 
 
 @register
@@ -89,10 +89,15 @@ class Stack(Layer):
     def forward(self, x, training: bool | None = None) -> np.ndarray:
         training = self._mode(training)
         for i, layer in enumerate(self.layers):
+            # layers after the first get our own kernels' output: no NaN/Inf re-scan
+            token = _INPUT_TRUSTED.set(True) if i > 0 else None
             try:
                 x = layer.forward(x, training)
             except (TypeError, ValueError) as err:
                 raise prefixed(err, f"layer {i}: ") from None
+            finally:
+                if token is not None:
+                    _INPUT_TRUSTED.reset(token)
         return x
 
     def backward(self, grad) -> np.ndarray:
