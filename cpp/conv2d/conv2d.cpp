@@ -139,6 +139,13 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
   const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
   const int64_t wsize = s.K * ckk;
   const bool direct = is_pointwise(s);
+  // For stride 1, dX is itself a forward convolution (seed 001 eq. 42): dY, padded by
+  // p' = d (k - 1) - p, convolved with the 180-degree-rotated, channel-transposed kernels.
+  // That GEMM has depth K*kH*kW instead of K, and needs no col2im scatter-add: measured
+  // faster than W^T dY + col2im for every 3x3 layer we train.
+  const bool dx_as_conv = dX && !direct && s.sh == 1 && s.sw == 1 && s.ph <= s.dh * (s.kH - 1) &&
+                          s.pw <= s.dw * (s.kW - 1);
+  T* dX_scatter = dx_as_conv ? nullptr : dX;
 
   // dW: per-chunk partial sums over that chunk's images, added in chunk order
   // afterwards, so the result does not depend on thread timing.
@@ -152,7 +159,8 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
     T* col = direct ? nullptr : static_cast<T*>(t_cols.get(sizeof(T) * static_cast<size_t>(ckk * HWo)));
     for (int64_t n = n0; n < n1; ++n) {
       const T* dy = dY + n * s.K * HWo;
-      if (dX) std::memset(dX + n * s.C * s.H * s.W, 0, sizeof(T) * static_cast<size_t>(s.C * s.H * s.W));
+      if (dX_scatter)
+        std::memset(dX_scatter + n * s.C * s.H * s.W, 0, sizeof(T) * static_cast<size_t>(s.C * s.H * s.W));
       for (int64_t g = 0; g < G; ++g) {
         const T* dy_g = dy + g * Kg * HWo;
         const T* w_g = Wt + g * Kg * ckk;
@@ -167,8 +175,8 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
           gemm_rowmajor<T>(false, true, Kg, ckk, HWo, T(1), dy_g, HWo, cols, HWo, T(1),
                            dw_acc + g * Kg * ckk, ckk);
         }
-        if (dX) {
-          T* dx = dX + (n * s.C + g * Cg) * s.H * s.W;
+        if (dX_scatter) {
+          T* dx = dX_scatter + (n * s.C + g * Cg) * s.H * s.W;
           if (direct) {
             // dX_g (Cg x HW) += W_g^T (Cg x Kg) @ dY_g (Kg x HW)
             gemm_rowmajor<T>(true, false, Cg, HWo, Kg, T(1), w_g, ckk, dy_g, HWo, T(1), dx, HWo);
@@ -181,6 +189,22 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
       }
     }
   });
+  if (dx_as_conv) {
+    // rotated[g*Cg + c, k, i, j] = W[g*Kg + k, c, kH-1-i, kW-1-j]: the weight of a convolution
+    // from K channels back to C channels, with the same groups.
+    std::vector<T> rotated(static_cast<size_t>(wsize));
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t c = 0; c < Cg; ++c)
+          for (int64_t i = 0; i < s.kH; ++i)
+            for (int64_t j = 0; j < s.kW; ++j)
+              rotated[static_cast<size_t>((((g * Cg + c) * Kg + k) * s.kH + i) * s.kW + j)] =
+                  Wt[(((g * Kg + k) * Cg + c) * s.kH + (s.kH - 1 - i)) * s.kW + (s.kW - 1 - j)];
+    const Conv2dShape t = make_conv2d_shape(s.N, s.K, s.Ho, s.Wo, s.C, Kg, s.kH, s.kW, 1, 1,
+                                            s.dh * (s.kH - 1) - s.ph, s.dw * (s.kW - 1) - s.pw,
+                                            s.dh, s.dw, G);
+    conv2d_forward<T>(dX, dY, rotated.data(), nullptr, t);
+  }
   if (dW)
     for (int c = 1; c < chunks; ++c) {
       const T* p = partial.data() + (c - 1) * wsize;

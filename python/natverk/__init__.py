@@ -17,7 +17,7 @@ in ``optimizers``) builds networks from layer objects::
 
 from __future__ import annotations
 
-from . import _core, layers, losses, models
+from . import _core, augmentation, callbacks, layers, losses, metrics, models, schedules
 from ._config import get_num_threads, set_num_threads, show_config
 from .activations import relu, relu_backward, sigmoid, sigmoid_backward, softmax, tanh, tanh_backward
 from .importdata import import_linear_data, import_nonlinear_data
@@ -76,6 +76,10 @@ __all__ = [
     "layers",
     "losses",
     "models",
+    "metrics",
+    "augmentation",
+    "schedules",
+    "callbacks",
     "Sequential",
     "load",
 ]

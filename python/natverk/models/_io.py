@@ -5,7 +5,12 @@ File layout (a plain NumPy ``.npz`` archive, no pickled objects):
 * ``__natverk__`` -- a 0-d unicode array holding JSON:
   ``{"format": "natverk.Sequential", "version": 1, "layers": [{"class", "config"}, ...],
   "training", "epoch", "seed", "loss": {"class", "config"} | null,
-  "optimizer": {"class", "config", "iterations"} | null}``
+  "optimizer": {"class", "config", "iterations"} | null,
+  "lr_schedule": {"class", "config"} | null}``. The optimizer's config holds
+  its current learning rate; ``lr_schedule`` (a :mod:`natverk.schedules`
+  class, a pure function of the epoch) gives the rate of every later epoch.
+  Files written before schedules existed lack ``lr_schedule`` and load with
+  none.
 * ``param/<name>`` -- every parameter (``param/0.W``, ``param/1.gamma``, ...)
 * ``buffer/<name>`` -- every buffer (``buffer/1.running_mean``, ``buffer/5.counter``)
 * ``optimizer/<name>/<slot>`` -- optimizer state (``optimizer/0.W/v``)
@@ -28,6 +33,7 @@ import numpy as np
 from ..layers._base import Layer, layer_from_spec
 from ..losses import loss_from_spec, loss_to_spec
 from ..optimizers.classes import OPTIMIZER_CLASSES
+from ..schedules import schedule_from_spec, schedule_to_spec
 
 FORMAT = "natverk.Sequential"
 VERSION = 1
@@ -57,6 +63,9 @@ def save_model(model, path: str | os.PathLike) -> str:
         "seed": model.seed,
         "loss": None if model.loss is None else loss_to_spec(model.loss),
         "optimizer": opt_meta,
+        # The schedule, so that a loaded model resumes with the learning rate
+        # the uninterrupted run would have used (thesis digest §2 "Checkpoints").
+        "lr_schedule": None if model.lr_schedule is None else schedule_to_spec(model.lr_schedule),
     }
     arrays[META_KEY] = np.array(json.dumps(meta))
 
@@ -204,7 +213,8 @@ def load(path: str | os.PathLike):
     """Rebuild a :class:`~natverk.models.Sequential` saved with :meth:`Sequential.save`.
 
     Reads with ``np.load(..., allow_pickle=False)`` only. Checks the format,
-    every layer class name and config, that every parameter, buffer and
+    every layer class name and config, the optimizer and learning-rate
+    schedule, that every parameter, buffer and
     optimizer state array is present with the right shape and dtype (and
     finite), and that nothing unexpected is left over. Any problem, a
     truncated or corrupt file included, raises ``ValueError`` naming the file;
@@ -231,6 +241,8 @@ def load(path: str | os.PathLike):
         if not isinstance(meta["training"], bool):
             raise ValueError(f"its training flag {meta['training']!r} is not a boolean")
         model.epoch, model.seed = int(epoch), seed
+        schedule = meta.get("lr_schedule")  # optional: absent in older files
+        model.lr_schedule = None if schedule is None else schedule_from_spec(schedule)
         if meta["training"]:
             model.train()
         else:

@@ -6,10 +6,12 @@ import os
 
 import numpy as np
 
+from ..callbacks import Callback, EarlyStopping
 from ..layers._base import as_int, as_seed, fresh_seed, register
 from ..layers.container import Stack
 from ..losses import Loss, get_loss
-from ..optimizers.classes import Adam, Optimizer, get_optimizer
+from ..optimizers.classes import Adam, Optimizer, _rate, get_optimizer
+from ..schedules import Schedule
 
 
 def _as_inputs(X, name: str) -> np.ndarray:
@@ -25,6 +27,62 @@ def _as_inputs(X, name: str) -> np.ndarray:
 
 def _as_batch_size(batch_size) -> int:
     return as_int(batch_size, "batch_size", 1)
+
+
+def _as_callbacks(callbacks, early_stopping) -> list[Callback]:
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks[{i}] must be a natverk.callbacks.Callback, got {type(cb).__name__}")
+    if early_stopping is not None:
+        if isinstance(early_stopping, EarlyStopping):
+            callbacks.append(early_stopping)
+        elif isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
+            callbacks.append(EarlyStopping(patience=int(early_stopping)))
+        else:
+            raise TypeError(f"early_stopping must be an EarlyStopping, a patience (int) or None, got {early_stopping!r}")
+    return callbacks
+
+
+def _as_learning_rate(lr, schedule, epoch: int) -> float:
+    try:
+        return _rate(lr, "learning rate", 0.0, np.inf, hi_open=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{schedule!r} gave an invalid learning rate for epoch {epoch}: {err}") from None
+
+
+# Tags the augmentation stream so that it never coincides with the shuffling
+# stream default_rng([seed, epoch]) (SeedSequence pads short entropy with zeros).
+_AUGMENT_STREAM = 1
+
+
+def _batch_rng(seed: int, epoch: int, batch: int) -> np.random.Generator:
+    """The generator that augments batch ``batch`` of epoch ``epoch``.
+
+    It depends only on these three numbers -- not on how many batches came
+    before in this process -- so a run resumed from a checkpoint draws exactly
+    the augmentations the uninterrupted run would have drawn.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_AUGMENT_STREAM, epoch, batch)))
+
+
+def _augment(augment, xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = np.asarray(augment(xb, rng))
+    if out.ndim < 1 or out.shape[0] != xb.shape[0]:
+        raise ValueError(f"augment turned a batch of shape {xb.shape} into shape {out.shape}: it must keep the batch size")
+    return out
+
+
+def _postfix(logs: dict) -> dict:
+    """The progress bar's summary of an epoch."""
+    out = {"epoch": logs["epoch"], "loss": f"{logs['loss']:.4f}", "acc": f"{logs['accuracy']:.3f}"}
+    if "val_loss" in logs:
+        out.update(val_loss=f"{logs['val_loss']:.4f}", val_acc=f"{logs['val_accuracy']:.3f}")
+    if "lr" in logs:
+        out["lr"] = f"{logs['lr']:.3g}"
+    return out
 
 
 @register
@@ -43,11 +101,15 @@ class Sequential(Stack):
     current mode.
 
     Attributes kept between ``fit`` calls and saved by :meth:`save`:
-    ``optimizer`` (with its state), ``loss``, ``epoch`` (epochs trained so
-    far) and ``seed`` (the shuffling seed). Epoch ``e``'s shuffle is a
-    permutation drawn from ``numpy.random.default_rng([seed, e])``, so calling
-    ``fit`` for 3 epochs and then 2 more -- or saving after 3, loading and
-    fitting 2 more -- gives bit-identical weights to fitting 5 epochs at once.
+    ``optimizer`` (with its state and learning rate), ``lr_schedule``,
+    ``loss``, ``epoch`` (epochs trained so far) and ``seed`` (the shuffling
+    seed). Epoch ``e``'s shuffle is a permutation drawn from
+    ``numpy.random.default_rng([seed, e])``, its learning rate is
+    ``lr_schedule(e)`` and batch ``b``'s augmentation draws from a generator
+    seeded by ``(seed, e, b)``, so calling ``fit`` for 3 epochs and then 2
+    more -- or saving after 3 (:class:`~natverk.callbacks.ModelCheckpoint`),
+    loading and fitting 2 more -- gives bit-identical weights to fitting 5
+    epochs at once.
     """
 
     def __init__(self, *layers):
@@ -56,6 +118,8 @@ class Sequential(Stack):
         self.loss: Loss | None = None
         self.epoch = 0
         self.seed: int | None = None
+        self.lr_schedule: Schedule | None = None
+        self.stop_training = False  # set by a callback to end fit after the current epoch
 
     # -- inference -----------------------------------------------------------------
     def predict_logits(self, X, batch_size: int = 1000) -> np.ndarray:
@@ -90,6 +154,11 @@ class Sequential(Stack):
         shuffle: bool = True,
         seed: int | None = None,
         verbose: int = 1,
+        *,
+        lr_schedule: Schedule | None = None,
+        augment=None,
+        callbacks=(),
+        early_stopping: EarlyStopping | int | None = None,
     ) -> dict[str, list]:
         """Train for ``epochs`` more epochs of minibatch gradient descent.
 
@@ -113,14 +182,35 @@ class Sequential(Stack):
             The shuffling seed; None reuses ``self.seed`` or draws a new one.
         verbose : int
             0 silent, 1 a tqdm progress bar.
+        lr_schedule : natverk.schedules.Schedule or None
+            Sets ``optimizer.learning_rate = lr_schedule(self.epoch)`` at the
+            start of every epoch, ``self.epoch`` counting every epoch trained
+            so far (thesis' ``exponential_decay``: digest §1). None continues
+            with ``self.lr_schedule`` (e.g. after :func:`load`), if any; set
+            ``model.lr_schedule = None`` to train without one again. Kept as
+            ``self.lr_schedule`` and saved with the model.
+        augment : callable or None
+            ``augment(X_batch, rng)`` transforms every training batch, e.g. a
+            :mod:`natverk.augmentation` transform (thesis §2.4.4). ``rng`` is
+            a generator seeded by ``(seed, epoch, batch index)``, so training
+            is reproducible and a resumed run draws the same augmentations.
+            Validation data is never augmented. Like ``X`` and ``y``, pass it
+            to every ``fit`` call (it is not saved with the model).
+        callbacks : sequence of natverk.callbacks.Callback
+            Called after every epoch (see :mod:`natverk.callbacks`); a
+            callback ends training by setting ``model.stop_training = True``.
+        early_stopping : EarlyStopping, int or None
+            Shorthand for adding an :class:`~natverk.callbacks.EarlyStopping`
+            to ``callbacks``; an int is its patience (monitoring "val_loss").
 
         Returns
         -------
         dict
             Per-epoch lists: ``epoch`` (1-based, counting earlier fits),
             ``loss`` and ``accuracy`` (means over the epoch's training batches,
-            in training mode), and ``val_loss`` / ``val_accuracy`` with
-            validation data.
+            in training mode), ``val_loss`` / ``val_accuracy`` with
+            validation data and ``lr`` with a schedule; callbacks may add more
+            (``EarlyStopping``: ``best_epoch`` and ``stopped_epoch``).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -132,11 +222,22 @@ class Sequential(Stack):
             seed = self.seed if self.seed is not None else fresh_seed()
         if verbose not in (0, 1, 2, True, False):
             raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
+        schedule = self.lr_schedule if lr_schedule is None else lr_schedule
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise TypeError(
+                f"lr_schedule must be a natverk.schedules.Schedule (so that it can be saved), got {schedule!r:.100}"
+            )
+        if augment is not None and not callable(augment):
+            raise TypeError(f"augment must be callable as augment(X_batch, rng), got {augment!r:.100}")
+        callbacks = _as_callbacks(callbacks, early_stopping)
         X = _as_inputs(X, "X")
         N = X.shape[0]
         # Probe the output shape (evaluation mode: no state changes) so the
-        # targets are checked once, up front, rather than batch by batch.
-        out_shape = (N,) + self.forward(X[:1], training=False).shape[1:]
+        # targets are checked once, up front, rather than batch by batch. The
+        # probe is augmented too, in case augmentation changes the image size
+        # (a crop); its generator is a throw-away one, not the training one.
+        probe = X[:1] if augment is None else _augment(augment, X[:1], np.random.default_rng(0))
+        out_shape = (N,) + self.forward(probe, training=False).shape[1:]
         targets = loss_fn.check_targets(y, out_shape)
         val = None
         if validation_data is not None:
@@ -146,10 +247,15 @@ class Sequential(Stack):
             val = (Xv, validation_data[1])
             loss_fn.check_targets(val[1], (Xv.shape[0],) + out_shape[1:])
 
-        self.optimizer, self.loss, self.seed = opt, loss_fn, seed
+        self.optimizer, self.loss, self.seed, self.lr_schedule = opt, loss_fn, seed, schedule
         history: dict[str, list] = {"epoch": [], "loss": [], "accuracy": []}
         if val is not None:
             history["val_loss"], history["val_accuracy"] = [], []
+        if schedule is not None:
+            history["lr"] = []
+        self.stop_training = False
+        for cb in callbacks:
+            cb.on_train_begin(self, history)
         n_batches = -(-N // bs)
         bar = None
         if verbose:
@@ -159,11 +265,15 @@ class Sequential(Stack):
         try:
             for _ in range(int(epochs)):
                 e = self.epoch
+                if schedule is not None:
+                    opt.learning_rate = _as_learning_rate(schedule(e), schedule, e)
                 order = np.random.default_rng([seed, e]).permutation(N) if shuffle else np.arange(N)
                 total_loss = total_correct = 0.0
-                for start in range(0, N, bs):
+                for b, start in enumerate(range(0, N, bs)):
                     idx = order[start : start + bs]
                     xb, tb = X[idx], targets[idx]
+                    if augment is not None:
+                        xb = _augment(augment, xb, _batch_rng(seed, e, b))
                     out = self.forward(xb, training=True)
                     batch_loss = loss_fn.forward(out, tb)
                     if not np.isfinite(batch_loss):
@@ -177,20 +287,25 @@ class Sequential(Stack):
                     if bar is not None:
                         bar.update(1)
                 self.epoch = e + 1
-                history["epoch"].append(self.epoch)
-                history["loss"].append(total_loss / N)
-                history["accuracy"].append(total_correct / N)
-                postfix = {"epoch": self.epoch, "loss": f"{total_loss / N:.4f}", "acc": f"{total_correct / N:.3f}"}
+                logs = {"epoch": self.epoch, "loss": total_loss / N, "accuracy": total_correct / N}
                 if val is not None:
-                    vl, va = self.evaluate(val[0], val[1], loss_fn)
-                    history["val_loss"].append(vl)
-                    history["val_accuracy"].append(va)
-                    postfix.update(val_loss=f"{vl:.4f}", val_acc=f"{va:.3f}")
+                    logs["val_loss"], logs["val_accuracy"] = self.evaluate(val[0], val[1], loss_fn)
+                if schedule is not None:
+                    logs["lr"] = opt.learning_rate
+                for key, value in logs.items():
+                    history[key].append(value)
                 if bar is not None:
-                    bar.set_postfix(postfix)
+                    bar.set_postfix(_postfix(logs))
+                cb_logs = dict(logs)  # one copy for the callbacks: they may add to it, not alter the history
+                for cb in callbacks:
+                    cb.on_epoch_end(self, cb_logs)
+                if self.stop_training:
+                    break
         finally:
             if bar is not None:
                 bar.close()
+        for cb in callbacks:
+            cb.on_train_end(self, history)
         return history
 
     # -- saving --------------------------------------------------------------------
@@ -199,8 +314,8 @@ class Sequential(Stack):
 
         The file holds the architecture (layer class names and configs, as
         JSON), all parameters and buffers (running statistics, dropout
-        counters), the optimizer and its state, the loss, ``epoch`` and
-        ``seed``. It is written to a temporary file in the same folder and
+        counters), the optimizer and its state, the learning-rate schedule,
+        the loss, ``epoch`` and ``seed``. It is written to a temporary file in the same folder and
         moved into place with ``os.replace``, so ``path`` always holds either
         the old or the new complete file. Returns ``path``. Load with
         :func:`natverk.load`.

@@ -6,7 +6,7 @@ from .check_accuracy import check_accuracy
 from .decision_boundary import decision_boundary
 from .exponential_decay import exponential_decay
 from .gradient_checking import gradient_checking
-from .normalization import normalization
+from .normalization import CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD, normalization, normalize_channels
 from .st_logspace import st_logspace
 
 __all__ = [
@@ -15,5 +15,10 @@ __all__ = [
     "decision_boundary",
     "exponential_decay",
     "normalization",
+    "normalize_channels",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "st_logspace",
 ]

@@ -8,6 +8,11 @@ Thesis appendix C, section 7.5::
 
 Examples are along axis 0; every other axis is a feature axis, so an
 (N, C, H, W) image batch is normalised per pixel and channel.
+
+For images the thesis' PyTorch scripts (thesis §2 digest, "Normalisation
+constants") instead normalise per *channel* with fixed published statistics:
+:func:`normalize_channels` with :data:`MNIST_MEAN` / :data:`MNIST_STD` or
+:data:`CIFAR10_MEAN` / :data:`CIFAR10_STD`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["normalization"]
+__all__ = [
+    "normalization",
+    "normalize_channels",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+]
+
+# Per-channel statistics of the training images scaled to [0, 1], as used by
+# the thesis' PyTorch scripts (transforms.Normalize); thesis §2 digest.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.247, 0.243, 0.261)
 
 # Added to the standard deviation (not the variance), as the MATLAB code does,
 # so constant features map to 0 instead of dividing by zero.
@@ -123,4 +141,59 @@ def _apply(X: np.ndarray, mu: np.ndarray, denom: np.ndarray) -> np.ndarray:
     """Return ``(X - mu) / denom`` as a new array of X's dtype."""
     out = np.subtract(X, mu.astype(X.dtype), dtype=X.dtype)
     out /= denom.astype(X.dtype)
+    return out
+
+
+def normalize_channels(X: Any, mean: Any, std: Any) -> np.ndarray:
+    """Per-channel normalisation ``(X[:, c] - mean[c]) / std[c]`` of an (N, C, ...) batch.
+
+    The thesis' image pipelines (thesis §2 digest; ``transforms.Normalize`` in
+    its PyTorch scripts) normalise each colour channel with fixed statistics
+    instead of per-pixel z-scores, e.g.
+    ``normalize_channels(X, CIFAR10_MEAN, CIFAR10_STD)`` for CIFAR-10 images
+    scaled to [0, 1].
+
+    Parameters
+    ----------
+    X : array_like, shape (N, C, ...)
+        Examples along axis 0, channels along axis 1 (NCHW for images).
+    mean, std : float or sequence of C floats
+        A scalar applies to every channel. ``std`` must be > 0; both finite.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array in X's floating dtype (integer input becomes float64);
+        ``X`` is not modified.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is not real numeric.
+    ValueError
+        If ``X`` has fewer than 2 axes, ``mean`` / ``std`` have the wrong
+        length, are not finite, or ``std`` is not positive.
+    """
+    X = _as_real_array(X, "X")
+    if X.ndim < 2:
+        raise ValueError(f"X must be an (N, C, ...) batch with channels on axis 1, got shape {X.shape}")
+    C = X.shape[1]
+    stats = []
+    for name, value in (("mean", mean), ("std", std)):
+        try:
+            v = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number or a sequence of numbers, got {value!r}") from None
+        if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != C):
+            raise ValueError(f"{name} must be a scalar or hold one value per channel ({C}), got shape {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        stats.append(np.broadcast_to(v, (C,)))
+    mu, sigma = stats
+    if (sigma <= 0).any():
+        raise ValueError(f"std must be > 0 for every channel, got {std!r}")
+    # Reshape to (C, 1, 1, ...) so the statistics broadcast along axis 1.
+    shape = (C,) + (1,) * (X.ndim - 2)
+    out = np.subtract(X, mu.astype(X.dtype).reshape(shape), dtype=X.dtype)
+    out /= sigma.astype(X.dtype).reshape(shape)
     return out
