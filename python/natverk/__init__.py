@@ -20,7 +20,15 @@ from __future__ import annotations
 from . import _core, augmentation, callbacks, layers, losses, metrics, models, schedules
 from ._config import get_num_threads, set_num_threads, show_config
 from .activations import relu, relu_backward, sigmoid, sigmoid_backward, softmax, tanh, tanh_backward
-from .importdata import import_linear_data, import_nonlinear_data
+from .importdata import (
+    DatasetError,
+    import_linear_data,
+    import_nonlinear_data,
+    load_cifar10,
+    load_fashion_mnist,
+    load_isic,
+    load_mnist,
+)
 from .models import Sequential, load
 from .neuralnet import back_propagation, forward_propagation, initialize_weights
 from .optimizers import (
@@ -71,6 +79,11 @@ __all__ = [
     "generate_nonlinear_2d",
     "import_linear_data",
     "import_nonlinear_data",
+    "load_mnist",
+    "load_fashion_mnist",
+    "load_cifar10",
+    "load_isic",
+    "DatasetError",
     "minibatches",
     "train",
     "layers",

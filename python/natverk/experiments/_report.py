@@ -141,8 +141,8 @@ class Report:
         ]
         return "\n".join(line for line in head if line != "") + "\n\n" + "\n\n".join(self.sections) + "\n"
 
-    def write(self, wall_s: float) -> dict:
-        """Write ``<name>.md`` and ``<name>.csv``; print the Markdown; return the paths."""
+    def write(self, wall_s: float, echo: bool = True) -> dict:
+        """Write ``<name>.md`` and ``<name>.csv``; print the Markdown (``echo``); return the paths."""
         md = self.markdown(wall_s)
         md_path = self.out / f"{self.name}.md"
         atomic_write_text(md_path, md)
@@ -159,5 +159,6 @@ class Report:
             csv_path = self.out / f"{self.name}.csv"
             atomic_write_text(csv_path, buf.getvalue())
             paths["csv"] = str(csv_path)
-        print(md)
+        if echo:
+            print(md)
         return paths

@@ -54,8 +54,8 @@ class Recipe:
 
 
 FULL_RECIPES = {
-    "FC": Recipe(epochs=30, learning_rate=1e-3, weight_decay=1e-4, dropout=0.2),
-    "CNN": Recipe(epochs=12, learning_rate=2e-3, weight_decay=5e-4, dropout=0.4),
+    "FC": Recipe(epochs=20, learning_rate=1e-3, weight_decay=1e-4, dropout=0.2),
+    "CNN": Recipe(epochs=8, learning_rate=2e-3, weight_decay=5e-4, dropout=0.4),
 }
 QUICK_RECIPES = {
     "FC": Recipe(epochs=2, learning_rate=1e-3, weight_decay=1e-4, dropout=0.2),
@@ -100,7 +100,7 @@ def load_dataset(name: str, seed: int, quick: bool, root=None):
     try:  # root is a base folder like $NATVERK_DATA, holding <name>/
         data = loader(None if root is None else Path(root) / name, validation=True, seed=seed)
     except FileNotFoundError as err:
-        return None, str(err).splitlines()[0]
+        return None, " ".join(str(err).split())
     if quick:
         n_train, n_val, n_test = QUICK_SIZES
         data = (data[0][:n_train], data[1][:n_train], data[2][:n_val], data[3][:n_val],
@@ -180,6 +180,37 @@ def table4(out, quick: bool = False, epochs: int | None = None, seeds=(0,), jobs
         f"L2 lambda {r.weight_decay:g}, dropout p {r.dropout:g}" for k, r in recipes.items()))
     results: list[dict] = []
     missing: list[str] = []
+    start = time.perf_counter()
+
+    def summarise(final: bool) -> None:
+        """(Re)build the summary table; called after every cell, so an interrupted run still
+        leaves the cells it finished in ``table4.md``."""
+        del report.sections[n_fixed:]
+        header = (["dataset", "network"] + [f"{v}: ours" for v in VARIANTS]
+                  + [f"{v}: thesis" for v in VARIANTS] + ["time (s)"])
+        rows = []
+        for dataset in datasets:
+            for network in networks:
+                cell = [r for r in results if r["dataset"] == dataset and r["network"] == network]
+                if not cell:
+                    continue
+                ours = []
+                for v in VARIANTS:
+                    accs = [r["test_accuracy"] for r in cell if r["variant"] == v]
+                    ours.append("-" if not accs else f"{np.mean(accs):.4f}"
+                                + (f" ± {np.std(accs, ddof=1):.4f}" if len(accs) > 1 else ""))
+                rows.append([DATASET_TITLES[dataset], network, *ours,
+                             *(fmt(t) for t in THESIS_TABLE4[dataset][network]),
+                             f"{sum(r['seconds'] for r in cell):.0f}"])
+        report.add_table(header, rows, caption="Test accuracy (the epoch with the best validation accuracy):")
+        if missing:
+            report.add("Datasets not available on this machine:\n" + "\n".join(missing))
+        if not final:
+            report.add("*(run in progress: cells still missing)*")
+        report.csv_rows = list(results)
+        report.write(time.perf_counter() - start, echo=final)
+
+    n_fixed = len(report.sections)
     for dataset in datasets:
         data, why = load_dataset(dataset, seed=0, quick=quick, root=root)
         if data is None:
@@ -194,22 +225,6 @@ def table4(out, quick: bool = False, epochs: int | None = None, seeds=(0,), jobs
                     print(f"[table4] {dataset} {network} {variant} seed {seed}: test "
                           f"{row['test_accuracy']:.4f} (thesis {row['thesis_test_accuracy']}), "
                           f"best epoch {row['best_epoch']}, {row['seconds']:.0f} s", flush=True)
-    report.add_rows(results)
-    header = ["dataset", "network"] + [f"{v}: ours" for v in VARIANTS] + [f"{v}: thesis" for v in VARIANTS] + ["time (s)"]
-    rows = []
-    for dataset in datasets:
-        for network in networks:
-            cell = [r for r in results if r["dataset"] == dataset and r["network"] == network]
-            if not cell:
-                continue
-            ours = []
-            for v in VARIANTS:
-                accs = [r["test_accuracy"] for r in cell if r["variant"] == v]
-                ours.append(f"{np.mean(accs):.4f}" + (f" ± {np.std(accs, ddof=1):.4f}" if len(accs) > 1 else ""))
-            rows.append([DATASET_TITLES[dataset], network, *ours,
-                         *(fmt(t) for t in THESIS_TABLE4[dataset][network]),
-                         f"{sum(r['seconds'] for r in cell):.0f}"])
-    report.add_table(header, rows, caption="Test accuracy (the epoch with the best validation accuracy):")
-    if missing:
-        report.add("Datasets not available on this machine:\n" + "\n".join(missing))
+                    summarise(final=False)
+    summarise(final=True)
     return {"report": report, "rows": results}
