@@ -122,3 +122,17 @@ def test_kernels_reject_non_contiguous_and_wrong_dtype():
         w = np.zeros(3)
         w.flags.writeable = False
         natverk._core.sgd_update(w, np.zeros(3), 0.1)
+
+
+def test_kernels_accept_arrays_that_went_through_pickle():
+    # A pickled array (a process pool, a Dask worker) comes back with an equal but distinct
+    # dtype object; the kernels must compare dtypes by value, not identity.
+    import pickle
+
+    from natverk import _core
+
+    for dtype in (np.float32, np.float64):
+        a = pickle.loads(pickle.dumps(np.linspace(-1, 1, 7, dtype=dtype)))
+        np.testing.assert_array_equal(_core.activation_forward(a, "relu"), np.maximum(a, 0))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _core.activation_forward(np.ones(3, dtype=">f8"), "relu")  # non-native byte order

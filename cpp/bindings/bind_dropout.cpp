@@ -36,7 +36,7 @@ void bind_dropout(py::module_& m) {
         require_in(p, "p", 0.0, 1.0, true);
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
           using T = decltype(tag);
-          if (!mask.dtype().is(py::dtype::of<uint8_t>()))
+          if (!same_dtype(mask.dtype(), py::dtype::of<uint8_t>()))
             throw py::type_error("mask must be the uint8 array dropout_forward returned");
           require_same_shape(dy, "dy", mask, "mask");
           const T* dyp = in_ptr<T>(dy, "dy");

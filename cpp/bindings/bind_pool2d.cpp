@@ -61,7 +61,7 @@ void bind_pool2d(py::module_& m) {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x_shape_like, kernel, stride, padding);
           require_out_shape(dy, s);
-          if (!argmax.dtype().is(py::dtype::of<int64_t>()))
+          if (!same_dtype(argmax.dtype(), py::dtype::of<int64_t>()))
             throw py::type_error("argmax must be the int64 array maxpool2d_forward returned");
           require_same_shape(argmax, "argmax", dy, "dy");
           const T* dyp = in_ptr<T>(dy, "dy");

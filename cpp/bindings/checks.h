@@ -26,11 +26,25 @@ inline std::string shape_str(const py::array& a) {
   return os.str();
 }
 
+inline bool is_little_endian() {
+  const uint16_t probe = 1;
+  return *reinterpret_cast<const unsigned char*>(&probe) == 1;
+}
+
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// Same type number and native byte order. Not dtype identity: an array that went through
+// pickle (a process pool, a Dask worker) carries an equal but distinct dtype object.
+inline bool same_dtype(const py::dtype& have, const py::dtype& want) {
+  if (have.is(want)) return true;
+  const char order = have.byteorder();
+  return have.num() == want.num() && (order == '=' || order == '|' || order == want.byteorder() ||
+                                      (order == '<') == is_little_endian());
+}
 
 template <typename T>
 inline bool has_dtype(const py::array& a) {
-  return a.dtype().is(py::dtype::of<T>());
+  return same_dtype(a.dtype(), py::dtype::of<T>());
 }
 
 // Calls f(T{}) with T = float or double after the dtype of `a`.

@@ -17,7 +17,7 @@ in ``optimizers``) builds networks from layer objects::
 
 from __future__ import annotations
 
-from . import _core, augmentation, callbacks, layers, losses, metrics, models, schedules
+from . import _core, augmentation, callbacks, layers, losses, metrics, models, schedules, search
 from ._config import get_num_threads, set_num_threads, show_config
 from .activations import relu, relu_backward, sigmoid, sigmoid_backward, softmax, tanh, tanh_backward
 from .importdata import (
@@ -93,6 +93,7 @@ __all__ = [
     "augmentation",
     "schedules",
     "callbacks",
+    "search",
     "Sequential",
     "load",
 ]
