@@ -1,15 +1,21 @@
-"""GEMM GFLOP/s: natverk vs numpy.matmul (and PyTorch when installed), float32/float64, 1 and 2 threads.
+"""GEMM GFLOP/s: natverk vs numpy.matmul vs torch.matmul, float32/float64, 1 and 2 threads.
 
-Usage: python benchmarks/bench_gemm.py [--quick] [--json out.json]
-Every timed result is checked against numpy before it is reported.
+Usage: python benchmarks/bench_gemm.py [--quick] [--json out.json] [--threads 1,2]
+(``benchmarks/run.py`` runs this as its ``gemm`` section, with %peak.)
+
+Shapes are m x k x n (A is m x k, B is k x n). Besides C = A B, the two
+transposed products the training of a dense layer with forward shape
+m x k x n needs are timed, with the same 2 m k n flops:
+``A^T B`` (dW = X^T dZ: X is m x k, dZ m x n) and ``A B^T`` (dX = dZ W^T: W is
+k x n). Every implementation's result is checked against a float64 NumPy
+product before it is timed; warm-up calls are discarded; median and min of
+the repeats are kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -17,82 +23,130 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import natverk  # noqa: E402
+from _common import check_close, fmt, get_torch, machine_meta, md_table, ratio, set_threads  # noqa: E402
 from _timing import measure  # noqa: E402
 
-try:
-    import torch
-except ImportError:  # PyTorch is optional: pip install torch==2.13.0
-    torch = None
-
 SQUARE = [256, 512, 1024, 2048]
-THESIS = [(64, 784, 500), (128, 784, 500), (64, 500, 100), (64, 3072, 5000), (64, 5000, 1000), (65536, 576, 64)]
+# The thesis' MLP layers (batch x in x out) and the im2col GEMM of a 3x3 64->64
+# conv at 32x32, batch 64 (N*H*W x Cin*9 x Cout).
+MLP_SHAPES = [(64, 784, 500), (128, 784, 500), (64, 500, 100), (64, 3072, 5000), (64, 5000, 1000)]
+IM2COL = (65536, 576, 64)
+OPS = {"AB": "A B", "AtB": "A^T B (dW)", "ABt": "A B^T (dX)"}
+TOL = {"float32": 1e-4, "float64": 1e-10}
 
 
-def set_threads(n: int) -> None:
-    natverk.set_num_threads(n)
-    if torch is not None:
-        torch.set_num_threads(n)
-    try:  # numpy's BLAS, when threadpoolctl is available
-        from threadpoolctl import threadpool_limits
+def cases(quick: bool) -> list[tuple[str, tuple[int, int, int]]]:
+    """(op, (m, k, n)) pairs."""
+    if quick:
+        square = [512, 1024]
+        mlp = [(64, 784, 500), (64, 3072, 5000)]
+        transposed = [(64, 784, 500)]
+        big = []
+    else:
+        square, mlp, transposed, big = SQUARE, MLP_SHAPES, MLP_SHAPES, [IM2COL]
+    out = [("AB", (s, s, s)) for s in square] + [("AB", s) for s in mlp + big]
+    out += [(op, s) for s in transposed for op in ("AtB", "ABt")]
+    return out
 
-        threadpool_limits(n)
-    except ImportError:
-        pass
+
+def _operands(op: str, m: int, k: int, n: int, dtype, rng):
+    """(A, B, C shape, natverk kwargs, numpy A, numpy B) for C = op(A, B)."""
+    if op == "AB":
+        A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+        return A.astype(dtype), B.astype(dtype), (m, n), {}, lambda a, b: (a, b)
+    if op == "AtB":  # X (m x k), dZ (m x n) -> X^T dZ (k x n)
+        A, B = rng.standard_normal((m, k)), rng.standard_normal((m, n))
+        return A.astype(dtype), B.astype(dtype), (k, n), {"trans_a": True}, lambda a, b: (a.T, b)
+    if op == "ABt":  # dZ (m x n), W (k x n) -> dZ W^T (m x k)
+        A, B = rng.standard_normal((m, n)), rng.standard_normal((k, n))
+        return A.astype(dtype), B.astype(dtype), (m, k), {"trans_b": True}, lambda a, b: (a, b.T)
+    raise ValueError(op)
 
 
-def run(shapes, dtypes, threads_list, repeats):
+def run(threads_list, quick: bool = False, repeats: int | None = None, peak: dict | None = None,
+        dtypes=("float32", "float64"), log=print) -> list[dict]:
+    """Time every case; one row per (threads, dtype, op, shape)."""
+    torch = get_torch()
+    repeats = repeats or (3 if quick else 7)
+    warmup, min_time = (1, 0.02) if quick else (2, 0.05)
     rows = []
     rng = np.random.default_rng(0)
     for threads in threads_list:
         set_threads(threads)
         for dtype in dtypes:
-            for m, k, n in shapes:
-                A = rng.standard_normal((m, k)).astype(dtype)
-                B = rng.standard_normal((k, n)).astype(dtype)
-                ref = A @ B
-                ours = natverk._core.gemm(A, B)
-                tol = 1e-3 if dtype == np.float32 else 1e-10
-                err = float(np.max(np.abs(ours - ref)) / max(1.0, float(np.max(np.abs(ref)))))
-                assert err < tol, f"natverk gemm wrong at {m}x{k}x{n} {dtype}: {err}"
-                flops = 2.0 * m * n * k
-                row = {"m": m, "k": k, "n": n, "dtype": np.dtype(dtype).name, "threads": threads}
-                out = np.empty((m, n), dtype=dtype)
-                row["natverk"] = measure(lambda: natverk._core.gemm(A, B, out), repeats)
-                row["numpy"] = measure(lambda: np.matmul(A, B, out=out), repeats)
+            for op, (m, k, n) in cases(quick):
+                A, B, cshape, kw, view = _operands(op, m, k, n, dtype, rng)
+                a, b = view(A, B)
+                ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+                out = np.empty(cshape, dtype=dtype)
+                row = {"op": op, "m": m, "k": k, "n": n, "dtype": dtype, "threads": threads,
+                       "flops": 2.0 * m * k * n, "error": {}}
+                impls = {
+                    "natverk": lambda: natverk._core.gemm(A, B, out, **kw),
+                    "numpy": lambda: np.matmul(a, b, out=out),
+                }
                 if torch is not None:
-                    tA, tB, tO = torch.from_numpy(A), torch.from_numpy(B), torch.from_numpy(out)
-                    row["torch"] = measure(lambda: torch.matmul(tA, tB, out=tO), repeats)
-                for impl in ("natverk", "numpy", "torch"):
-                    if impl in row:
-                        row[impl]["gflops"] = flops / row[impl]["median_s"] / 1e9
+                    ta, tb = view(torch.from_numpy(A), torch.from_numpy(B))
+                    tout = torch.from_numpy(out)
+                    impls["torch"] = lambda ta=ta, tb=tb, tout=tout: torch.matmul(ta, tb, out=tout)
+                for name, fn in impls.items():
+                    out.fill(np.nan)
+                    fn()
+                    row["error"][name] = check_close(f"{name} gemm {op} {m}x{k}x{n} {dtype}", out, ref, TOL[dtype])
+                    res = measure(fn, repeats, warmup, min_time)
+                    res["gflops"] = row["flops"] / res["median_s"] / 1e9
+                    res["gflops_best"] = row["flops"] / res["min_s"] / 1e9
+                    row[name] = res
+                if peak and (dtype, threads) in peak:
+                    row["peak_gflops"] = peak[(dtype, threads)]
                 rows.append(row)
-                line = f"{threads:>2} {row['dtype']:>7} {m:>6}x{k:>5}x{n:>5}"
-                for impl in ("natverk", "numpy", "torch"):
-                    if impl in row:
-                        line += f"  {impl} {row[impl]['gflops']:7.1f}"
-                line += f"  ratio vs numpy {row['natverk']['gflops'] / row['numpy']['gflops']:.2f}"
-                print(line, flush=True)
+                log("  " + " | ".join(table_row(row)))
     return rows
 
 
+def _g(row, impl):
+    return row[impl]["gflops"] if impl in row else None
+
+
+def table_row(row: dict) -> list[str]:
+    nv, others = _g(row, "natverk"), [_g(row, "numpy"), _g(row, "torch")]
+    peak = row.get("peak_gflops")
+    return [
+        f"{row['m']} x {row['k']} x {row['n']}",
+        OPS[row["op"]],
+        row["dtype"],
+        str(row["threads"]),
+        fmt(nv),
+        fmt(_g(row, "numpy")),
+        fmt(_g(row, "torch")),
+        fmt(ratio(nv, others), 2),
+        fmt(None if peak is None else 100.0 * nv / peak, 0),
+    ]
+
+
+HEADERS = ["m x k x n", "op", "dtype", "threads", "natverk", "numpy", "torch", "natverk / best other", "natverk %peak"]
+
+
+def table(rows: list[dict]) -> str:
+    return md_table(HEADERS, [table_row(r) for r in rows], right=set(range(3, len(HEADERS))) | {0})
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer shapes and repeats")
     parser.add_argument("--json", default=None, help="write results to this JSON file")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     args = parser.parse_args()
-    if args.quick:
-        shapes = [(s, s, s) for s in (512, 1024)] + [(64, 784, 500)]
-        repeats = 5
-    else:
-        shapes = [(s, s, s) for s in SQUARE] + THESIS
-        repeats = 7
-    print(f"GEMM GFLOP/s (median of {repeats}); natverk SIMD {natverk._core.simd_level()}, "
-          f"torch {'absent' if torch is None else torch.__version__}")
-    rows = run(shapes, [np.float32, np.float64], [1, 2], repeats)
+    threads = [int(t) for t in args.threads.split(",")]
+    torch = get_torch()
+    print(f"GEMM GFLOP/s (median); natverk SIMD {natverk._core.simd_level()}, "
+          f"torch {'n/a (not installed)' if torch is None else torch.__version__}")
+    print("  " + " | ".join(HEADERS))
+    rows = run(threads, args.quick)
+    print()
+    print(table(rows))
     if args.json:
-        meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                "numpy": np.__version__, "natverk": natverk.__version__, "simd": natverk._core.simd_level()}
-        Path(args.json).write_text(json.dumps({"meta": meta, "gemm": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"meta": machine_meta(), "gemm": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,11 @@ void activation_forward(T* out, const T* in, int64_t n, Activation act) {
     switch (act) {
       case Activation::ReLU:
         // (z > 0 || z != z): keep NaN, as np.maximum(0, z) does.
-        for (int64_t i = b; i < e; ++i) out[i] = (in[i] > T(0) || in[i] != in[i]) ? in[i] : T(0);
+        // One unconditional load and a select: the form the compiler turns into SIMD blends.
+        for (int64_t i = b; i < e; ++i) {
+          const T z = in[i];
+          out[i] = (z > T(0) || z != z) ? z : T(0);
+        }
         break;
       case Activation::Sigmoid:
         for (int64_t i = b; i < e; ++i) out[i] = sigmoid(in[i]);
@@ -65,7 +69,10 @@ void activation_backward(T* dz, const T* dh, const T* h, int64_t n, Activation a
   parallel_elementwise(n, [&](int64_t b, int64_t e) {
     switch (act) {
       case Activation::ReLU:
-        for (int64_t i = b; i < e; ++i) dz[i] = h[i] > T(0) ? dh[i] : T(0);
+        for (int64_t i = b; i < e; ++i) {
+          const T g = dh[i];  // loaded unconditionally, so the loop vectorises (a select)
+          dz[i] = h[i] > T(0) ? g : T(0);
+        }
         break;
       case Activation::Sigmoid:
         for (int64_t i = b; i < e; ++i) dz[i] = dh[i] * h[i] * (T(1) - h[i]);

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import _core
 from ._validation import as_activation, as_inputs, as_labels, as_lambda, network_dtype, num_layers
 from .neuralnet import back_propagation, forward_propagation
 from .optimizers import (
@@ -22,6 +23,7 @@ from .optimizers import (
     gradient_descent_rmsprop,
     gradient_descent_vanilla,
 )
+from .optimizers._update import state
 from .utils.check_accuracy import check_accuracy
 from .utils.exponential_decay import exponential_decay
 
@@ -38,6 +40,34 @@ def minibatches(m: int, batch_size: int, rng: np.random.Generator | None = None)
         raise ValueError(f"there must be at least one training example, got {m}")
     order = rng.permutation(m) if rng is not None else np.arange(m)
     return [order[i : i + int(batch_size)] for i in range(0, m, int(batch_size))]
+
+
+def _writable(parameters: dict, key: str) -> np.ndarray:
+    """``parameters[key]`` as the C-contiguous, writable array the fused step updates in place
+    (replaced in the dict if it was not one already, as the optimizers' own calls require)."""
+    a = parameters[key]
+    if not (a.flags.c_contiguous and a.flags.writeable):
+        a = parameters[key] = np.array(a, order="C")
+    return a
+
+
+def train_step_by_step(parameters: dict, X, y, learning_rate: float, lambda_: float = 0.0,
+                       activation: str = "relu", optimizer: str = "adam", beta: float = 0.9,
+                       beta1: float = 0.9, beta2: float = 0.99, t: int = 1) -> float:
+    """One minibatch step exactly as the MATLAB ``Main`` loop spells it: forward_propagation,
+    back_propagation, gradient_descent_<optimizer>. :func:`train` runs the same maths as one
+    C++ call (``_core.mlp_train_step``); the tests check the two agree bit for bit."""
+    _, loss, cache = forward_propagation(X, y, parameters, lambda_, activation)
+    gradients = back_propagation(cache, y, parameters, lambda_, activation)
+    if optimizer == "adam":
+        gradient_descent_adam(gradients, parameters, learning_rate, beta1, beta2, t)
+    elif optimizer == "rmsprop":
+        gradient_descent_rmsprop(gradients, parameters, learning_rate, beta2)
+    elif optimizer == "momentum":
+        gradient_descent_momentum(gradients, parameters, learning_rate, beta)
+    else:
+        gradient_descent_vanilla(gradients, parameters, learning_rate)
+    return loss
 
 
 def train(
@@ -113,6 +143,17 @@ def train(
     if every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
 
+    L = num_layers(parameters)
+    step_arrays = ([_writable(parameters, f"W{l}") for l in range(1, L + 1)],
+                   [_writable(parameters, f"b{l}") for l in range(1, L + 1)])
+    state_arrays = {}
+    for prefix, used in (("v", ("momentum", "adam")), ("s", ("rmsprop", "adam"))):
+        if optimizer in used:
+            state_arrays[f"{prefix}_weights"] = [state(parameters, f"{prefix}_dW{l}", parameters[f"W{l}"])
+                                                 for l in range(1, L + 1)]
+            state_arrays[f"{prefix}_biases"] = [state(parameters, f"{prefix}_db{l}", parameters[f"b{l}"])
+                                                for l in range(1, L + 1)]
+
     history: dict[str, list] = {"epoch": [], "loss": [], "train_accuracy": []}
     if has_val:
         history["val_accuracy"] = []
@@ -129,18 +170,12 @@ def train(
         lr = exponential_decay(learning_rate, epoch) if lr_decay else learning_rate
         losses = []
         for idx in minibatches(X.shape[0], minibatch_size, rng):
-            batch_X, batch_y = X[idx], y[idx]
-            _, loss, cache = forward_propagation(batch_X, batch_y, parameters, lambda_, activation)
-            gradients = back_propagation(cache, batch_y, parameters, lambda_, activation)
             if optimizer == "adam":
                 t += 1
-                gradient_descent_adam(gradients, parameters, lr, beta1, beta2, t)
-            elif optimizer == "rmsprop":
-                gradient_descent_rmsprop(gradients, parameters, lr, beta2)
-            elif optimizer == "momentum":
-                gradient_descent_momentum(gradients, parameters, lr, beta)
-            else:
-                gradient_descent_vanilla(gradients, parameters, lr)
+            # forward_propagation + back_propagation + gradient_descent_<optimizer> in one C++
+            # call (bit-identical to the three calls; see train_step_by_step for that form)
+            loss, _, _ = _core.mlp_train_step(X[idx], y[idx], *step_arrays, activation, lambda_, optimizer, lr,
+                                              beta=beta, beta1=beta1, beta2=beta2, t=max(t, 1), **state_arrays)
             losses.append(loss)
         if not np.isfinite(losses[-1]):
             raise FloatingPointError(
