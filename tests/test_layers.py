@@ -425,3 +425,27 @@ def test_bad_inputs_raise_clear_errors():
         model.forward(randn(2, 1, 5, 5))
     with pytest.raises(TypeError, match="layer 1 must be a natverk Layer"):
         natverk.Sequential(ReLU(), "relu")
+
+
+@pytest.mark.parametrize("first", ["dense", "conv"])
+def test_training_backward_skips_only_the_first_layers_input_gradient(first):
+    # fit() calls backward(need_input_grad=False): the first layer computes dW/db only.
+    # Every parameter gradient must equal the full backward's, bit for bit.
+    from natverk.layers import Conv2D, Dense, Flatten, ReLU
+    from natverk.models import Sequential
+
+    rng = np.random.default_rng(3)
+    if first == "dense":
+        model, x = Sequential(Dense(6, 5, seed=0), ReLU(), Dense(5, 3, seed=1)), rng.standard_normal((4, 6))
+    else:
+        model = Sequential(Conv2D(2, 3, 3, padding=1, seed=0), ReLU(), Flatten(), Dense(3 * 5 * 5, 3, seed=1))
+        x = rng.standard_normal((4, 2, 5, 5))
+    g = rng.standard_normal((4, 3))
+    model.forward(x, training=True)
+    dx = model.backward(g)
+    full = {name: grad.copy() for name, _, grad in model.parameters()}
+    model.forward(x, training=True)
+    assert model.backward(g, need_input_grad=False) is None
+    assert dx.shape == x.shape
+    for name, _, grad in model.parameters():
+        np.testing.assert_array_equal(grad, full[name], err_msg=name)

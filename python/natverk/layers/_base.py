@@ -174,6 +174,12 @@ class Layer:
     def backward(self, grad) -> np.ndarray:
         raise NotImplementedError
 
+    def backward_parameters(self, grad) -> None:
+        """Backward for the network's first layer during training: the parameter gradients
+        only, when nobody needs the input gradient. Layers whose input gradient costs real
+        work (Dense, Conv2D) skip it; the rest run their full backward."""
+        self.backward(grad)
+
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         return []
 

@@ -100,9 +100,15 @@ class Stack(Layer):
                     _INPUT_TRUSTED.reset(token)
         return x
 
-    def backward(self, grad) -> np.ndarray:
+    def backward(self, grad, need_input_grad: bool = True) -> np.ndarray | None:
+        """Back-propagate ``grad`` through every layer; returns the input gradient. Training
+        passes ``need_input_grad=False``: the first layer then computes its parameter
+        gradients only (returns None), which saves a whole GEMM or transposed convolution."""
         for i in range(len(self.layers) - 1, -1, -1):
             try:
+                if i == 0 and not need_input_grad:
+                    self.layers[0].backward_parameters(grad)
+                    return None
                 grad = self.layers[i].backward(grad)
             except (TypeError, ValueError, RuntimeError) as err:
                 raise prefixed(err, f"layer {i}: ") from None

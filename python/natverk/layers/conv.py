@@ -102,8 +102,15 @@ class Conv2D(ParameterLayer):
         return self._remember_output(y)
 
     def backward(self, grad) -> np.ndarray:
+        return self._backward(grad, need_dx=True)
+
+    def backward_parameters(self, grad) -> None:
+        self._backward(grad, need_dx=False)  # dW and db only: no transposed convolution
+
+    def _backward(self, grad, need_dx: bool):
         g = self._grad(grad)
-        dx, self.dW, self.db = _core.conv2d_backward(g, self._x, self.W, **self._geometry(), need_db=self.use_bias)
+        dx, self.dW, self.db = _core.conv2d_backward(g, self._x, self.W, **self._geometry(), need_dx=need_dx,
+                                                     need_db=self.use_bias)
         return dx
 
 

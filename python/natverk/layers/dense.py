@@ -54,7 +54,13 @@ class Dense(ParameterLayer):
         return self._remember_output(_core.dense_forward(x, self.W, self._bias()))
 
     def backward(self, grad) -> np.ndarray:
+        return self._backward(grad, need_dx=True)
+
+    def backward_parameters(self, grad) -> None:
+        self._backward(grad, need_dx=False)  # dW and db only: no dZ W^T
+
+    def _backward(self, grad, need_dx: bool):
         g = self._grad(grad)
-        dx, self.dW, db = _core.dense_backward(g, self._x, self.W)
+        dx, self.dW, db = _core.dense_backward(g, self._x, self.W, 0.0, need_dx)
         self.db = db if self.use_bias else None
         return dx

@@ -280,7 +280,7 @@ class Sequential(Stack):
                         raise FloatingPointError(
                             f"the loss became {batch_loss} in epoch {e + 1}: lower the learning rate"
                         )
-                    self.backward(loss_fn.backward())
+                    self.backward(loss_fn.backward(), need_input_grad=False)
                     opt.step(self.parameters())
                     total_loss += batch_loss * len(idx)
                     total_correct += loss_fn.accuracy(out, tb) * len(idx)
