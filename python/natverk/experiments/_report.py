@@ -79,14 +79,16 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-def mean_std(values: Sequence[float], digits: int = 4) -> str:
-    """``0.9412 ± 0.0031 (n=5)``; a single value is printed alone."""
+def mean_std(values: Sequence[float], digits: int = 4, significant: bool = False) -> str:
+    """``0.9412 ± 0.0031 (n=5)``; a single value is printed alone. ``significant`` prints
+    ``digits`` significant digits instead of decimals (for lambdas spanning decades)."""
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if v.size == 0:
         return "-"
+    spec = f".{digits}g" if significant else f".{digits}f"
     if v.size == 1:
-        return f"{v[0]:.{digits}f}"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} (n={v.size})"
+        return format(v[0], spec)
+    return f"{format(v.mean(), spec)} ± {format(v.std(ddof=1), spec)} (n={v.size})"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

@@ -13,7 +13,8 @@ Protocol (the thesis' MATLAB setup, made repeatable):
   as mean ± standard deviation over several seeds (new data, weights and search draws per seed).
 - logspace: ``n`` log-uniform draws in [lo, hi] (``st_logspace``); linear: lo, lo + step, ...
   <= hi with about the same number of trials; balance: lambda updated after every iteration
-  from the data loss and the squared weight norm (gamma = 1).
+  from the data loss and the squared weight norm (gamma = 1), capped at the top of the logspace
+  range (the update feeds back on itself and can run away).
 """
 
 from __future__ import annotations
@@ -103,7 +104,11 @@ def run_methods(setup: ToySetup, seed: int, jobs: int) -> dict:
     X_tr, y_tr, X_val, y_val, X_te, y_te = data
     bal = balance_principle(X_tr, y_tr, setup.nodes, epochs=setup.epochs, learning_rate=setup.learning_rate,
                             minibatch_size=setup.minibatch_size, gamma=1.0, X_val=X_val, y_val=y_val,
-                            X_test=X_te, y_test=y_te, seed=seed)
+                            X_test=X_te, y_test=y_te, seed=seed,
+                            # lambda <- phi/psi feeds back on itself (a larger lambda shrinks the
+                            # weights, so psi falls and lambda rises again); without a cap one
+                            # spiral seed ran away to lambda ~ 3e4. Cap at the search range's top.
+                            lambda_max=setup.log_range[1])
     rows["balance"] = dict(bal.row)
     for method, row in rows.items():
         row.update(method=method, seed=seed, problem=setup.kind)
@@ -150,7 +155,7 @@ def _toy_table(name: str, title: str, setup: ToySetup, thesis: dict, out, quick:
         lam = [r["lambda"] for r in rs]
         t_lam, t_train, t_test = thesis[method]
         rows.append([METHOD_TITLES[method],
-                     "dynamic, final " + mean_std(lam, 3) if method == "balance" else mean_std(lam, 4),
+                     ("dynamic, final " if method == "balance" else "") + mean_std(lam, 3, significant=True),
                      mean_std([r["train_accuracy"] for r in rs]), mean_std([r["test_accuracy"] for r in rs]),
                      "dynamic" if t_lam is None else t_lam, t_train, t_test])
     report.add_table(header, rows, caption=f"Train and test accuracy, mean ± std over seeds {list(seeds)}:")
