@@ -62,8 +62,17 @@ void im2col(T* col, const T* x, int64_t Cg, const Conv2dShape& s) {
           }
           const T* in = plane + h * s.W;
           const int64_t off = j * s.dw - s.pw;
-          if (s.sw == 1 && off >= 0 && off + s.Wo <= s.W) {
-            std::memcpy(out, in + off, sizeof(T) * static_cast<size_t>(s.Wo));
+          if (s.sw == 1) {
+            // stride 1: the row is a contiguous run of the input, zero-padded at either end
+            const int64_t lo = off < 0 ? -off : 0;
+            const int64_t hi = (s.W - off) < s.Wo ? (s.W - off) : s.Wo;
+            if (hi <= lo) {
+              std::memset(out, 0, sizeof(T) * static_cast<size_t>(s.Wo));
+              continue;
+            }
+            for (int64_t ow = 0; ow < lo; ++ow) out[ow] = T(0);
+            std::memcpy(out + lo, in + lo + off, sizeof(T) * static_cast<size_t>(hi - lo));
+            for (int64_t ow = hi; ow < s.Wo; ++ow) out[ow] = T(0);
           } else {
             for (int64_t ow = 0; ow < s.Wo; ++ow) {
               const int64_t w = ow * s.sw + off;

@@ -43,11 +43,12 @@ inline void maxpool_2x2_plane(T* y, int64_t* am, const T* x, const Pool2dShape& 
       const T cand[3] = {r0[w + 1], r1[w], r1[w + 1]};
       const int64_t where[3] = {best + 1, best + s.W, best + s.W + 1};
       for (int q = 0; q < 3; ++q) {
+        // selects, not branches: on real activations the winner is unpredictable, and a
+        // mispredicted branch per candidate cost more than the whole window
         const T v = cand[q];
-        if (v > bv || (v != v && bv == bv)) {
-          best = where[q];
-          bv = v;
-        }
+        const bool take = (v > bv) | ((v != v) & (bv == bv));  // bitwise: no short-circuit jumps
+        best = take ? where[q] : best;
+        bv = take ? v : bv;
       }
       y[oh * s.Wo + ow] = bv;
       am[oh * s.Wo + ow] = best;
