@@ -54,6 +54,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _command_line() -> str:
+    if not sys.argv or not sys.argv[0]:
+        return ""
+    prog = "python -m natverk" if Path(sys.argv[0]).name == "__main__.py" else Path(sys.argv[0]).name
+    return " ".join([prog] + sys.argv[1:])
+
+
 def machine_facts() -> dict:
     """What a reader needs to compare a wall time: CPU, cores, threads used, SIMD level, versions."""
     import natverk
@@ -67,7 +74,7 @@ def machine_facts() -> dict:
         "natverk": natverk.__version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv and sys.argv[0] else "",
+        "command": _command_line(),
     }
 
 
