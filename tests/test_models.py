@@ -27,20 +27,7 @@ from natverk.layers import (
 from natverk.losses import CrossEntropy
 from natverk.models import Sequential, load
 from natverk.optimizers import SGD, Adam, Momentum
-
-
-def bars(n: int, seed: int, noise: float = 0.5):
-    """8x8 single-channel images of one horizontal (class 0) or vertical (class 1) bar, plus noise."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    X = rng.normal(0.0, noise, (n, 1, 8, 8))
-    pos = rng.integers(0, 8, n)
-    for i in range(n):
-        if y[i]:
-            X[i, 0, :, pos[i]] += 2.0
-        else:
-            X[i, 0, pos[i], :] += 2.0
-    return X, y
+from synthetic import bars
 
 
 def small_cnn(seed: int = 0, dropout: bool = False) -> Sequential:

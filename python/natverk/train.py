@@ -51,6 +51,19 @@ def _writable(parameters: dict, key: str) -> np.ndarray:
     return a
 
 
+def apply_optimizer(gradients: Mapping[str, np.ndarray], parameters: dict, optimizer: str, learning_rate: float,
+                    beta: float = 0.9, beta1: float = 0.9, beta2: float = 0.99, t: int = 1) -> dict:
+    """``gradient_descent_<optimizer>`` by name, as the MATLAB ``Main`` script picks its
+    optimizer (``t`` is Adam's step count, used only by Adam)."""
+    if optimizer == "adam":
+        return gradient_descent_adam(gradients, parameters, learning_rate, beta1, beta2, t)
+    if optimizer == "rmsprop":
+        return gradient_descent_rmsprop(gradients, parameters, learning_rate, beta2)
+    if optimizer == "momentum":
+        return gradient_descent_momentum(gradients, parameters, learning_rate, beta)
+    return gradient_descent_vanilla(gradients, parameters, learning_rate)
+
+
 def train_step_by_step(parameters: dict, X, y, learning_rate: float, lambda_: float = 0.0,
                        activation: str = "relu", optimizer: str = "adam", beta: float = 0.9,
                        beta1: float = 0.9, beta2: float = 0.99, t: int = 1) -> float:
@@ -59,14 +72,7 @@ def train_step_by_step(parameters: dict, X, y, learning_rate: float, lambda_: fl
     C++ call (``_core.mlp_train_step``); the tests check the two agree bit for bit."""
     _, loss, cache = forward_propagation(X, y, parameters, lambda_, activation)
     gradients = back_propagation(cache, y, parameters, lambda_, activation)
-    if optimizer == "adam":
-        gradient_descent_adam(gradients, parameters, learning_rate, beta1, beta2, t)
-    elif optimizer == "rmsprop":
-        gradient_descent_rmsprop(gradients, parameters, learning_rate, beta2)
-    elif optimizer == "momentum":
-        gradient_descent_momentum(gradients, parameters, learning_rate, beta)
-    else:
-        gradient_descent_vanilla(gradients, parameters, learning_rate)
+    apply_optimizer(gradients, parameters, optimizer, learning_rate, beta, beta1, beta2, t)
     return loss
 
 
@@ -175,7 +181,7 @@ def train(
             # forward_propagation + back_propagation + gradient_descent_<optimizer> in one C++
             # call (bit-identical to the three calls; see train_step_by_step for that form)
             loss, _, _ = _core.mlp_train_step(X[idx], y[idx], *step_arrays, activation, lambda_, optimizer, lr,
-                                              beta=beta, beta1=beta1, beta2=beta2, t=max(t, 1), **state_arrays)
+                                              beta=beta, beta1=beta1, beta2=beta2, t=t, **state_arrays)
             losses.append(loss)
         if not np.isfinite(losses[-1]):
             raise FloatingPointError(

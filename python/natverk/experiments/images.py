@@ -30,6 +30,7 @@ from ..layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Re
 from ..models import Sequential
 from ..optimizers import Adam
 from ..schedules import CosineDecay
+from ..utils.normalization import CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD, normalize_channels
 from ._report import Report, fmt
 
 # Thesis Table 4 (test accuracy): dataset -> network -> (none, L2, dropout)
@@ -110,17 +111,13 @@ def load_dataset(name: str, seed: int, quick: bool, root=None):
 
 def normalise(data, name: str):
     """Per-channel standardisation with the thesis' constants (computed ones for Fashion)."""
-    from ..augmentation import CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD
-
     if name == "mnist":
-        mean, std = (MNIST_MEAN,), (MNIST_STD,)
+        mean, std = MNIST_MEAN, MNIST_STD
     elif name == "cifar-10":
         mean, std = CIFAR10_MEAN, CIFAR10_STD
     else:  # Fashion-MNIST: the thesis gives no constants; the training set's own
-        mean, std = (float(data[0].mean()),), (float(data[0].std()),)
-    m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
-    s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    return tuple(((a - m) / s).astype(np.float32) if i % 2 == 0 else a for i, a in enumerate(data))
+        mean, std = float(data[0].mean()), float(data[0].std())
+    return tuple(normalize_channels(a, mean, std) if i % 2 == 0 else a for i, a in enumerate(data))
 
 
 def train_cell(data, dataset: str, network: str, variant: str, recipe: Recipe, seed: int,

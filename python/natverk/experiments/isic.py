@@ -21,6 +21,7 @@ from ..losses import CrossEntropy
 from ..metrics import f1_score, precision, recall, specificity
 from ..optimizers import Adam
 from ..schedules import CosineDecay
+from ..utils.normalization import normalize_channels
 from ._report import Report, fmt
 from .images import cnn_network, fc_network
 
@@ -52,9 +53,8 @@ def table5_6(out, quick: bool = False, epochs: int | None = None, seeds=(0,), im
     except FileNotFoundError as err:
         report.add(f"Not run: no ISIC-format dataset on this machine.\n\n```\n{err}\n```")
         return {"report": report, "rows": [], "wall_s": time.perf_counter() - start}
-    mean = X_tr.mean(axis=(0, 2, 3), keepdims=True)
-    std = X_tr.std(axis=(0, 2, 3), keepdims=True) + 1e-6
-    X_tr, X_val, X_te = ((a - mean) / std for a in (X_tr, X_val, X_te))
+    mean, std = X_tr.mean(axis=(0, 2, 3)), X_tr.std(axis=(0, 2, 3)) + 1e-6
+    X_tr, X_val, X_te = (normalize_channels(a, mean, std) for a in (X_tr, X_val, X_te))
     n_epochs = epochs if epochs is not None else (1 if quick else 20)
     report.add(f"Data: {len(y_tr)} training ({int(np.sum(y_tr))} malignant), {len(y_val)} validation, "
                f"{len(y_te)} test images at {size}x{size}; {n_epochs} epochs, Adam 1e-3 (cosine), batch 64.")

@@ -83,9 +83,8 @@ def make_data(setup: ToySetup, seed: int):
                                                  label_noise=0.2)
         X_val, y_val, X_te, y_te = import_nonlinear_data(setup.points, 2, setup.n_classes, setup.noise_rate,
                                                          seed=rng, label_noise=0.0)
-    mu, sd = X_tr.mean(axis=0), X_tr.std(axis=0) + 1e-6  # the MATLAB normalization's statistics
+    _, X_val = normalization(X_tr, X_val)  # both with the training set's statistics
     X_tr, X_te = normalization(X_tr, X_te)
-    X_val = (X_val - mu) / sd
     return X_tr, y_tr, X_val, y_val, X_te, y_te
 
 

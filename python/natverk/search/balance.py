@@ -39,13 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..neuralnet import back_propagation, forward_propagation, initialize_weights
-from ..optimizers import (
-    gradient_descent_adam,
-    gradient_descent_momentum,
-    gradient_descent_rmsprop,
-    gradient_descent_vanilla,
-)
-from ..train import minibatches
+from ..train import apply_optimizer, minibatches
 from ..utils.exponential_decay import exponential_decay
 from ._result import SearchResult
 from .trial import MLPTrial, accuracies, num_threads, split_seed
@@ -260,13 +254,7 @@ def balance_principle(
                 gradients = back_propagation(cache, batch_y, parameters, lam, spec.activation)
                 if spec.optimizer == "adam":
                     t += 1
-                    gradient_descent_adam(gradients, parameters, lr, spec.beta1, spec.beta2, t)
-                elif spec.optimizer == "rmsprop":
-                    gradient_descent_rmsprop(gradients, parameters, lr, spec.beta2)
-                elif spec.optimizer == "momentum":
-                    gradient_descent_momentum(gradients, parameters, lr, spec.beta)
-                else:
-                    gradient_descent_vanilla(gradients, parameters, lr)
+                apply_optimizer(gradients, parameters, spec.optimizer, lr, spec.beta, spec.beta1, spec.beta2, t)
                 iteration += 1
             epoch_lambdas.append(lam)
             if update == "epoch" and epoch < spec.epochs:
