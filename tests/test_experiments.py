@@ -132,3 +132,61 @@ def test_cli_reproduce_quick(tmp_path):
 
 def test_every_name_is_known():
     assert {"table2", "table3", "table4", "table5-6", "figure6-7", "figure4", "figure5"} <= set(names())
+
+
+def _tiny_image_data(seed=0):
+    """Six arrays shaped like load_dataset's, small enough for a test: 1x16x16, ten classes."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for n in (60, 20, 20):
+        y = np.arange(n) % 10
+        X = rng.standard_normal((n, 1, 16, 16)).astype(np.float32) * 0.1
+        X[np.arange(n), 0, y, y] += 3.0  # a class-coded bright pixel: learnable
+        arrays += [X, y.astype(np.int64)]
+    return tuple(arrays), None
+
+
+def test_table4_reuses_finished_cells_of_the_same_recipe(tmp_path, monkeypatch):
+    from natverk.experiments import images
+
+    monkeypatch.setattr(images, "load_dataset", lambda *a, **k: _tiny_image_data())
+    first = images.table4(tmp_path, quick=True, datasets=("mnist",))
+    assert len(first["rows"]) == 6
+    trained = []
+    real_train_cell = images.train_cell
+    monkeypatch.setattr(images, "train_cell", lambda *a, **k: trained.append(a[2:4]) or real_train_cell(*a, **k))
+
+    again = images.table4(tmp_path, quick=True, datasets=("mnist",))
+    assert trained == []  # every cell came from table4.csv
+    key = lambda rows: [(r["network"], r["variant"], r["test_accuracy"]) for r in rows]  # noqa: E731
+    assert key(again["rows"]) == key(first["rows"])
+    assert "Cells reused" in (tmp_path / "table4.md").read_text()
+
+    images.table4(tmp_path, quick=True, datasets=("mnist",), epochs=3)  # another recipe: retrained
+    assert len(trained) == 6
+    images.table4(tmp_path, quick=True, datasets=("mnist",), epochs=3, resume=False)
+    assert len(trained) == 12
+    rows = _read_csv(tmp_path / "table4.csv")
+    assert {r["epochs"] for r in rows} == {"3"} and {r["quick"] for r in rows} == {"True"}
+
+
+def test_table4_ignores_an_unreadable_earlier_csv(tmp_path, monkeypatch, capsys):
+    from natverk.experiments import images
+
+    monkeypatch.setattr(images, "load_dataset", lambda *a, **k: _tiny_image_data())
+    (tmp_path / "table4.csv").write_text("dataset,network,variant,seed,epochs\nmnist,FC,none,zero,1\n")
+    result = images.table4(tmp_path, quick=True, datasets=("mnist",), networks=("FC",))
+    assert len(result["rows"]) == 3 and "not reusing" in capsys.readouterr().out
+
+
+def test_cnn_network_depth_keeps_the_one_conv_seeds():
+    from natverk.experiments.images import cnn_network
+    from natverk.layers import Conv2D
+
+    shallow = cnn_network(1, 16, 10, 0.0, seed=7)
+    deep = cnn_network(1, 16, 10, 0.4, seed=7, convs_per_block=2)
+    convs = lambda m: [layer for layer in m.layers if isinstance(layer, Conv2D)]  # noqa: E731
+    assert [c.out_channels for c in convs(shallow)] == [32, 64, 128]
+    assert [c.out_channels for c in convs(deep)] == [32, 32, 64, 64, 128, 128]
+    assert [c.seed for c in convs(shallow)] == [7, 8, 9]
+    assert deep.forward(np.zeros((2, 1, 16, 16), np.float32)).shape == (2, 10)

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-root", default=None, help="folder holding mnist/, fashion-mnist/, cifar-10/, isic/ "
                     "(default: $NATVERK_DATA)")
     rp.add_argument("--verbose", action="store_true", help="progress bars while training")
+    rp.add_argument("--fresh", action="store_true",
+                    help="table4: retrain every cell instead of reusing those already in --out")
     return parser
 
 
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         from natverk.experiments import reproduce
 
         result = reproduce(args.name, out=args.out, quick=args.quick, epochs=args.epochs, seeds=args.seeds,
-                           jobs=args.jobs, verbose=int(args.verbose), data_root=args.data_root)
+                           jobs=args.jobs, verbose=int(args.verbose), data_root=args.data_root,
+                           resume=not args.fresh)
         print(f"{result['name']}: {result['wall_s']:.1f} s; wrote {result['paths']['markdown']}")
         return 0
     from natverk.main import spiral

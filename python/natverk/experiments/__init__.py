@@ -67,12 +67,13 @@ def names() -> list[str]:
 
 def reproduce(name: str, out: str | Path = "results", quick: bool = False, epochs: int | None = None,
               seeds: Sequence[int] | None = None, jobs: int = 1, verbose: int = 0,
-              data_root: str | None = None) -> dict:
+              data_root: str | None = None, resume: bool = True) -> dict:
     """Run experiment ``name`` and write its report into ``out``; returns the paths and rows.
 
     ``epochs`` overrides the experiment's epoch count where it trains image networks;
     ``seeds`` defaults to five seeds for the simulated-data tables (one in quick mode) and one
-    for the image tables; ``jobs`` runs search trials in that many processes.
+    for the image tables; ``jobs`` runs search trials in that many processes. ``resume``
+    lets ``table4`` reuse the cells an earlier run left in ``out`` with the same recipe.
     """
     key = ALIASES.get(name, name)
     if key not in EXPERIMENTS:
@@ -91,6 +92,8 @@ def reproduce(name: str, out: str | Path = "results", quick: bool = False, epoch
     kwargs: dict = {"out": out, "quick": quick, "seeds": seeds, "jobs": jobs}
     if key in ("table4", "table5-6"):
         kwargs.update(epochs=epochs, verbose=verbose, root=data_root)
+    if key == "table4":
+        kwargs.update(resume=resume)
     result = EXPERIMENTS[key](**kwargs)
     wall = time.perf_counter() - start
     paths = result["report"].write(wall)
