@@ -62,6 +62,8 @@ POOLS = [
     Pool(2, 2, 5, 7, (1, 1), (2, 3)),                 # kernel 1, subsampling
     Pool(3, 4, 4, 4, (2, 2), (2, 2)),                 # the classic 2x2/2
     Pool(2, 3, 7, 9, (2, 2), (2, 2)),                 # odd sizes, ragged edge dropped
+    Pool(2, 3, 6, 23, (2, 2), (2, 2)),                # 2x2/2, 11 outputs a row: SIMD steps + a tail
+    Pool(1, 2, 28, 28, (2, 2), (2, 2)),               # 2x2/2 at MNIST size
     Pool(2, 2, 7, 9, (2, 2), (1, 1), (1, 1)),         # kernel 2, padding 1
     Pool(2, 3, 7, 8, (3, 3), (1, 1), (1, 1)),         # overlapping, stride 1
     Pool(2, 2, 9, 7, (3, 3), (2, 2), (1, 1)),         # overlapping, stride 2
@@ -422,6 +424,7 @@ def test_global_avgpool_backward_matches_finite_differences(shape):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("p", [Pool(1, 2, 7, 8, (3, 3), (2, 2), (1, 1)), Pool(2, 1, 6, 6, (2, 2), (2, 2)),
+                               Pool(1, 1, 4, 19, (2, 2), (2, 2)),
                                Pool(1, 1, 5, 7, (3, 2), (1, 1))], ids=lambda q: q.id)
 def test_maxpool_nan_in_a_window_gives_nan(p, dtype):
     x = _x(p, 1000).astype(dtype)

@@ -4,6 +4,11 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common/elementwise.h"
 #include "common/parallel.h"
@@ -29,30 +34,77 @@ namespace {
 inline int64_t grain_planes(int64_t plane) { return kElementwiseGrain / (plane > 0 ? plane : 1) + 1; }
 }  // namespace
 
+// One 2x2 window, the candidates in row-major window order: the first maximum wins, a NaN
+// wins and stays. Selects, not branches: on real activations the winner is unpredictable, and a
+// mispredicted branch per candidate cost more than the whole window.
+template <typename T>
+inline void maxpool_2x2_window(T* y, int64_t* am, const T* r0, const T* r1, int64_t w, int64_t base,
+                               int64_t W) {
+  int64_t best = base;
+  T bv = r0[w];
+  const T cand[3] = {r0[w + 1], r1[w], r1[w + 1]};
+  const int64_t where[3] = {base + 1, base + W, base + W + 1};
+  for (int q = 0; q < 3; ++q) {
+    const T v = cand[q];
+    const bool take = (v > bv) | ((v != v) & (bv == bv));  // bitwise: no short-circuit jumps
+    best = take ? where[q] : best;
+    bv = take ? v : bv;
+  }
+  *y = bv;
+  *am = best;
+}
+
+#if defined(__SSE2__)
+// Four float windows at once (SSE2 is in every x86-64 CPU, so no run-time dispatch): the even
+// and odd columns of both rows are split into four candidate vectors and folded with the
+// scalar rule above, lane by lane; q records which candidate won (0..3 in window order).
+inline int64_t maxpool_2x2_row_sse2(float* y, int64_t* am, const float* r0, const float* r1,
+                                    int64_t Wo, int64_t row_base, int64_t W) {
+  int64_t ow = 0;
+  for (; ow + 4 <= Wo; ow += 4) {
+    const float* a = r0 + 2 * ow;
+    const float* c = r1 + 2 * ow;
+    const __m128 a_lo = _mm_loadu_ps(a), a_hi = _mm_loadu_ps(a + 4);
+    const __m128 c_lo = _mm_loadu_ps(c), c_hi = _mm_loadu_ps(c + 4);
+    const __m128 cand[4] = {_mm_shuffle_ps(a_lo, a_hi, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm_shuffle_ps(a_lo, a_hi, _MM_SHUFFLE(3, 1, 3, 1)),
+                            _mm_shuffle_ps(c_lo, c_hi, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm_shuffle_ps(c_lo, c_hi, _MM_SHUFFLE(3, 1, 3, 1))};
+    __m128 bv = cand[0];
+    __m128i q = _mm_setzero_si128();
+    for (int k = 1; k < 4; ++k) {
+      const __m128 v = cand[k];
+      const __m128 take = _mm_or_ps(_mm_cmpgt_ps(v, bv), _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(bv, bv)));
+      bv = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, bv));
+      const __m128i t = _mm_castps_si128(take);
+      q = _mm_or_si128(_mm_and_si128(t, _mm_set1_epi32(k)), _mm_andnot_si128(t, q));
+    }
+    _mm_storeu_ps(y + ow, bv);
+    alignas(16) int32_t qs[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(qs), q);
+    for (int l = 0; l < 4; ++l)
+      am[ow + l] = row_base + 2 * (ow + l) + (qs[l] & 1) + (qs[l] >> 1) * W;
+  }
+  return ow;
+}
+#endif
+
 // The common 2x2 / stride-2 / unpadded window (every VGG-style network): no bounds checks,
-// four loads per output. Same tie and NaN rules as the general loop below.
+// four loads per output; float runs four windows per SSE2 step. Same tie and NaN rules as the
+// general loop below.
 template <typename T>
 inline void maxpool_2x2_plane(T* y, int64_t* am, const T* x, const Pool2dShape& s) {
   for (int64_t oh = 0; oh < s.Ho; ++oh) {
     const T* r0 = x + 2 * oh * s.W;
     const T* r1 = r0 + s.W;
-    for (int64_t ow = 0; ow < s.Wo; ++ow) {
-      const int64_t w = 2 * ow;
-      int64_t best = 2 * oh * s.W + w;
-      T bv = r0[w];
-      const T cand[3] = {r0[w + 1], r1[w], r1[w + 1]};
-      const int64_t where[3] = {best + 1, best + s.W, best + s.W + 1};
-      for (int q = 0; q < 3; ++q) {
-        // selects, not branches: on real activations the winner is unpredictable, and a
-        // mispredicted branch per candidate cost more than the whole window
-        const T v = cand[q];
-        const bool take = (v > bv) | ((v != v) & (bv == bv));  // bitwise: no short-circuit jumps
-        best = take ? where[q] : best;
-        bv = take ? v : bv;
-      }
-      y[oh * s.Wo + ow] = bv;
-      am[oh * s.Wo + ow] = best;
-    }
+    T* yrow = y + oh * s.Wo;
+    int64_t* amrow = am + oh * s.Wo;
+    const int64_t row_base = 2 * oh * s.W;
+    int64_t ow = 0;
+#if defined(__SSE2__)
+    if constexpr (std::is_same_v<T, float>) ow = maxpool_2x2_row_sse2(yrow, amrow, r0, r1, s.Wo, row_base, s.W);
+#endif
+    for (; ow < s.Wo; ++ow) maxpool_2x2_window(yrow + ow, amrow + ow, r0, r1, 2 * ow, row_base + 2 * ow, s.W);
   }
 }
 
