@@ -1,6 +1,7 @@
 // pool2d.cpp -- see pool2d.h for the definitions.
 #include "pool2d/pool2d.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -58,10 +59,12 @@ inline void maxpool_2x2_window(T* y, int64_t* am, const T* r0, const T* r1, int6
 // Four float windows at once (SSE2 is in every x86-64 CPU, so no run-time dispatch): the even
 // and odd columns of both rows are split into four candidate vectors and folded with the
 // scalar rule above, lane by lane; q records which candidate won (0..3 in window order).
+// A ragged row end (Wo not a multiple of 4) redoes the row's last four windows in one more
+// step instead of a scalar tail: the overlapped windows get the same values again.
 inline int64_t maxpool_2x2_row_sse2(float* y, int64_t* am, const float* r0, const float* r1,
                                     int64_t Wo, int64_t row_base, int64_t W) {
-  int64_t ow = 0;
-  for (; ow + 4 <= Wo; ow += 4) {
+  if (Wo < 4) return 0;
+  for (int64_t step = 0, ow = 0; step < (Wo + 3) / 4; ++step, ow = std::min(ow + 4, Wo - 4)) {
     const float* a = r0 + 2 * ow;
     const float* c = r1 + 2 * ow;
     const __m128 a_lo = _mm_loadu_ps(a), a_hi = _mm_loadu_ps(a + 4);
@@ -85,7 +88,7 @@ inline int64_t maxpool_2x2_row_sse2(float* y, int64_t* am, const float* r0, cons
     for (int l = 0; l < 4; ++l)
       am[ow + l] = row_base + 2 * (ow + l) + (qs[l] & 1) + (qs[l] >> 1) * W;
   }
-  return ow;
+  return Wo;
 }
 #endif
 
