@@ -577,3 +577,16 @@ def test_the_valid_baseline_of_the_bad_calls_works():
     # padding == kernel/2 is allowed
     assert core.maxpool2d_forward(X, (2, 2), (1, 1), (1, 1))[0].shape == (2, 3, 7, 8)
     assert core.avgpool2d_forward(X, (3, 3), (1, 1), (1, 1)).shape == (2, 3, 6, 7)
+
+
+@pytest.mark.parametrize("bad", [-1, 16, 2**40, -(2**62)])
+def test_maxpool_backward_rejects_an_argmax_outside_the_plane(bad):
+    # a hostile or stale argmax must raise, never write outside dx
+    x = np.zeros((2, 3, 4, 4), np.float32)
+    y, am = core.maxpool2d_forward(x, (2, 2), (2, 2))
+    am = am.copy()
+    am[1, 2, 1, 0] = bad
+    with pytest.raises(ValueError, match="outside the input plane"):
+        core.maxpool2d_backward(np.ones_like(y), am, x, (2, 2), (2, 2))
+    am[1, 2, 1, 0] = 15  # the last position of the 4x4 plane is fine
+    assert core.maxpool2d_backward(np.ones_like(y), am, x, (2, 2), (2, 2))[1, 2, 3, 3] == 1.0

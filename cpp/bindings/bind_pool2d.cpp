@@ -66,15 +66,14 @@ void bind_pool2d(py::module_& m) {
           require_same_shape(argmax, "argmax", dy, "dy");
           const T* dyp = in_ptr<T>(dy, "dy");
           const int64_t* ap = in_ptr<int64_t>(argmax, "argmax");
-          const int64_t plane = s.H * s.W;
-          for (int64_t i = 0; i < static_cast<int64_t>(argmax.size()); ++i)
-            if (ap[i] < 0 || ap[i] >= plane) throw py::value_error("argmax holds an index outside the input plane");
           py::array_t<T> dx({s.N, s.C, s.H, s.W});
           T* dxp = dx.mutable_data();
+          bool inside;
           {
             py::gil_scoped_release release;
-            maxpool2d_backward<T>(dxp, dyp, ap, s);
+            inside = maxpool2d_backward<T>(dxp, dyp, ap, s);
           }
+          if (!inside) throw py::value_error("argmax holds an index outside the input plane");
           return dx;
         });
       },

@@ -2,6 +2,7 @@
 #include "pool2d/pool2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -152,17 +153,31 @@ void maxpool2d_forward(T* Y, int64_t* argmax, const T* X, const Pool2dShape& s) 
 }
 
 template <typename T>
-void maxpool2d_backward(T* dX, const T* dY, const int64_t* argmax, const Pool2dShape& s) {
+bool maxpool2d_backward(T* dX, const T* dY, const int64_t* argmax, const Pool2dShape& s) {
   const int64_t planes = s.N * s.C;
+  const uint64_t plane = static_cast<uint64_t>(s.H * s.W);
+  std::atomic<bool> all_inside{true};
   parallel_for(planes, grain_planes(s.H * s.W), [&](int64_t p0, int64_t p1, int) {
+    bool inside = true;
     for (int64_t p = p0; p < p1; ++p) {
       T* dx = dX + p * s.H * s.W;
       std::memset(dx, 0, sizeof(T) * static_cast<size_t>(s.H * s.W));
       const T* dy = dY + p * s.Ho * s.Wo;
       const int64_t* am = argmax + p * s.Ho * s.Wo;
-      for (int64_t o = 0; o < s.Ho * s.Wo; ++o) dx[am[o]] += dy[o];
+      for (int64_t o = 0; o < s.Ho * s.Wo; ++o) {
+        // checked here, in the parallel pass, rather than by a serial scan before it: an
+        // index from outside (a hostile or stale argmax) must never write out of bounds
+        const uint64_t a = static_cast<uint64_t>(am[o]);  // a negative index wraps to huge
+        if (a >= plane) {
+          inside = false;
+          continue;
+        }
+        dx[a] += dy[o];
+      }
     }
+    if (!inside) all_inside.store(false, std::memory_order_relaxed);
   });
+  return all_inside.load();
 }
 
 template <typename T>
@@ -242,7 +257,7 @@ void global_avgpool_backward(T* dX, const T* dY, int64_t N, int64_t C, int64_t H
 
 #define NATVERK_INSTANTIATE(T)                                                            \
   template void maxpool2d_forward<T>(T*, int64_t*, const T*, const Pool2dShape&);        \
-  template void maxpool2d_backward<T>(T*, const T*, const int64_t*, const Pool2dShape&); \
+  template bool maxpool2d_backward<T>(T*, const T*, const int64_t*, const Pool2dShape&); \
   template void avgpool2d_forward<T>(T*, const T*, const Pool2dShape&);                  \
   template void avgpool2d_backward<T>(T*, const T*, const Pool2dShape&);                 \
   template void global_avgpool_forward<T>(T*, const T*, int64_t, int64_t, int64_t);      \

@@ -28,8 +28,9 @@ Pool2dShape make_pool2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_
 
 template <typename T>
 void maxpool2d_forward(T* Y, int64_t* argmax, const T* X, const Pool2dShape& s);
+// Returns false (leaving those entries out) when an argmax index lies outside its plane.
 template <typename T>
-void maxpool2d_backward(T* dX, const T* dY, const int64_t* argmax, const Pool2dShape& s);
+bool maxpool2d_backward(T* dX, const T* dY, const int64_t* argmax, const Pool2dShape& s);
 
 template <typename T>
 void avgpool2d_forward(T* Y, const T* X, const Pool2dShape& s);
