@@ -28,7 +28,7 @@ completed or extended one dataset at a time.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +65,7 @@ class Recipe:
 
     def fields(self) -> dict:
         """The settings as CSV columns (what a reused cell must match)."""
-        return {"epochs": self.epochs, "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
-                "dropout": self.dropout, "batch_size": self.batch_size, "convs_per_block": self.convs_per_block}
+        return asdict(self)
 
 
 _FC20 = Recipe(epochs=20, learning_rate=1e-3, weight_decay=1e-4, dropout=0.2)
