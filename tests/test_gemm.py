@@ -39,6 +39,9 @@ LARGE_SHAPES = [
     (1030, 257, 130),  # m crosses mc = 96/128/144 many times
     (10, 20, 600),     # k crosses kc twice
     (9, 3100, 21),     # n crosses every nc (1024, 1536, 2048, 3072)
+    (1030, 64, 600),   # narrow C: A read in place (m ragged, k crosses kc twice)
+    (301, 129, 70),    # just past the in-place-A width: A packed again
+    (20, 2003, 300),   # many B panels packed row by row, a ragged last one
 ]
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
 ALPHA_BETA = [(1.0, 0.0), (2.5, 0.0), (1.0, 1.0), (-0.5, 2.0), (0.0, 1.5), (1.0, -1.0), (0.0, 0.0)]
@@ -117,7 +120,8 @@ def test_alpha_beta(m, n, k, alpha, beta, dtype, simd):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("alpha", [1.0, -2.0, 0.0])
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (7, 13, 5), (300, 301, 302), (64, 784, 500)])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (7, 13, 5), (300, 301, 302), (64, 784, 500),
+                                   (301, 40, 600)])
 def test_beta_zero_ignores_nan_and_inf_in_c(m, n, k, alpha, dtype, simd, threads):
     rng = np.random.default_rng(4000 + m)
     A, B = _operands(rng, m, n, k, False, False, dtype)

@@ -87,8 +87,14 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
     g.n = hi - lo;
   }
   if (g.m <= 0 || g.n <= 0) return;
-  scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
-  if (g.k == 0 || g.alpha == T(0)) return;
+  if (g.k == 0 || g.alpha == T(0)) {
+    scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
+    return;
+  }
+  // beta == 0: the first k block overwrites C (BLAS semantics: NaN in the old C
+  // does not propagate), so C is neither cleared nor read back.
+  g.overwrite = job.beta == T(0);
+  if (!g.overwrite) scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
 
   const GemmBlocking& b = job.kern.blocking;
   const int64_t mc = g.m < b.mc ? (g.m + b.mr - 1) / b.mr * b.mr : b.mc;
@@ -106,7 +112,7 @@ template <typename T>
 void gemm(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
           int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, T beta) {
   if (m <= 0 || n <= 0) return;
-  Job<T> job{select_kernel<T>(), GemmArgs<T>{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha},
+  Job<T> job{select_kernel<T>(), GemmArgs<T>{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false},
              beta, true, 1};
   const int64_t tiles_m = (m + job.kern.blocking.mr - 1) / job.kern.blocking.mr;
   const int64_t tiles_n = (n + job.kern.blocking.nr - 1) / job.kern.blocking.nr;

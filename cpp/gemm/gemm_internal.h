@@ -24,6 +24,9 @@ struct GemmArgs {
   int64_t rsb, csb;
   int64_t m, n, k;
   T alpha;
+  // beta == 0: C's old contents are ignored, so the first k block stores its
+  // tile instead of adding to it (saves clearing C and reading it back).
+  bool overwrite;
 };
 
 #define NATVERK_DECLARE_GEMM_ISA(ns)                                                      \
