@@ -78,3 +78,45 @@ def test_training_is_thread_count_independent_up_to_rounding():
         natverk.set_num_threads(before)
     for k in results[0]:
         np.testing.assert_allclose(results[0][k], results[1][k], rtol=1e-10, atol=1e-12)
+
+
+_POOL_STRESS = r"""
+import threading, numpy as np, natverk
+from natverk import _core
+rng = np.random.default_rng(0)
+A = rng.standard_normal((96, 70)); B = rng.standard_normal((70, 300))
+expected = A @ B
+errors = []
+
+def hammer(n):
+    for i in range(n):
+        out = _core.gemm(A, B)  # one parallel region per call, back to back
+        if not np.allclose(out, expected, rtol=1e-12, atol=1e-12):
+            errors.append(i)
+
+# thread counts that leave workers without a chunk, and switches between them
+for threads in (1, 2, 3, 5, 2):
+    natverk.set_num_threads(threads)
+    hammer(300)
+# two Python threads sharing the pool (the loser of the race runs serially)
+workers = [threading.Thread(target=hammer, args=(300,)) for _ in range(2)]
+for w in workers: w.start()
+for w in workers: w.join()
+# a call rejected by its checks leaves the pool working
+try:
+    _core.gemm(A, B.T)
+except ValueError:
+    pass
+hammer(50)
+print("ok" if not errors else f"wrong results at {errors[:5]}")
+"""
+
+
+@pytest.mark.parametrize("spin_us", ["0", "200"])
+def test_thread_pool_survives_back_to_back_regions(spin_us):
+    # In a subprocess: a lost wake-up would hang, and the timeout turns that into a failure.
+    env = dict(os.environ, NATVERK_SPIN_US=spin_us)
+    out = subprocess.run([sys.executable, "-c", _POOL_STRESS], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

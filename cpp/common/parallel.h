@@ -4,8 +4,9 @@
 // time from Python (natverk.set_num_threads / NATVERK_NUM_THREADS) for every
 // caller thread alike, work must be split deterministically (a kernel's result
 // may not depend on which thread ran which chunk), and we must never fight
-// NumPy's or PyTorch's pools: ours sleeps on a condition variable between
-// calls instead of spinning.
+// NumPy's or PyTorch's pools: ours polls for at most 200 us after a region
+// (the gap between the regions of one training step; NATVERK_SPIN_US) and then
+// sleeps on a condition variable, instead of spinning.
 //
 // Contract: parallel_for(n, grain, fn, ctx) calls fn(ctx, begin, end, chunk)
 // over disjoint [begin, end) ranges covering [0, n). Chunks are contiguous,

@@ -40,6 +40,7 @@ def show_config(file=None) -> dict:
         "num_threads": _core.get_num_threads(),
         "hardware_threads": _core.hardware_threads(),
         "NATVERK_NUM_THREADS": os.environ.get("NATVERK_NUM_THREADS"),
+        "NATVERK_SPIN_US": os.environ.get("NATVERK_SPIN_US"),
         "gemm_blocking_float32": _core.gemm_blocking("float32"),
         "gemm_blocking_float64": _core.gemm_blocking("float64"),
         "cuda_built": bool(_core.cuda_built),
