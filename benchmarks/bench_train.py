@@ -327,14 +327,19 @@ def _nv_best_other(row, nv_impls, other_impls):
     return best, (best / max(oth) if best is not None and oth else None)
 
 
-def train_row(row: dict) -> list[str]:
+def _throughput_row(row: dict, impls: list[str], n_natverk: int) -> list[str]:
+    """A table row of samples/s; the first n_natverk of impls are natverk's."""
     torch_missing = get_torch() is None
-    best, r = _nv_best_other(row, TRAIN_IMPLS[:4], TRAIN_IMPLS[4:])
+    best, r = _nv_best_other(row, impls[:n_natverk], impls[n_natverk:])
     peak = row.get("peak_gflops")
     pct = None if peak is None or best is None else 100.0 * best * row["flops_per_sample"] / 1e9 / peak
     return ([row["title"], str(row["batch"]), str(row["threads"])]
-            + [_cell(row, i, torch_missing) for i in TRAIN_IMPLS]
+            + [_cell(row, i, torch_missing) for i in impls]
             + [fmt(r, 2), fmt(pct, 0)])
+
+
+def train_row(row: dict) -> list[str]:
+    return _throughput_row(row, TRAIN_IMPLS, 4)
 
 
 TRAIN_HEADERS = (["model", "batch", "threads"] + TRAIN_LABELS + ["best natverk / best other", "best natverk %peak"])
@@ -400,13 +405,7 @@ def run_infer(threads_list, quick: bool = False, peak: dict | None = None, model
 
 
 def infer_row(row: dict) -> list[str]:
-    torch_missing = get_torch() is None
-    best, r = _nv_best_other(row, INFER_IMPLS[:2], INFER_IMPLS[2:])
-    peak = row.get("peak_gflops")
-    pct = None if peak is None or best is None else 100.0 * best * row["flops_per_sample"] / 1e9 / peak
-    return ([row["title"], str(row["batch"]), str(row["threads"])]
-            + [_cell(row, i, torch_missing) for i in INFER_IMPLS]
-            + [fmt(r, 2), fmt(pct, 0)])
+    return _throughput_row(row, INFER_IMPLS, 2)
 
 
 INFER_HEADERS = ["model", "batch", "threads"] + INFER_LABELS + ["best natverk / best other", "best natverk %peak"]
