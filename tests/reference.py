@@ -82,7 +82,15 @@ def gemm(A, B, C=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False) -> np.
     opB = _f64(B).T if trans_b else _f64(B)
     if opA.shape[1] != opB.shape[0]:
         raise ValueError(f"inner dimensions differ: {opA.shape} @ {opB.shape}")
-    product = opA @ opB  # (m, k) @ (k, n); k == 0 gives zeros
+    if np.isfinite(opA).all() and np.isfinite(opB).all():
+        product = opA @ opB  # (m, k) @ (k, n); k == 0 gives zeros
+    else:
+        # Not through BLAS: an optimised BLAS may multiply an inf by the zero
+        # padding of its own tiles and return NaN where the exact product is
+        # inf (OpenBLAS's SkylakeX kernel does). Row by row, exactly as written.
+        product = np.empty((opA.shape[0], opB.shape[1]))
+        for i in range(opA.shape[0]):
+            product[i] = (opA[i][:, None] * opB).sum(axis=0)
     out = alpha * product
     if beta != 0.0:
         if C is None:
