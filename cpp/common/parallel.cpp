@@ -18,6 +18,9 @@ namespace {
 
 thread_local bool t_inside_pool = false;
 
+// Upper bound for set_num_threads and NATVERK_NUM_THREADS.
+constexpr int kMaxThreads = 1024;
+
 // How long a worker waiting for work, or the caller waiting for the workers,
 // polls before it sleeps on the condition variable. A training step of a small
 // network is a string of parallel regions tens to a hundred microseconds apart
@@ -66,7 +69,7 @@ int initial_threads() {
   if (const char* env = std::getenv("NATVERK_NUM_THREADS")) {
     char* end = nullptr;
     long v = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && v >= 1 && v <= 1024) return static_cast<int>(v);
+    if (end != env && *end == '\0' && v >= 1 && v <= kMaxThreads) return static_cast<int>(v);
   }
   return hw;
 }
@@ -76,37 +79,51 @@ class Pool {
   Pool() : threads_(initial_threads()) {}
   ~Pool() { stop_workers(); }
 
-  int threads() const { return threads_; }
+  int threads() const { return threads_.load(std::memory_order_relaxed); }
 
+  // Waits for the region in flight (busy_), then resizes; regions planned with
+  // the old count still run all their chunks (see run()).
   void set_threads(int n) {
     std::lock_guard<std::mutex> busy(busy_);
-    stop_workers();
-    threads_ = n;
+    if (n - 1 != static_cast<int>(workers_.size())) stop_workers();
+    threads_.store(n, std::memory_order_relaxed);
   }
 
-  void run(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
-    const int chunks = plan(n, grain);
-    if (chunks <= 1 || t_inside_pool) {
-      if (n > 0) fn(ctx, 0, n, 0);
-      return;
-    }
-    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-    if (!busy.owns_lock()) {  // another caller thread is using the pool
+  void run(int64_t n, int chunks, RangeFn fn, void* ctx) {
+    if (n <= 0 || chunks <= 0) return;
+    if (chunks == 1) {
       fn(ctx, 0, n, 0);
       return;
     }
-    start_workers(threads_ - 1);
+    std::unique_lock<std::mutex> busy;
+    if (!t_inside_pool) busy = std::unique_lock<std::mutex>(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) {
+      // Nested, or another caller thread owns the workers: the same chunks,
+      // in order, on this thread -- the same result, never a wait.
+      run_serial(n, chunks, fn, ctx);
+      return;
+    }
+    start_workers(threads() - 1);
+    if (workers_.empty()) {
+      run_serial(n, chunks, fn, ctx);
+      return;
+    }
+    uint64_t gen;
     {
       std::lock_guard<std::mutex> lk(m_);
       job_ = Job{fn, ctx, n, chunks};
-      pending_.store(chunks - 1, std::memory_order_relaxed);
+      done_.store(0, std::memory_order_relaxed);
       error_ = nullptr;
-      // release: a worker that sees the new generation sees job_ too
-      generation_.fetch_add(1, std::memory_order_release);
+      gen = ++generation_;
+      // release: a worker that claims a chunk of this generation sees job_
+      claim_.store(gen << 32, std::memory_order_release);
+      posted_.store(gen, std::memory_order_release);
     }
     cv_work_.notify_all();
-    run_chunk(0);
-    const auto all_done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+    const Job job{fn, ctx, n, chunks};
+    int ran = 0;
+    for (int c; (c = claim(gen, chunks)) >= 0; ++ran) run_chunk(job, c);
+    const auto all_done = [&] { return done_.load(std::memory_order_acquire) + ran == chunks; };
     if (!spin_until(all_done)) {
       std::unique_lock<std::mutex> lk(m_);
       cv_done_.wait(lk, all_done);
@@ -120,7 +137,7 @@ class Pool {
     if (grain < 1) grain = 1;
     int64_t by_grain = n / grain;
     if (by_grain < 1) by_grain = 1;
-    return static_cast<int>(std::min<int64_t>(threads_, by_grain));
+    return static_cast<int>(std::min<int64_t>(threads(), by_grain));
   }
 
  private:
@@ -131,13 +148,43 @@ class Pool {
     int chunks = 0;
   };
 
-  void run_chunk(int c) {
-    const int64_t begin = job_.n * c / job_.chunks;
-    const int64_t end = job_.n * (c + 1) / job_.chunks;
+  // The next unclaimed chunk of generation `gen`, or -1 when there is none
+  // (all claimed, or the pool has moved on to a newer job).
+  int claim(uint64_t gen, int chunks) {
+    uint64_t v = claim_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((v >> 32) != (gen & 0xffffffffu)) return -1;
+      const int c = static_cast<int>(v & 0xffffffffu);
+      if (c >= chunks) return -1;
+      if (claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        return c;
+    }
+  }
+
+  void run_serial(int64_t n, int chunks, RangeFn fn, void* ctx) {
+    const Job job{fn, ctx, n, chunks};
     bool saved = t_inside_pool;
     t_inside_pool = true;
     try {
-      job_.fn(job_.ctx, begin, end, c);
+      for (int c = 0; c < chunks; ++c) call_chunk(job, c);
+    } catch (...) {
+      t_inside_pool = saved;
+      throw;
+    }
+    t_inside_pool = saved;
+  }
+
+  static void call_chunk(const Job& job, int c) {
+    const int64_t begin = job.n * c / job.chunks;
+    const int64_t end = job.n * (c + 1) / job.chunks;
+    job.fn(job.ctx, begin, end, c);
+  }
+
+  void run_chunk(const Job& job, int c) {
+    bool saved = t_inside_pool;
+    t_inside_pool = true;
+    try {
+      call_chunk(job, c);
     } catch (...) {
       std::lock_guard<std::mutex> lk(m_);
       if (!error_) error_ = std::current_exception();
@@ -145,31 +192,29 @@ class Pool {
     t_inside_pool = saved;
   }
 
-  void worker(int index) {  // index 1..threads-1 runs chunk `index`
+  void worker() {
     uint64_t seen = 0;
     for (;;) {
       const auto woken = [&] {
-        return stop_.load(std::memory_order_acquire) ||
-               generation_.load(std::memory_order_acquire) != seen;
+        return stop_.load(std::memory_order_acquire) || posted_.load(std::memory_order_acquire) != seen;
       };
       if (!spin_until(woken)) {
         std::unique_lock<std::mutex> lk(m_);
         cv_work_.wait(lk, woken);
       }
-      int chunks;
+      Job job;
       {
-        // The generation and its job together: a worker with no chunk in this
-        // job is not waited for, so the caller may already be writing the next.
+        // The generation and its job together, under m_.
         std::lock_guard<std::mutex> lk(m_);
         if (stop_.load(std::memory_order_relaxed)) return;
-        seen = generation_.load(std::memory_order_relaxed);
-        chunks = job_.chunks;
+        seen = generation_;
+        job = job_;
       }
-      if (index >= chunks) continue;
-      run_chunk(index);  // job_ stays put until this chunk is counted off
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        // Under m_, so a caller that has just found pending_ != 0 and is about
-        // to sleep cannot miss this notification.
+      for (int c; (c = claim(seen, job.chunks)) >= 0;) {
+        run_chunk(job, c);
+        done_.fetch_add(1, std::memory_order_acq_rel);
+        // Under m_, so a caller that has just found the count short and is
+        // about to sleep cannot miss this notification.
         std::lock_guard<std::mutex> lk(m_);
         cv_done_.notify_one();
       }
@@ -177,10 +222,10 @@ class Pool {
   }
 
   void start_workers(int count) {
+    if (count < 0) count = 0;
     if (static_cast<int>(workers_.size()) == count) return;
     stop_workers();
-    stop_.store(false);
-    for (int i = 1; i <= count; ++i) workers_.emplace_back(&Pool::worker, this, i);
+    for (int i = 0; i < count; ++i) workers_.emplace_back(&Pool::worker, this);
   }
 
   void stop_workers() {
@@ -191,19 +236,19 @@ class Pool {
     cv_work_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
-    // Workers that start later must not mistake an old generation for new work.
     stop_.store(false);
-    generation_.store(0);
   }
 
-  int threads_;
-  std::vector<std::thread> workers_;
-  std::mutex busy_;  // one parallel region at a time
-  std::mutex m_;
+  std::atomic<int> threads_;
+  std::vector<std::thread> workers_;  // written only under busy_
+  std::mutex busy_;                   // owns the workers: one region (or resize) at a time
+  std::mutex m_;                      // guards job_, generation_, error_
   std::condition_variable cv_work_, cv_done_;
   Job job_;
-  std::atomic<int> pending_{0};
-  std::atomic<uint64_t> generation_{0};
+  uint64_t generation_ = 0;            // under m_; never reset, so "seen" stays meaningful
+  std::atomic<uint64_t> posted_{0};    // generation_, readable without m_ for the spin
+  std::atomic<uint64_t> claim_{0};     // (generation & 0xffffffff) << 32 | next chunk
+  std::atomic<int> done_{0};           // chunks finished by workers in this job
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;
 };
@@ -220,7 +265,9 @@ Pool& pool() {
 int num_threads() { return pool().threads(); }
 
 void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
+  if (n < 1 || n > kMaxThreads)
+    throw std::invalid_argument("number of threads must be in 1.." + std::to_string(kMaxThreads) + ", got " +
+                                std::to_string(n));
   pool().set_threads(n);
 }
 
@@ -231,6 +278,11 @@ int hardware_threads() {
 
 int plan_chunks(int64_t n, int64_t grain) { return pool().plan(n, grain); }
 
-void parallel_for(int64_t n, int64_t grain, RangeFn fn, void* ctx) { pool().run(n, grain, fn, ctx); }
+void parallel_for_chunks(int64_t n, int chunks, RangeFn fn, void* ctx) { pool().run(n, chunks, fn, ctx); }
+
+void parallel_for(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
+  Pool& p = pool();
+  p.run(n, p.plan(n, grain), fn, ctx);
+}
 
 }  // namespace natverk

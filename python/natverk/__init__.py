@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from . import _core, augmentation, callbacks, layers, losses, metrics, models, schedules, search
 from ._config import get_num_threads, set_num_threads, show_config
+from ._divergence import DivergenceError
 from .activations import relu, relu_backward, sigmoid, sigmoid_backward, softmax, tanh, tanh_backward
 from .importdata import (
     DatasetError,
@@ -84,6 +85,7 @@ __all__ = [
     "load_cifar10",
     "load_isic",
     "DatasetError",
+    "DivergenceError",
     "minibatches",
     "train",
     "layers",

@@ -13,8 +13,8 @@ def set_num_threads(n: int) -> None:
     """Set the number of threads natverk's kernels use (``NATVERK_NUM_THREADS`` sets the default)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    if not 1 <= n <= 1024:
+        raise ValueError(f"n must be in 1..1024, got {n}")
     _core.set_num_threads(n)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _core
+from ._divergence import as_max_loss, check_loss
 from ._validation import as_activation, as_inputs, as_labels, as_lambda, network_dtype, num_layers
 from .neuralnet import back_propagation, forward_propagation
 from .optimizers import (
@@ -96,6 +97,7 @@ def train(
     y_val=None,
     verbose: int = 1,
     adam_t: int = 0,
+    max_loss: float | None = None,
 ) -> dict:
     """Train ``parameters`` in place, as the MATLAB Main script's loop does.
 
@@ -121,6 +123,9 @@ def train(
         0 silent, 1 a progress bar.
     adam_t : int
         Adam steps already taken (to continue a run); the count is returned.
+    max_loss : float or None
+        Stop with :class:`~natverk.DivergenceError` when a minibatch's loss
+        exceeds this, even while it is finite (a NaN or Inf loss always stops).
 
     Returns
     -------
@@ -145,6 +150,7 @@ def train(
         X_val = as_inputs(X_val, dtype, parameters["W1"].shape[0], "X_val")
         y_val = as_labels(y_val, X_val.shape[0], n_classes, "y_val")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    max_loss = as_max_loss(max_loss)
     every = max(1, epochs // 100) if eval_every is None else int(eval_every)
     if every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
@@ -175,18 +181,15 @@ def train(
     for epoch in epoch_iter:  # type: ignore[attr-defined]
         lr = exponential_decay(learning_rate, epoch) if lr_decay else learning_rate
         losses = []
-        for idx in minibatches(X.shape[0], minibatch_size, rng):
+        for step, idx in enumerate(minibatches(X.shape[0], minibatch_size, rng), start=1):
             if optimizer == "adam":
                 t += 1
             # forward_propagation + back_propagation + gradient_descent_<optimizer> in one C++
             # call (bit-identical to the three calls; see train_step_by_step for that form)
             loss, _, _ = _core.mlp_train_step(X[idx], y[idx], *step_arrays, activation, lambda_, optimizer, lr,
                                               beta=beta, beta1=beta1, beta2=beta2, t=t, **state_arrays)
+            check_loss(loss, epoch=epoch, step=step, learning_rate=lr, max_loss=max_loss)
             losses.append(loss)
-        if not np.isfinite(losses[-1]):
-            raise FloatingPointError(
-                f"the loss became {losses[-1]} in epoch {epoch}: lower the learning rate"
-            )
         if epoch % every == 0 or epoch == epochs:
             acc, _ = check_accuracy(X, y, parameters, lambda_, activation)
             history["epoch"].append(epoch)

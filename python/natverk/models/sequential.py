@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 
+from .._divergence import as_max_loss, check_loss
 from ..callbacks import Callback, EarlyStopping
 from ..layers._base import as_int, as_seed, fresh_seed, register
 from ..layers.container import Stack
@@ -159,6 +161,7 @@ class Sequential(Stack):
         augment=None,
         callbacks=(),
         early_stopping: EarlyStopping | int | None = None,
+        max_loss: float | None = None,
     ) -> dict[str, list]:
         """Train for ``epochs`` more epochs of minibatch gradient descent.
 
@@ -202,6 +205,10 @@ class Sequential(Stack):
         early_stopping : EarlyStopping, int or None
             Shorthand for adding an :class:`~natverk.callbacks.EarlyStopping`
             to ``callbacks``; an int is its patience (monitoring "val_loss").
+        max_loss : float or None
+            Stop with :class:`~natverk.DivergenceError` when a batch's loss
+            exceeds this, even while it is finite. A NaN or Inf loss always
+            stops training with that error, naming the epoch and step.
 
         Returns
         -------
@@ -230,6 +237,7 @@ class Sequential(Stack):
         if augment is not None and not callable(augment):
             raise TypeError(f"augment must be callable as augment(X_batch, rng), got {augment!r:.100}")
         callbacks = _as_callbacks(callbacks, early_stopping)
+        max_loss = as_max_loss(max_loss)
         X = _as_inputs(X, "X")
         N = X.shape[0]
         # Probe the output shape (evaluation mode: no state changes) so the
@@ -275,11 +283,16 @@ class Sequential(Stack):
                     if augment is not None:
                         xb = _augment(augment, xb, _batch_rng(seed, e, b))
                     out = self.forward(xb, training=True)
-                    batch_loss = loss_fn.forward(out, tb)
-                    if not np.isfinite(batch_loss):
-                        raise FloatingPointError(
-                            f"the loss became {batch_loss} in epoch {e + 1}: lower the learning rate"
-                        )
+                    try:
+                        batch_loss = loss_fn.forward(out, tb)
+                    except ValueError:
+                        # the loss rejects NaN/Inf outputs; from fit that is a divergence,
+                        # reported as every training API reports one (scanned only here)
+                        if np.isfinite(out).all():
+                            raise
+                        batch_loss = math.nan
+                    check_loss(batch_loss, epoch=e + 1, step=b + 1, learning_rate=opt.learning_rate,
+                               max_loss=max_loss)
                     self.backward(loss_fn.backward(), need_input_grad=False)
                     opt.step(self.parameters())
                     total_loss += batch_loss * len(idx)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .._divergence import check_loss
 from ..neuralnet import back_propagation, forward_propagation, initialize_weights
 from ..train import apply_optimizer, minibatches
 from ..utils.exponential_decay import exponential_decay
@@ -234,9 +235,10 @@ def balance_principle(
         iteration = 0
         for epoch in range(1, spec.epochs + 1):
             lr = exponential_decay(spec.learning_rate, epoch) if spec.lr_decay else spec.learning_rate
-            for idx in minibatches(X.shape[0], spec.minibatch_size, shuffle_rng):
+            for step, idx in enumerate(minibatches(X.shape[0], spec.minibatch_size, shuffle_rng), start=1):
                 batch_X, batch_y = X[idx], y[idx]
-                phi, psi, cache = _phi_psi(batch_X, batch_y, parameters, spec.activation, with_cache=True)
+                phi, psi, cache = _phi_psi(batch_X, batch_y, parameters, spec.activation, with_cache=True,
+                                           where=(epoch, step, lr))
                 if update == "iteration":
                     lam = (
                         lambda0
@@ -278,14 +280,20 @@ def balance_principle(
     )
 
 
-def _phi_psi(X, y, parameters, activation, with_cache=False):
+def _phi_psi(X, y, parameters, activation, with_cache=False, where=None):
     """phi (mean cross-entropy) and psi (1/2 sum ||W_l||^2) at ``parameters``.
 
     The forward pass runs with lambda = 0: its probs and cache do not depend
     on lambda, and phi must be the loss without the penalty. Raises
-    FloatingPointError when either is not finite (a diverged run)."""
+    FloatingPointError when either is not finite (a diverged run): the shared
+    DivergenceError where ``where = (epoch, step, learning_rate)`` of a
+    minibatch is known."""
     _, _, cache = forward_propagation(X, y, parameters, 0.0, activation)
     phi, psi = float(cache["no_reg_loss"]), 0.5 * float(cache["psi"])
+    if where is not None:
+        epoch, step, lr = where
+        check_loss(phi, epoch=epoch, step=step, learning_rate=lr)
+        check_loss(psi, epoch=epoch, step=step, learning_rate=lr, what="psi = 1/2 sum ||W||^2")
     if not (math.isfinite(phi) and math.isfinite(psi)):
         raise FloatingPointError(f"phi = {phi}, psi = {psi}: the training diverged, lower the learning rate")
     return (phi, psi, cache) if with_cache else (phi, psi)
