@@ -8,12 +8,13 @@ namespace bind {
 void bind_activations(py::module_& m) {
   m.def(
       "activation_forward",
-      [](const py::array& x, const std::string& kind) -> py::array {
+      [](const py::object& x_obj, const std::string& kind) -> py::array {
+        const py::array x = as_array(x_obj, "x");
         const Activation act = parse_activation(kind);
         return dispatch_float(x, "x", [&](auto tag) -> py::array {
           using T = decltype(tag);
           const T* in = in_ptr<T>(x, "x");
-          py::array_t<T> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+          py::array_t<T> out = new_array_like<T>(x);
           T* o = out.mutable_data();
           const int64_t n = x.size();
           {
@@ -28,7 +29,8 @@ void bind_activations(py::module_& m) {
 
   m.def(
       "activation_backward",
-      [](const py::array& dh, const py::array& h, const std::string& kind) -> py::array {
+      [](const py::object& dh_obj, const py::object& h_obj, const std::string& kind) -> py::array {
+        const py::array dh = as_array(dh_obj, "dh"), h = as_array(h_obj, "h");
         const Activation act = parse_activation(kind);
         return dispatch_float(dh, "dh", [&](auto tag) -> py::array {
           using T = decltype(tag);
@@ -36,7 +38,7 @@ void bind_activations(py::module_& m) {
           require_same_shape(dh, "dh", h, "h");
           const T* g = in_ptr<T>(dh, "dh");
           const T* hp = in_ptr<T>(h, "h");
-          py::array_t<T> out(std::vector<py::ssize_t>(h.shape(), h.shape() + h.ndim()));
+          py::array_t<T> out = new_array_like<T>(h);
           T* o = out.mutable_data();
           const int64_t n = h.size();
           {
@@ -51,13 +53,14 @@ void bind_activations(py::module_& m) {
 
   m.def(
       "softmax",
-      [](const py::array& z) -> py::array {
+      [](const py::object& z_obj) -> py::array {
+        const py::array z = as_array(z_obj, "z");
         return dispatch_float(z, "z", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_ndim(z, "z", 2);
           if (z.shape(1) == 0) throw py::value_error("z must have at least one column (class)");
           const T* in = in_ptr<T>(z, "z");
-          py::array_t<T> out({z.shape(0), z.shape(1)});
+          py::array_t<T> out = new_array_like<T>(z);
           T* o = out.mutable_data();
           const int64_t rows = z.shape(0), cols = z.shape(1);
           {

@@ -31,13 +31,20 @@ const T* channel_vec(const py::array& a, const char* name, int64_t C) {
 void bind_batchnorm(py::module_& m) {
   m.def(
       "batchnorm_forward",
-      [](const py::array& x, const py::array& gamma, const py::array& beta, py::array running_mean,
-         py::array running_var, bool training, double eps, double momentum) -> py::tuple {
+      [](const py::object& x_obj, const py::object& gamma_obj, const py::object& beta_obj,
+         const py::object& running_mean_obj, const py::object& running_var_obj, bool training, double eps,
+         double momentum) -> py::tuple {
+        const py::array x = as_array(x_obj, "x"), gamma = as_array(gamma_obj, "gamma"),
+                        beta = as_array(beta_obj, "beta");
+        py::array running_mean = as_array(running_mean_obj, "running_mean"),
+                  running_var = as_array(running_var_obj, "running_var");
         require_finite(eps, "eps");
         if (!(eps > 0)) throw py::value_error("eps must be > 0");
         require_in(momentum, "momentum", 0.0, 1.0, false);
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
+          require_float_arg<T>(eps, "eps");
+          require_float_arg<T>(momentum, "momentum");
           const Dims d = bn_dims(x);
           const T* xp = in_ptr<T>(x, "x");
           const T* g = channel_vec<T>(gamma, "gamma", d.C);
@@ -55,8 +62,8 @@ void bind_batchnorm(py::module_& m) {
             for (int64_t c = 0; c < d.C; ++c)
               if (!(rv[c] >= 0)) throw py::value_error("running_var must be >= 0");
           }
-          py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-          py::array_t<T> mean(std::vector<py::ssize_t>{d.C}), invstd(std::vector<py::ssize_t>{d.C});
+          py::array_t<T> y = new_array_like<T>(x);
+          py::array_t<T> mean = new_array<T>({d.C}, "mean"), invstd = new_array<T>({d.C}, "invstd");
           T* yp = y.mutable_data();
           T* mp = mean.mutable_data();
           T* ip = invstd.mutable_data();
@@ -83,8 +90,11 @@ void bind_batchnorm(py::module_& m) {
 
   m.def(
       "batchnorm_backward",
-      [](const py::array& dy, const py::array& x, const py::array& mean, const py::array& invstd,
-         const py::array& gamma, bool training) -> py::tuple {
+      [](const py::object& dy_obj, const py::object& x_obj, const py::object& mean_obj,
+         const py::object& invstd_obj, const py::object& gamma_obj, bool training) -> py::tuple {
+        const py::array dy = as_array(dy_obj, "dy"), x = as_array(x_obj, "x"),
+                        mean = as_array(mean_obj, "mean"), invstd = as_array(invstd_obj, "invstd"),
+                        gamma = as_array(gamma_obj, "gamma");
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           const Dims d = bn_dims(x);
@@ -95,8 +105,8 @@ void bind_batchnorm(py::module_& m) {
           const T* mp = channel_vec<T>(mean, "mean", d.C);
           const T* ip = channel_vec<T>(invstd, "invstd", d.C);
           const T* g = channel_vec<T>(gamma, "gamma", d.C);
-          py::array_t<T> dx(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-          py::array_t<T> dgamma(std::vector<py::ssize_t>{d.C}), dbeta(std::vector<py::ssize_t>{d.C});
+          py::array_t<T> dx = new_array_like<T>(x);
+          py::array_t<T> dgamma = new_array<T>({d.C}, "dgamma"), dbeta = new_array<T>({d.C}, "dbeta");
           T* dxp = dx.mutable_data();
           T* dgp = dgamma.mutable_data();
           T* dbp = dbeta.mutable_data();

@@ -25,10 +25,9 @@ Conv2dShape conv_shape(const py::array& X, const py::array& W, Pair stride, Pair
 }
 
 template <typename T>
-const T* bias_ptr(const py::object& b, int64_t K) {
-  if (b.is_none()) return nullptr;
-  if (!py::isinstance<py::array>(b)) throw py::type_error("bias must be a NumPy array or None");
-  py::array arr = py::reinterpret_borrow<py::array>(b);
+const T* bias_ptr(const std::optional<py::array>& b, int64_t K) {
+  if (!b) return nullptr;
+  const py::array& arr = *b;
   require_dtype<T>(arr, "bias", "x");
   if (arr.ndim() != 1 || arr.shape(0) != K)
     throw py::value_error("bias must have shape (" + std::to_string(K) + ",), got " + shape_str(arr));
@@ -40,8 +39,10 @@ const T* bias_ptr(const py::object& b, int64_t K) {
 void bind_conv2d(py::module_& m) {
   m.def(
       "conv2d_forward",
-      [](const py::array& x, const py::array& weight, py::object bias, Pair stride, Pair padding,
-         Pair dilation, int64_t groups) -> py::array {
+      [](const py::object& x_obj, const py::object& weight_obj, const py::object& bias_obj, Pair stride,
+         Pair padding, Pair dilation, int64_t groups) -> py::array {
+        const py::array x = as_array(x_obj, "x"), weight = as_array(weight_obj, "weight");
+        const std::optional<py::array> bias = as_optional_array(bias_obj, "bias");
         return dispatch_float(x, "x", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_dtype<T>(weight, "weight", "x");
@@ -49,7 +50,7 @@ void bind_conv2d(py::module_& m) {
           const T* xp = in_ptr<T>(x, "x");
           const T* wp = in_ptr<T>(weight, "weight");
           const T* bp = bias_ptr<T>(bias, s.K);
-          py::array_t<T> y({s.N, s.K, s.Ho, s.Wo});
+          py::array_t<T> y = new_array<T>({s.N, s.K, s.Ho, s.Wo}, "the output");
           T* yp = y.mutable_data();
           {
             py::gil_scoped_release release;
@@ -65,9 +66,11 @@ void bind_conv2d(py::module_& m) {
 
   m.def(
       "conv2d_backward",
-      [](const py::array& dy, const py::array& x, const py::array& weight, Pair stride,
+      [](const py::object& dy_obj, const py::object& x_obj, const py::object& weight_obj, Pair stride,
          Pair padding, Pair dilation, int64_t groups, bool need_dx, bool need_dw,
          bool need_db) -> py::tuple {
+        const py::array dy = as_array(dy_obj, "dy"), x = as_array(x_obj, "x"),
+                        weight = as_array(weight_obj, "weight");
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           require_dtype<T>(weight, "weight", "x");
@@ -84,17 +87,17 @@ void bind_conv2d(py::module_& m) {
           py::object dx = py::none(), dw = py::none(), db = py::none();
           T *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
           if (need_dx) {
-            py::array_t<T> a({s.N, s.C, s.H, s.W});
+            py::array_t<T> a = new_array_like<T>(x);
             dxp = a.mutable_data();
             dx = a;
           }
           if (need_dw) {
-            py::array_t<T> a({weight.shape(0), weight.shape(1), weight.shape(2), weight.shape(3)});
+            py::array_t<T> a = new_array_like<T>(weight);
             dwp = a.mutable_data();
             dw = a;
           }
           if (need_db) {
-            py::array_t<T> a(std::vector<py::ssize_t>{s.K});
+            py::array_t<T> a = new_array<T>({s.K}, "dbias");
             dbp = a.mutable_data();
             db = a;
           }

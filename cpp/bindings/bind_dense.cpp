@@ -21,8 +21,9 @@ inline void require_bias(const py::array& b, py::ssize_t n, const char* name) {
 void bind_dense(py::module_& m) {
   m.def(
       "dense_forward",
-      [](const py::array& X, const py::array& W, const py::array& b,
+      [](const py::object& X_obj, const py::object& W_obj, const py::object& b_obj,
          const std::string& activation) -> py::array {
+        const py::array X = as_array(X_obj, "X"), W = as_array(W_obj, "W"), b = as_array(b_obj, "b");
         const Activation act = parse_activation(activation);
         return dispatch_float(X, "X", [&](auto tag) -> py::array {
           using T = decltype(tag);
@@ -39,7 +40,7 @@ void bind_dense(py::module_& m) {
           const T* w = in_ptr<T>(W, "W");
           const T* bp = in_ptr<T>(b, "b");
           const int64_t rows = X.shape(0), n_in = W.shape(0), n_out = W.shape(1);
-          py::array_t<T> H({X.shape(0), W.shape(1)});
+          py::array_t<T> H = new_array<T>({X.shape(0), W.shape(1)}, "the output H (rows of X x columns of W)");
           T* h = H.mutable_data();
           {
             py::gil_scoped_release release;
@@ -53,8 +54,9 @@ void bind_dense(py::module_& m) {
 
   m.def(
       "dense_backward",
-      [](const py::array& dZ, const py::array& X, const py::array& W, double lambda_,
+      [](const py::object& dZ_obj, const py::object& X_obj, const py::object& W_obj, double lambda_,
          bool need_dX) -> py::tuple {
+        const py::array dZ = as_array(dZ_obj, "dZ"), X = as_array(X_obj, "X"), W = as_array(W_obj, "W");
         return dispatch_float(dZ, "dZ", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           require_dtype<T>(X, "X", "dZ");
@@ -62,7 +64,7 @@ void bind_dense(py::module_& m) {
           require_ndim(dZ, "dZ", 2);
           require_ndim(X, "X", 2);
           require_ndim(W, "W", 2);
-          require_finite(lambda_, "lambda_");
+          require_float_arg<T>(lambda_, "lambda_");
           if (X.shape(1) != W.shape(0) || dZ.shape(0) != X.shape(0) || dZ.shape(1) != W.shape(1))
             throw py::value_error("shapes do not chain: dZ " + shape_str(dZ) + ", X " + shape_str(X) +
                                   ", W " + shape_str(W) + " (need dZ (m, n_out), X (m, n_in), W (n_in, n_out))");
@@ -70,12 +72,12 @@ void bind_dense(py::module_& m) {
           const T* x = in_ptr<T>(X, "X");
           const T* w = in_ptr<T>(W, "W");
           const int64_t rows = X.shape(0), n_in = W.shape(0), n_out = W.shape(1);
-          py::array_t<T> dW({W.shape(0), W.shape(1)});
-          py::array_t<T> db(std::vector<py::ssize_t>{W.shape(1)});
+          py::array_t<T> dW = new_array_like<T>(W);
+          py::array_t<T> db = new_array<T>({W.shape(1)}, "db");
           py::object dX_obj = py::none();
           T* dx = nullptr;
           if (need_dX) {
-            py::array_t<T> dX({X.shape(0), X.shape(1)});
+            py::array_t<T> dX = new_array_like<T>(X);
             dx = dX.mutable_data();
             dX_obj = dX;
           }
@@ -95,7 +97,9 @@ void bind_dense(py::module_& m) {
 
   m.def(
       "bias_add",
-      [](py::array Z, const py::array& b) -> py::array {
+      [](const py::object& Z_obj, const py::object& b_obj) -> py::array {
+        py::array Z = as_array(Z_obj, "Z");
+        const py::array b = as_array(b_obj, "b");
         return dispatch_float(Z, "Z", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_dtype<T>(b, "b", "Z");
@@ -115,12 +119,13 @@ void bind_dense(py::module_& m) {
 
   m.def(
       "bias_grad",
-      [](const py::array& dZ) -> py::array {
+      [](const py::object& dZ_obj) -> py::array {
+        const py::array dZ = as_array(dZ_obj, "dZ");
         return dispatch_float(dZ, "dZ", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_ndim(dZ, "dZ", 2);
           const T* dz = in_ptr<T>(dZ, "dZ");
-          py::array_t<T> db(std::vector<py::ssize_t>{dZ.shape(1)});
+          py::array_t<T> db = new_array<T>({dZ.shape(1)}, "db");
           T* dbp = db.mutable_data();
           const int64_t rows = dZ.shape(0), cols = dZ.shape(1);
           {

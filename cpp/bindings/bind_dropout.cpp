@@ -8,14 +8,15 @@ namespace bind {
 void bind_dropout(py::module_& m) {
   m.def(
       "dropout_forward",
-      [](const py::array& x, double p, uint64_t seed) -> py::tuple {
+      [](const py::object& x_obj, double p, uint64_t seed) -> py::tuple {
+        const py::array x = as_array(x_obj, "x");
         require_in(p, "p", 0.0, 1.0, true);
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
+          require_float_arg<T>(p, "p");
           const T* xp = in_ptr<T>(x, "x");
-          std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-          py::array_t<T> y(shape);
-          py::array_t<uint8_t> mask(shape);
+          py::array_t<T> y = new_array_like<T>(x);
+          py::array_t<uint8_t> mask = new_array_like<uint8_t>(x);
           T* yp = y.mutable_data();
           uint8_t* mp = mask.mutable_data();
           const int64_t n = x.size();
@@ -32,16 +33,18 @@ void bind_dropout(py::module_& m) {
 
   m.def(
       "dropout_backward",
-      [](const py::array& dy, const py::array& mask, double p) -> py::array {
+      [](const py::object& dy_obj, const py::object& mask_obj, double p) -> py::array {
+        const py::array dy = as_array(dy_obj, "dy"), mask = as_array(mask_obj, "mask");
         require_in(p, "p", 0.0, 1.0, true);
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
           using T = decltype(tag);
+          require_float_arg<T>(p, "p");
           if (!same_dtype(mask.dtype(), py::dtype::of<uint8_t>()))
             throw py::type_error("mask must be the uint8 array dropout_forward returned");
           require_same_shape(dy, "dy", mask, "mask");
           const T* dyp = in_ptr<T>(dy, "dy");
           const uint8_t* mp = in_ptr<uint8_t>(mask, "mask");
-          py::array_t<T> dx(std::vector<py::ssize_t>(dy.shape(), dy.shape() + dy.ndim()));
+          py::array_t<T> dx = new_array_like<T>(dy);
           T* dxp = dx.mutable_data();
           const int64_t n = dy.size();
           {

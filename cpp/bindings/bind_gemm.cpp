@@ -8,15 +8,17 @@ namespace bind {
 void bind_gemm(py::module_& m) {
   m.def(
       "gemm",
-      [](const py::array& A, const py::array& B, py::object C_obj, double alpha, double beta,
-         bool trans_a, bool trans_b) -> py::array {
+      [](const py::object& A_obj, const py::object& B_obj, const py::object& C_obj, double alpha,
+         double beta, bool trans_a, bool trans_b) -> py::array {
+        const py::array A = as_array(A_obj, "A"), B = as_array(B_obj, "B");
+        const std::optional<py::array> C_given = as_optional_array(C_obj, "C");
         return dispatch_float(A, "A", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_dtype<T>(B, "B", "A");
           require_ndim(A, "A", 2);
           require_ndim(B, "B", 2);
-          require_finite(alpha, "alpha");
-          require_finite(beta, "beta");
+          require_float_arg<T>(alpha, "alpha");
+          require_float_arg<T>(beta, "beta");
           const py::ssize_t m = trans_a ? A.shape(1) : A.shape(0);
           const py::ssize_t k = trans_a ? A.shape(0) : A.shape(1);
           const py::ssize_t kb = trans_b ? B.shape(1) : B.shape(0);
@@ -37,12 +39,11 @@ void bind_gemm(py::module_& m) {
           if (trans_b) std::swap(rsb, csb);
 
           py::array C;
-          if (C_obj.is_none()) {
+          if (!C_given) {
             if (beta != 0.0) throw py::value_error("beta != 0 needs an existing C to scale");
-            C = py::array_t<T>({m, n});
+            C = new_array<T>({m, n}, "the result C (rows of op(A) x columns of op(B))");
           } else {
-            C = py::reinterpret_borrow<py::array>(C_obj);
-            if (!py::isinstance<py::array>(C_obj)) throw py::type_error("C must be a NumPy array");
+            C = *C_given;
             require_dtype<T>(C, "C", "A");
             require_ndim(C, "C", 2);
             if (C.shape(0) != m || C.shape(1) != n)
@@ -79,7 +80,9 @@ A and B: 2-D float32 or float64 arrays of one dtype, any strides (views and
 transposes are read in place). op(X) is X.T when trans_x is true. C, when
 given, is updated in place (unit column stride, no overlap with A or B) and
 returned; otherwise a new array is returned (beta must then be 0).
-beta == 0 overwrites C without reading it; NaN/Inf in A or B propagate.)doc");
+beta == 0 overwrites C without reading it; NaN/Inf in A or B propagate, also
+when alpha == 0 (0 * NaN and 0 * Inf are NaN; reference BLAS would skip A and
+B there). alpha and beta must be finite in the arrays' dtype.)doc");
 }
 
 }  // namespace bind

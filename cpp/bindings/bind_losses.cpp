@@ -28,10 +28,9 @@ PairDims pair_dims(const py::array& pred, const char* pn, const py::array& targe
 }
 
 template <typename T>
-const T* class_weights_ptr(const py::object& w, int64_t K, py::array& keep) {
-  if (w.is_none()) return nullptr;
-  if (!py::isinstance<py::array>(w)) throw py::type_error("class_weights must be a NumPy array or None");
-  keep = py::reinterpret_borrow<py::array>(w);
+const T* class_weights_ptr(const std::optional<py::array>& w, int64_t K) {
+  if (!w) return nullptr;
+  const py::array& keep = *w;
   require_dtype<T>(keep, "class_weights", "z");
   if (keep.ndim() != 1 || keep.shape(0) != K)
     throw py::value_error("class_weights must have shape (" + std::to_string(K) + ",), got " +
@@ -49,7 +48,8 @@ void def_pair_loss(py::module_& m, const char* name, const char* pn, Fwd32 f32, 
                    const char* doc) {
   m.def(
       name,
-      [=](const py::array& pred, const py::array& target, const std::string& reduction) -> double {
+      [=](const py::object& pred_obj, const py::object& target_obj, const std::string& reduction) -> double {
+        const py::array pred = as_array(pred_obj, pn), target = as_array(target_obj, "target");
         const bool mean = parse_reduction(reduction);
         return dispatch_float(pred, pn, [&](auto tag) -> double {
           using T = decltype(tag);
@@ -69,14 +69,15 @@ void def_pair_grad(py::module_& m, const char* name, const char* pn, Bwd32 f32, 
                    const char* doc) {
   m.def(
       name,
-      [=](const py::array& pred, const py::array& target, const std::string& reduction) -> py::array {
+      [=](const py::object& pred_obj, const py::object& target_obj, const std::string& reduction) -> py::array {
+        const py::array pred = as_array(pred_obj, pn), target = as_array(target_obj, "target");
         const bool mean = parse_reduction(reduction);
         return dispatch_float(pred, pn, [&](auto tag) -> py::array {
           using T = decltype(tag);
           const PairDims d = pair_dims<T>(pred, pn, target, "target");
           const T* p = in_ptr<T>(pred, pn);
           const T* t = in_ptr<T>(target, "target");
-          py::array_t<T> out(std::vector<py::ssize_t>(pred.shape(), pred.shape() + pred.ndim()));
+          py::array_t<T> out = new_array_like<T>(pred);
           T* o = out.mutable_data();
           {
             py::gil_scoped_release release;
@@ -94,18 +95,19 @@ void def_pair_grad(py::module_& m, const char* name, const char* pn, Bwd32 f32, 
 void bind_losses(py::module_& m) {
   m.def(
       "softmax_cross_entropy",
-      [](const py::array& z, const py::array& y, py::object class_weights) -> py::tuple {
+      [](const py::object& z_obj, const py::object& y_obj, const py::object& class_weights_obj) -> py::tuple {
+        const py::array z = as_array(z_obj, "z"), y = as_array(y_obj, "y");
+        const std::optional<py::array> class_weights = as_optional_array(class_weights_obj, "class_weights");
         return dispatch_float(z, "z", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           require_ndim(z, "z", 2);
           require_nonempty(z, "z");
           const int64_t rows = z.shape(0), K = z.shape(1);
           auto labels_arr = labels(y, "y", rows);
-          py::array keep;
-          const T* w = class_weights_ptr<T>(class_weights, K, keep);
+          const T* w = class_weights_ptr<T>(class_weights, K);
           const T* zp = in_ptr<T>(z, "z");
           const int64_t* yp = labels_arr.data();
-          py::array_t<T> probs({z.shape(0), z.shape(1)});
+          py::array_t<T> probs = new_array_like<T>(z);
           T* pp = probs.mutable_data();
           double loss;
           {
@@ -121,18 +123,19 @@ void bind_losses(py::module_& m) {
 
   m.def(
       "softmax_cross_entropy_backward",
-      [](const py::array& probs, const py::array& y, py::object class_weights) -> py::array {
+      [](const py::object& probs_obj, const py::object& y_obj, const py::object& class_weights_obj) -> py::array {
+        const py::array probs = as_array(probs_obj, "probs"), y = as_array(y_obj, "y");
+        const std::optional<py::array> class_weights = as_optional_array(class_weights_obj, "class_weights");
         return dispatch_float(probs, "probs", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_ndim(probs, "probs", 2);
           require_nonempty(probs, "probs");
           const int64_t rows = probs.shape(0), K = probs.shape(1);
           auto labels_arr = labels(y, "y", rows);
-          py::array keep;
-          const T* w = class_weights_ptr<T>(class_weights, K, keep);
+          const T* w = class_weights_ptr<T>(class_weights, K);
           const T* pp = in_ptr<T>(probs, "probs");
           const int64_t* yp = labels_arr.data();
-          py::array_t<T> dz({probs.shape(0), probs.shape(1)});
+          py::array_t<T> dz = new_array_like<T>(probs);
           T* dzp = dz.mutable_data();
           {
             py::gil_scoped_release release;
@@ -162,7 +165,8 @@ void bind_losses(py::module_& m) {
 
   m.def(
       "sum_of_squares",
-      [](const py::array& w) -> double {
+      [](const py::object& w_obj) -> double {
+        const py::array w = as_array(w_obj, "w");
         return dispatch_float(w, "w", [&](auto tag) -> double {
           using T = decltype(tag);
           const T* p = in_ptr<T>(w, "w");

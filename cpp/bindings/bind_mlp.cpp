@@ -21,7 +21,7 @@ MlpOptimizer parse_optimizer(const std::string& name) {
 
 // A list of writable C-contiguous T arrays, the l-th of `size` elements.
 template <typename T>
-std::vector<T*> array_list(py::list arrays, const char* name, const std::vector<int64_t>& sizes,
+std::vector<T*> array_list(const py::sequence& arrays, const char* name, const std::vector<int64_t>& sizes,
                            const std::vector<std::vector<py::ssize_t>>& shapes) {
   if (arrays.size() != sizes.size())
     throw py::value_error(std::string(name) + " must hold " + std::to_string(sizes.size()) + " arrays, got " +
@@ -29,8 +29,7 @@ std::vector<T*> array_list(py::list arrays, const char* name, const std::vector<
   std::vector<T*> out;
   for (size_t l = 0; l < sizes.size(); ++l) {
     const std::string label = std::string(name) + "[" + std::to_string(l) + "]";
-    if (!py::isinstance<py::array>(arrays[l])) throw py::type_error(label + " must be a NumPy array");
-    py::array a = arrays[l].cast<py::array>();
+    py::array a = as_array(arrays[l], label.c_str());
     require_dtype<T>(a, label.c_str(), "X");
     if (a.size() != sizes[l]) {
       std::string want = "(";
@@ -47,10 +46,14 @@ std::vector<T*> array_list(py::list arrays, const char* name, const std::vector<
 void bind_mlp(py::module_& m) {
   m.def(
       "mlp_train_step",
-      [](const py::array& X, const py::array& y, py::list weights, py::list biases, const std::string& activation,
-         double lambda_, const std::string& optimizer, double learning_rate, double beta, double beta1,
-         double beta2, int64_t t, double eps, py::object v_weights, py::object v_biases, py::object s_weights,
-         py::object s_biases) -> py::tuple {
+      [](const py::object& X_obj, const py::object& y_obj, const py::object& weights_obj,
+         const py::object& biases_obj, const std::string& activation, double lambda_, const std::string& optimizer,
+         double learning_rate, double beta, double beta1, double beta2, int64_t t, double eps,
+         const py::object& v_weights, const py::object& v_biases, const py::object& s_weights,
+         const py::object& s_biases) -> py::tuple {
+        const py::array X = as_array(X_obj, "X"), y = as_array(y_obj, "y");
+        const py::sequence weights = as_array_list(weights_obj, "weights"),
+                           biases = as_array_list(biases_obj, "biases");
         const Activation act = parse_activation(activation);
         MlpHyper hp{parse_optimizer(optimizer), learning_rate, beta, beta1, beta2, eps, lambda_, t};
         require_finite(learning_rate, "learning_rate");
@@ -68,6 +71,12 @@ void bind_mlp(py::module_& m) {
         const bool needs_s = hp.optimizer == MlpOptimizer::rmsprop || hp.optimizer == MlpOptimizer::adam;
         return dispatch_float(X, "X", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
+          // Every hyperparameter reaches the kernels in X's dtype (mlp_step.cpp, optimizers.cpp).
+          for (const auto& a : {std::make_pair(lambda_, "lambda_"), std::make_pair(learning_rate, "learning_rate"),
+                                std::make_pair(beta, "beta"), std::make_pair(beta1, "beta1"),
+                                std::make_pair(beta2, "beta2"), std::make_pair(eps, "eps")})
+            require_float_arg<T>(a.first, a.second);
+          if (needs_s) require_eps_in_dtype<T>(eps);
           require_ndim(X, "X", 2);
           require_nonempty(X, "X");
           const int64_t L = static_cast<int64_t>(weights.size());
@@ -78,13 +87,13 @@ void bind_mlp(py::module_& m) {
           std::vector<int64_t> wsize, bsize;
           std::vector<std::vector<py::ssize_t>> wshape, bshape;
           for (int64_t l = 0; l < L; ++l) {
-            if (!py::isinstance<py::array>(weights[l])) throw py::type_error("weights[" + std::to_string(l) + "] must be a NumPy array");
-            py::array W = weights[l].cast<py::array>();
+            const std::string label = "weights[" + std::to_string(l) + "]";
+            py::array W = as_array(weights[l], label.c_str());
             if (W.ndim() != 2 || W.shape(0) != net.n.back())
               throw py::value_error("weights[" + std::to_string(l) + "] has shape " + shape_str(W) + " but the layer below has " +
                                     std::to_string(net.n.back()) + " outputs");
             net.n.push_back(W.shape(1));
-            wsize.push_back(W.shape(0) * W.shape(1));
+            wsize.push_back(W.shape(0) * W.shape(1));  // an existing array's size: no overflow
             wshape.push_back({W.shape(0), W.shape(1)});
             bsize.push_back(W.shape(1));
             bshape.push_back({1, W.shape(1)});
@@ -95,7 +104,7 @@ void bind_mlp(py::module_& m) {
                            const std::vector<std::vector<py::ssize_t>>& shapes, bool needed) -> std::vector<T*> {
             if (!needed) return {};
             if (obj.is_none()) throw py::value_error(std::string(name) + " is required by optimizer '" + optimizer + "'");
-            return array_list<T>(obj.cast<py::list>(), name, sizes, shapes);
+            return array_list<T>(as_array_list(obj, name), name, sizes, shapes);
           };
           net.vW = state(v_weights, "v_weights", wsize, wshape, needs_v);
           net.vb = state(v_biases, "v_biases", bsize, bshape, needs_v);
@@ -104,6 +113,10 @@ void bind_mlp(py::module_& m) {
           const int64_t rows = X.shape(0);
           auto yv = labels(y, "y", rows);
           check_labels(yv.data(), rows, net.n.back());
+          // The step's workspace holds rows x width activations per layer, rows from X and widths
+          // from the weights: a product of two arrays' dimensions, so checked (common/shape.h).
+          for (int64_t width : net.n) checked_bytes(checked_mul(rows, width, "a layer's activations"), sizeof(T),
+                                                    "a layer's activations");
           const T* xp = in_ptr<T>(X, "X");
           double data_loss = 0, psi = 0, loss = 0;
           {

@@ -21,6 +21,7 @@ void check_state(py::array& w, const py::array& g, std::initializer_list<std::pa
   }
 }
 
+// Before dispatch: the dtype-independent rules.
 void check_lr(double lr, double wd) {
   require_finite(lr, "learning_rate");
   if (lr < 0) throw py::value_error("learning_rate must be >= 0, got " + std::to_string(lr));
@@ -33,15 +34,25 @@ void check_eps(double eps) {
   if (!(eps > 0)) throw py::value_error("eps must be > 0, got " + std::to_string(eps));
 }
 
+// After dispatch: every hyperparameter is used in w's dtype T (optimizers.cpp casts them),
+// so each must be finite there too.
+template <typename T>
+void check_in_dtype(std::initializer_list<std::pair<double, const char*>> args) {
+  for (const auto& a : args) require_float_arg<T>(a.first, a.second);
+}
+
 }  // namespace
 
 void bind_optimizers(py::module_& m) {
   m.def(
       "sgd_update",
-      [](py::array w, const py::array& g, double lr, double wd) {
+      [](const py::object& w_obj, const py::object& g_obj, double lr, double wd) {
+        py::array w = as_array(w_obj, "w");
+        const py::array g = as_array(g_obj, "g");
         check_lr(lr, wd);
         dispatch_float(w, "w", [&](auto tag) {
           using T = decltype(tag);
+          check_in_dtype<T>({{lr, "learning_rate"}, {wd, "weight_decay"}});
           check_state<T>(w, g, {});
           T* wp = static_cast<T*>(w.mutable_data());
           const T* gp = static_cast<const T*>(g.data());
@@ -55,11 +66,15 @@ void bind_optimizers(py::module_& m) {
 
   m.def(
       "momentum_update",
-      [](py::array w, py::array v, const py::array& g, double lr, double beta, double wd) {
+      [](const py::object& w_obj, const py::object& v_obj, const py::object& g_obj, double lr, double beta,
+         double wd) {
+        py::array w = as_array(w_obj, "w"), v = as_array(v_obj, "v");
+        const py::array g = as_array(g_obj, "g");
         check_lr(lr, wd);
         require_in(beta, "beta", 0.0, 1.0, true);
         dispatch_float(w, "w", [&](auto tag) {
           using T = decltype(tag);
+          check_in_dtype<T>({{lr, "learning_rate"}, {beta, "beta"}, {wd, "weight_decay"}});
           check_state<T>(w, g, {{&v, "v"}});
           T* wp = static_cast<T*>(w.mutable_data());
           T* vp = static_cast<T*>(v.mutable_data());
@@ -74,13 +89,17 @@ void bind_optimizers(py::module_& m) {
 
   m.def(
       "rmsprop_update",
-      [](py::array w, py::array s, const py::array& g, double lr, double beta2, double eps,
-         double wd) {
+      [](const py::object& w_obj, const py::object& s_obj, const py::object& g_obj, double lr, double beta2,
+         double eps, double wd) {
+        py::array w = as_array(w_obj, "w"), s = as_array(s_obj, "s");
+        const py::array g = as_array(g_obj, "g");
         check_lr(lr, wd);
         require_in(beta2, "beta2", 0.0, 1.0, true);
         check_eps(eps);
         dispatch_float(w, "w", [&](auto tag) {
           using T = decltype(tag);
+          check_in_dtype<T>({{lr, "learning_rate"}, {beta2, "beta2"}, {eps, "eps"}, {wd, "weight_decay"}});
+          require_eps_in_dtype<T>(eps);
           check_state<T>(w, g, {{&s, "s"}});
           T* wp = static_cast<T*>(w.mutable_data());
           T* sp = static_cast<T*>(s.mutable_data());
@@ -96,8 +115,10 @@ void bind_optimizers(py::module_& m) {
 
   m.def(
       "adam_update",
-      [](py::array w, py::array v, py::array s, const py::array& g, double lr, double beta1,
-         double beta2, int64_t t, double eps, double wd) {
+      [](const py::object& w_obj, const py::object& v_obj, const py::object& s_obj, const py::object& g_obj,
+         double lr, double beta1, double beta2, int64_t t, double eps, double wd) {
+        py::array w = as_array(w_obj, "w"), v = as_array(v_obj, "v"), s = as_array(s_obj, "s");
+        const py::array g = as_array(g_obj, "g");
         check_lr(lr, wd);
         require_in(beta1, "beta1", 0.0, 1.0, true);
         require_in(beta2, "beta2", 0.0, 1.0, true);
@@ -105,6 +126,9 @@ void bind_optimizers(py::module_& m) {
         if (t < 1) throw py::value_error("t (the Adam step count) must be >= 1, got " + std::to_string(t));
         dispatch_float(w, "w", [&](auto tag) {
           using T = decltype(tag);
+          check_in_dtype<T>({{lr, "learning_rate"}, {beta1, "beta1"}, {beta2, "beta2"}, {eps, "eps"},
+                             {wd, "weight_decay"}});
+          require_eps_in_dtype<T>(eps);
           check_state<T>(w, g, {{&v, "v"}, {&s, "s"}});
           T* wp = static_cast<T*>(w.mutable_data());
           T* vp = static_cast<T*>(v.mutable_data());

@@ -34,13 +34,14 @@ void require_out_shape(const py::array& dy, const Pool2dShape& s) {
 void bind_pool2d(py::module_& m) {
   m.def(
       "maxpool2d_forward",
-      [](const py::array& x, Pair kernel, Pair stride, Pair padding) -> py::tuple {
+      [](const py::object& x_obj, Pair kernel, Pair stride, Pair padding) -> py::tuple {
+        const py::array x = as_array(x_obj, "x");
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x, kernel, stride, padding);
           const T* xp = in_ptr<T>(x, "x");
-          py::array_t<T> y({s.N, s.C, s.Ho, s.Wo});
-          py::array_t<int64_t> am({s.N, s.C, s.Ho, s.Wo});
+          py::array_t<T> y = new_array<T>({s.N, s.C, s.Ho, s.Wo}, "the output");
+          py::array_t<int64_t> am = new_array<int64_t>({s.N, s.C, s.Ho, s.Wo}, "the argmax output");
           T* yp = y.mutable_data();
           int64_t* ap = am.mutable_data();
           {
@@ -55,8 +56,10 @@ void bind_pool2d(py::module_& m) {
 
   m.def(
       "maxpool2d_backward",
-      [](const py::array& dy, const py::array& argmax, py::array x_shape_like, Pair kernel,
+      [](const py::object& dy_obj, const py::object& argmax_obj, const py::object& x_obj, Pair kernel,
          Pair stride, Pair padding) -> py::array {
+        const py::array dy = as_array(dy_obj, "dy"), argmax = as_array(argmax_obj, "argmax"),
+                        x_shape_like = as_array(x_obj, "x");
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x_shape_like, kernel, stride, padding);
@@ -66,7 +69,7 @@ void bind_pool2d(py::module_& m) {
           require_same_shape(argmax, "argmax", dy, "dy");
           const T* dyp = in_ptr<T>(dy, "dy");
           const int64_t* ap = in_ptr<int64_t>(argmax, "argmax");
-          py::array_t<T> dx({s.N, s.C, s.H, s.W});
+          py::array_t<T> dx = new_array_like<T>(x_shape_like);
           T* dxp = dx.mutable_data();
           bool inside;
           {
@@ -83,12 +86,13 @@ void bind_pool2d(py::module_& m) {
 
   m.def(
       "avgpool2d_forward",
-      [](const py::array& x, Pair kernel, Pair stride, Pair padding) -> py::array {
+      [](const py::object& x_obj, Pair kernel, Pair stride, Pair padding) -> py::array {
+        const py::array x = as_array(x_obj, "x");
         return dispatch_float(x, "x", [&](auto tag) -> py::array {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x, kernel, stride, padding);
           const T* xp = in_ptr<T>(x, "x");
-          py::array_t<T> y({s.N, s.C, s.Ho, s.Wo});
+          py::array_t<T> y = new_array<T>({s.N, s.C, s.Ho, s.Wo}, "the output");
           T* yp = y.mutable_data();
           {
             py::gil_scoped_release release;
@@ -102,13 +106,14 @@ void bind_pool2d(py::module_& m) {
 
   m.def(
       "avgpool2d_backward",
-      [](const py::array& dy, py::array x_shape_like, Pair kernel, Pair stride, Pair padding) -> py::array {
+      [](const py::object& dy_obj, const py::object& x_obj, Pair kernel, Pair stride, Pair padding) -> py::array {
+        const py::array dy = as_array(dy_obj, "dy"), x_shape_like = as_array(x_obj, "x");
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x_shape_like, kernel, stride, padding);
           require_out_shape(dy, s);
           const T* dyp = in_ptr<T>(dy, "dy");
-          py::array_t<T> dx({s.N, s.C, s.H, s.W});
+          py::array_t<T> dx = new_array_like<T>(x_shape_like);
           T* dxp = dx.mutable_data();
           {
             py::gil_scoped_release release;
@@ -122,14 +127,15 @@ void bind_pool2d(py::module_& m) {
 
   m.def(
       "global_avgpool_forward",
-      [](const py::array& x) -> py::array {
+      [](const py::object& x_obj) -> py::array {
+        const py::array x = as_array(x_obj, "x");
         return dispatch_float(x, "x", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_ndim(x, "x", 4);
           require_nonempty(x, "x");
           const T* xp = in_ptr<T>(x, "x");
           const int64_t N = x.shape(0), C = x.shape(1), HW = x.shape(2) * x.shape(3);
-          py::array_t<T> y({x.shape(0), x.shape(1)});
+          py::array_t<T> y = new_array<T>({x.shape(0), x.shape(1)}, "the output");
           T* yp = y.mutable_data();
           {
             py::gil_scoped_release release;
@@ -142,7 +148,8 @@ void bind_pool2d(py::module_& m) {
 
   m.def(
       "global_avgpool_backward",
-      [](const py::array& dy, py::array x_shape_like) -> py::array {
+      [](const py::object& dy_obj, const py::object& x_obj) -> py::array {
+        const py::array dy = as_array(dy_obj, "dy"), x_shape_like = as_array(x_obj, "x");
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_ndim(x_shape_like, "x", 4);
@@ -153,8 +160,7 @@ void bind_pool2d(py::module_& m) {
           const T* dyp = in_ptr<T>(dy, "dy");
           const int64_t N = x_shape_like.shape(0), C = x_shape_like.shape(1);
           const int64_t HW = x_shape_like.shape(2) * x_shape_like.shape(3);
-          py::array_t<T> dx({x_shape_like.shape(0), x_shape_like.shape(1), x_shape_like.shape(2),
-                             x_shape_like.shape(3)});
+          py::array_t<T> dx = new_array_like<T>(x_shape_like);
           T* dxp = dx.mutable_data();
           {
             py::gil_scoped_release release;

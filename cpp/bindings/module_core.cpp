@@ -36,8 +36,10 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = NATVERK_VERSION;
   m.attr("cuda_built") = false;
 
-  m.def("set_num_threads", &natverk::set_num_threads, py::arg("n"),
-        "Set the number of threads the kernels use (>= 1).");
+  // GIL released: a resize waits for the region in flight, whose caller may
+  // need the GIL to return (issue 13's deadlock).
+  m.def("set_num_threads", &natverk::set_num_threads, py::arg("n"), py::call_guard<py::gil_scoped_release>(),
+        "Set the number of threads the kernels use (1..1024); waits for a region in flight.");
   m.def("get_num_threads", &natverk::num_threads, "Number of threads the kernels use.");
   m.def("hardware_threads", &natverk::hardware_threads, "Hardware threads this machine reports.");
   m.def("simd_level", [] { return std::string(simd_level_name(simd_level())); },

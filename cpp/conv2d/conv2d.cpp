@@ -4,11 +4,13 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/elementwise.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
+#include "common/shape.h"
 #include "gemm/gemm.h"
 
 namespace natverk {
@@ -19,24 +21,27 @@ Conv2dShape make_conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_
   auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
   if (N < 1 || C < 1 || H < 1 || W < 1) fail("input must be non-empty (N, C, H, W all >= 1)");
   if (K < 1 || kH < 1 || kW < 1) fail("weight must be non-empty (out_channels, kH, kW all >= 1)");
-  if (sh < 1 || sw < 1) fail("stride must be >= 1, got (" + std::to_string(sh) + ", " + std::to_string(sw) + ")");
-  if (ph < 0 || pw < 0) fail("padding must be >= 0");
-  if (dh < 1 || dw < 1) fail("dilation must be >= 1");
-  if (groups < 1) fail("groups must be >= 1");
+  if (sh < 1 || sw < 1) fail("stride must be >= 1, got " + pair_str(sh, sw));
+  if (ph < 0 || pw < 0) fail("padding must be >= 0, got " + pair_str(ph, pw));
+  if (dh < 1 || dw < 1) fail("dilation must be >= 1, got " + pair_str(dh, dw));
+  if (groups < 1) fail("groups must be >= 1, got " + std::to_string(groups));
   if (C % groups != 0 || K % groups != 0)
     fail("groups (" + std::to_string(groups) + ") must divide in_channels (" + std::to_string(C) +
          ") and out_channels (" + std::to_string(K) + ")");
-  if (Cw * groups != C)
+  // C / groups, not Cw * groups: groups divides C (checked above), and the product could overflow.
+  if (C / groups != Cw)
     fail("weight has " + std::to_string(Cw) + " input channels per group but the input has " +
          std::to_string(C) + " channels in " + std::to_string(groups) + " group(s)");
-  const int64_t eff_h = dh * (kH - 1) + 1, eff_w = dw * (kW - 1) + 1;
-  if (H + 2 * ph < eff_h || W + 2 * pw < eff_w)
-    fail("kernel (" + std::to_string(eff_h) + " x " + std::to_string(eff_w) +
-         " with dilation) is larger than the padded input (" + std::to_string(H + 2 * ph) + " x " +
-         std::to_string(W + 2 * pw) + ")");
   Conv2dShape s{N, C, H, W, K, kH, kW, sh, sw, ph, pw, dh, dw, groups, 0, 0};
-  s.Ho = (H + 2 * ph - eff_h) / sh + 1;
-  s.Wo = (W + 2 * pw - eff_w) / sw + 1;
+  // Overflow-checked (common/shape.h): padding and dilation are free integers, and the
+  // unchecked H + 2 * ph wrapped around for ph near 2^63 and "fitted" any kernel.
+  std::tie(s.Ho, s.Wo) = conv_out_size(H, W, Window2d{kH, kW, sh, sw, ph, pw, dh, dw}, true);
+  // Every size the kernels compute from the shape must fit int64 too: the output
+  // (N, K, Ho, Wo) and one image's im2col columns (C/groups * kH * kW, Ho * Wo), in bytes of
+  // the widest dtype. Past this point the kernels' plain arithmetic cannot overflow.
+  checked_bytes(checked_numel({N, K, s.Ho, s.Wo}, "the output"), sizeof(double), "the output");
+  checked_bytes(checked_numel({Cw, kH, kW, s.Ho, s.Wo}, "the im2col workspace"), sizeof(double),
+                "the im2col workspace");
   return s;
 }
 
@@ -117,9 +122,12 @@ template <typename T>
 void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
   const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
+  // Sized (and checked) before the parallel region, so an impossible size fails on the caller.
+  const size_t col_bytes = checked_bytes(checked_mul(ckk, HWo, "the im2col workspace"), sizeof(T),
+                                         "the im2col workspace");
   parallel_for(s.N, 1, [&](int64_t n0, int64_t n1, int) {
     const bool direct = is_pointwise(s);
-    T* col = direct ? nullptr : static_cast<T*>(t_cols.get(sizeof(T) * static_cast<size_t>(ckk * HWo)));
+    T* col = direct ? nullptr : static_cast<T*>(t_cols.get(col_bytes));
     for (int64_t n = n0; n < n1; ++n) {
       T* y = Y + n * s.K * HWo;
       for (int64_t k = 0; k < s.K; ++k) {
@@ -146,7 +154,9 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
                      const Conv2dShape& s) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
   const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
-  const int64_t wsize = s.K * ckk;
+  const int64_t wsize = s.K * ckk;  // the weight's size: an existing array, cannot overflow
+  const size_t col_bytes = checked_bytes(checked_mul(ckk, HWo, "the im2col workspace"), sizeof(T),
+                                         "the im2col workspace");
   const bool direct = is_pointwise(s);
   // For stride 1, dX is itself a forward convolution (seed 001 eq. 42): dY, padded by
   // p' = d (k - 1) - p, convolved with the 180-degree-rotated, channel-transposed kernels.
@@ -160,12 +170,13 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
   // afterwards, so the result does not depend on thread timing.
   const int chunks = plan_chunks(s.N, 1);
   std::vector<T> partial;
-  if (dW && chunks > 1) partial.assign(static_cast<size_t>(wsize) * static_cast<size_t>(chunks - 1), T(0));
+  if (dW && chunks > 1)
+    partial.assign(static_cast<size_t>(checked_mul(wsize, chunks - 1, "the per-thread dW partial sums")), T(0));
   if (dW) std::memset(dW, 0, sizeof(T) * static_cast<size_t>(wsize));
 
-  parallel_for(s.N, 1, [&](int64_t n0, int64_t n1, int chunk) {
+  parallel_for_chunks(s.N, chunks, [&](int64_t n0, int64_t n1, int chunk) {
     T* dw_acc = dW ? (chunk == 0 ? dW : partial.data() + (chunk - 1) * wsize) : nullptr;
-    T* col = direct ? nullptr : static_cast<T*>(t_cols.get(sizeof(T) * static_cast<size_t>(ckk * HWo)));
+    T* col = direct ? nullptr : static_cast<T*>(t_cols.get(col_bytes));
     for (int64_t n = n0; n < n1; ++n) {
       const T* dy = dY + n * s.K * HWo;
       if (dX_scatter)

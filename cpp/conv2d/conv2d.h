@@ -31,7 +31,9 @@ struct Conv2dShape {
 };
 
 // Validates the geometry and fills Ho, Wo; throws std::invalid_argument with a
-// message that names the offending argument.
+// message that names the offending argument, also when padding or dilation make a
+// size overflow int64 (common/shape.h) or the output or im2col workspace could not
+// be counted in int64 bytes.
 Conv2dShape make_conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t Cw,
                               int64_t kH, int64_t kW, int64_t sh, int64_t sw, int64_t ph,
                               int64_t pw, int64_t dh, int64_t dw, int64_t groups);

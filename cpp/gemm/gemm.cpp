@@ -87,7 +87,11 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
     g.n = hi - lo;
   }
   if (g.m <= 0 || g.n <= 0) return;
-  if (g.k == 0 || g.alpha == T(0)) {
+  // k == 0: op(A) op(B) is an empty sum, exactly 0, so C = beta C. alpha == 0 is NOT
+  // short-cut here (reference BLAS does): 0 * NaN and 0 * Inf are NaN, and natverk's
+  // contract is that NaN/Inf in A or B propagate whatever alpha is (tests/reference.py).
+  // The micro-kernel computes alpha * acc, which is exactly that.
+  if (g.k == 0) {
     scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
     return;
   }

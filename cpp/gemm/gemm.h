@@ -8,7 +8,8 @@
 // unit column stride (row stride ldc >= n).
 //
 // BLAS semantics: beta == 0 overwrites C without reading it (NaN/Inf already
-// in C do not leak in); NaN/Inf in A or B propagate per IEEE 754.
+// in C do not leak in); NaN/Inf in A or B propagate per IEEE 754, also when
+// alpha == 0 (0 * NaN = NaN: unlike reference BLAS, A and B are never skipped).
 // float accumulates in float (as every BLAS does), double in double.
 // Multithreaded through natverk::parallel_for; deterministic for a given
 // thread count and SIMD level.

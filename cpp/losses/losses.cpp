@@ -28,7 +28,7 @@ double parallel_sum(int64_t n, int64_t grain, F&& term_range) {
   const int chunks = plan_chunks(n, grain);
   if (chunks <= 1) return n > 0 ? term_range(0, n) : 0.0;
   std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
-  parallel_for(n, grain, [&](int64_t b, int64_t e, int c) { partial[c] = term_range(b, e); });
+  parallel_for_chunks(n, chunks, [&](int64_t b, int64_t e, int c) { partial[c] = term_range(b, e); });
   double s = 0;
   for (double p : partial) s += p;
   return s;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 
 #if defined(__SSE2__)
@@ -14,6 +15,7 @@
 
 #include "common/elementwise.h"
 #include "common/parallel.h"
+#include "common/shape.h"
 
 namespace natverk {
 
@@ -21,19 +23,36 @@ Pool2dShape make_pool2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_
                               int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
   auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
   if (N < 1 || C < 1 || H < 1 || W < 1) fail("input must be non-empty (N, C, H, W all >= 1)");
-  if (kH < 1 || kW < 1) fail("kernel_size must be >= 1");
-  if (sh < 1 || sw < 1) fail("stride must be >= 1");
-  if (ph < 0 || pw < 0 || 2 * ph > kH || 2 * pw > kW)
-    fail("padding must be between 0 and half the kernel size");
-  if (H + 2 * ph < kH || W + 2 * pw < kW)
-    fail("kernel (" + std::to_string(kH) + " x " + std::to_string(kW) +
-         ") is larger than the padded input (" + std::to_string(H + 2 * ph) + " x " +
-         std::to_string(W + 2 * pw) + ")");
-  return {N, C, H, W, kH, kW, sh, sw, ph, pw, (H + 2 * ph - kH) / sh + 1, (W + 2 * pw - kW) / sw + 1};
+  if (kH < 1 || kW < 1) fail("kernel_size must be >= 1, got " + pair_str(kH, kW));
+  if (sh < 1 || sw < 1) fail("stride must be >= 1, got " + pair_str(sh, sw));
+  // ph > kH / 2, not 2 * ph > kH (the same for integers): 2 * ph overflowed for ph near 2^63,
+  // wrapped negative, and let a padding of 2^63 - 1 through.
+  if (ph < 0 || pw < 0 || ph > kH / 2 || pw > kW / 2)
+    fail("padding must be between 0 and half the kernel size, got padding " + pair_str(ph, pw) +
+         " for kernel_size " + pair_str(kH, kW));
+  Pool2dShape s{N, C, H, W, kH, kW, sh, sw, ph, pw, 0, 0};
+  std::tie(s.Ho, s.Wo) = conv_out_size(H, W, Window2d{kH, kW, sh, sw, ph, pw, 1, 1}, false);
+  // The output and its argmax, (N, C, Ho, Wo) of 8-byte elements: past this check the
+  // kernels' plain index arithmetic cannot overflow.
+  checked_bytes(checked_numel({N, C, s.Ho, s.Wo}, "the output"), sizeof(int64_t), "the output");
+  return s;
 }
 
 namespace {
 inline int64_t grain_planes(int64_t plane) { return kElementwiseGrain / (plane > 0 ? plane : 1) + 1; }
+
+// The part [lo, hi) of window offsets 0..k-1 that lands inside 0..n-1 for a window starting at
+// `start`. The loops below run over it instead of testing every offset: kernel_size is a free
+// integer (unlike a convolution's, it is no array's shape), and a window of 2^62 mostly padded
+// positions must not take 2^62 iterations. |start| <= padded input size, so nothing overflows.
+struct Span {
+  int64_t lo, hi;
+};
+inline Span inside(int64_t start, int64_t k, int64_t n) {
+  const int64_t lo = start < 0 ? -start : 0;
+  const int64_t hi = n - start < k ? n - start : k;
+  return {lo, hi};
+}
 }  // namespace
 
 // One 2x2 window, the candidates in row-major window order: the first maximum wins, a NaN
@@ -129,14 +148,13 @@ void maxpool2d_forward(T* Y, int64_t* argmax, const T* X, const Pool2dShape& s) 
       for (int64_t oh = 0; oh < s.Ho; ++oh)
         for (int64_t ow = 0; ow < s.Wo; ++ow) {
           const int64_t h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+          const Span si = inside(h0, s.kH, s.H), sj = inside(w0, s.kW, s.W);
           int64_t best = -1;
           T bv = T(0);
-          for (int64_t i = 0; i < s.kH; ++i) {
+          for (int64_t i = si.lo; i < si.hi; ++i) {
             const int64_t h = h0 + i;
-            if (h < 0 || h >= s.H) continue;
-            for (int64_t j = 0; j < s.kW; ++j) {
+            for (int64_t j = sj.lo; j < sj.hi; ++j) {
               const int64_t w = w0 + j;
-              if (w < 0 || w >= s.W) continue;
               const T v = x[h * s.W + w];
               // first maximum wins; a NaN wins and stays (v != v)
               if (best < 0 || v > bv || (v != v && bv == bv)) {
@@ -183,7 +201,9 @@ bool maxpool2d_backward(T* dX, const T* dY, const int64_t* argmax, const Pool2dS
 template <typename T>
 void avgpool2d_forward(T* Y, const T* X, const Pool2dShape& s) {
   const int64_t planes = s.N * s.C;
-  const T inv = T(1) / static_cast<T>(s.kH * s.kW);
+  // kH * kW in double: pooling kernel sizes are free integers and the int64 product can
+  // overflow; exact (so unchanged) for every product below 2^53.
+  const T inv = T(1) / static_cast<T>(static_cast<double>(s.kH) * static_cast<double>(s.kW));
   parallel_for(planes, grain_planes(s.H * s.W), [&](int64_t p0, int64_t p1, int) {
     for (int64_t p = p0; p < p1; ++p) {
       const T* x = X + p * s.H * s.W;
@@ -191,15 +211,10 @@ void avgpool2d_forward(T* Y, const T* X, const Pool2dShape& s) {
       for (int64_t oh = 0; oh < s.Ho; ++oh)
         for (int64_t ow = 0; ow < s.Wo; ++ow) {
           const int64_t h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+          const Span si = inside(h0, s.kH, s.H), sj = inside(w0, s.kW, s.W);
           T acc = T(0);
-          for (int64_t i = 0; i < s.kH; ++i) {
-            const int64_t h = h0 + i;
-            if (h < 0 || h >= s.H) continue;
-            for (int64_t j = 0; j < s.kW; ++j) {
-              const int64_t w = w0 + j;
-              if (w >= 0 && w < s.W) acc += x[h * s.W + w];
-            }
-          }
+          for (int64_t i = si.lo; i < si.hi; ++i)
+            for (int64_t j = sj.lo; j < sj.hi; ++j) acc += x[(h0 + i) * s.W + (w0 + j)];
           y[oh * s.Wo + ow] = acc * inv;
         }
     }
@@ -209,7 +224,9 @@ void avgpool2d_forward(T* Y, const T* X, const Pool2dShape& s) {
 template <typename T>
 void avgpool2d_backward(T* dX, const T* dY, const Pool2dShape& s) {
   const int64_t planes = s.N * s.C;
-  const T inv = T(1) / static_cast<T>(s.kH * s.kW);
+  // kH * kW in double: pooling kernel sizes are free integers and the int64 product can
+  // overflow; exact (so unchanged) for every product below 2^53.
+  const T inv = T(1) / static_cast<T>(static_cast<double>(s.kH) * static_cast<double>(s.kW));
   parallel_for(planes, grain_planes(s.H * s.W), [&](int64_t p0, int64_t p1, int) {
     for (int64_t p = p0; p < p1; ++p) {
       T* dx = dX + p * s.H * s.W;
@@ -219,14 +236,9 @@ void avgpool2d_backward(T* dX, const T* dY, const Pool2dShape& s) {
         for (int64_t ow = 0; ow < s.Wo; ++ow) {
           const T g = dy[oh * s.Wo + ow] * inv;
           const int64_t h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
-          for (int64_t i = 0; i < s.kH; ++i) {
-            const int64_t h = h0 + i;
-            if (h < 0 || h >= s.H) continue;
-            for (int64_t j = 0; j < s.kW; ++j) {
-              const int64_t w = w0 + j;
-              if (w >= 0 && w < s.W) dx[h * s.W + w] += g;
-            }
-          }
+          const Span si = inside(h0, s.kH, s.H), sj = inside(w0, s.kW, s.W);
+          for (int64_t i = si.lo; i < si.hi; ++i)
+            for (int64_t j = sj.lo; j < sj.hi; ++j) dx[(h0 + i) * s.W + (w0 + j)] += g;
         }
     }
   });

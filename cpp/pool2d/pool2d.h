@@ -21,8 +21,10 @@ struct Pool2dShape {
   int64_t N, C, H, W, kH, kW, sh, sw, ph, pw, Ho, Wo;
 };
 
-// Validates (padding at most half the kernel, as PyTorch requires; window fits)
-// and fills Ho, Wo; throws std::invalid_argument.
+// Validates (padding at most half the kernel, as PyTorch requires; window fits;
+// no size overflows int64, common/shape.h) and fills Ho, Wo; throws
+// std::invalid_argument. The window loops visit only the in-bounds part of each
+// window, so a huge, mostly padded kernel_size costs no more than the input.
 Pool2dShape make_pool2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kH, int64_t kW,
                               int64_t sh, int64_t sw, int64_t ph, int64_t pw);
 

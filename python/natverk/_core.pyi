@@ -1,4 +1,17 @@
-"""Type stubs for natverk._core, the compiled C++ kernels (see cpp/*/*.h)."""
+"""Type stubs for natverk._core, the compiled C++ kernels (see cpp/*/*.h).
+
+Conventions every function follows (cpp/bindings/checks.h):
+
+* Array arguments must be numpy.ndarray (lists are not converted: several
+  kernels update an argument in place); anything else raises TypeError naming
+  the argument ("x must be a NumPy array, got list"). ``| None`` marks the
+  optional ones.
+* Float arguments (learning_rate, lambda_, alpha, eps, ...) must be finite and
+  representable in the arrays' dtype (1e300 is rejected for float32): ValueError.
+* Sizes derived from geometry (stride, padding, dilation, kernel_size) are
+  checked for int64 overflow (cpp/common/shape.h): ValueError naming the
+  argument; a size that fits but exceeds memory raises MemoryError.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +35,7 @@ def best_simd_level() -> str: ...
 def set_simd_level(level: Literal["scalar", "avx2", "avx512"]) -> None: ...
 def gemm_blocking(dtype: Literal["float32", "float64"]) -> dict[str, int]: ...
 
-# gemm
+# gemm: NaN/Inf in A or B propagate into C even when alpha == 0 (0 * NaN is NaN)
 def gemm(
     A: _F,
     B: _F,
@@ -140,3 +153,24 @@ def dropout_backward(dy: _F, mask: npt.NDArray[np.uint8], p: float) -> _F: ...
 
 # residual
 def add(a: _F, b: _F) -> _F: ...
+
+# the MATLAB network's whole training step, in place (cpp/mlp/mlp_step.h)
+def mlp_train_step(
+    X: _F,
+    y: npt.NDArray[np.integer],
+    weights: list[_F] | tuple[_F, ...],
+    biases: list[_F] | tuple[_F, ...],
+    activation: _Act,
+    lambda_: float,
+    optimizer: Literal["vanilla", "momentum", "rmsprop", "adam"],
+    learning_rate: float,
+    beta: float = 0.9,
+    beta1: float = 0.9,
+    beta2: float = 0.99,
+    t: int = 1,
+    eps: float = 1e-8,
+    v_weights: list[_F] | tuple[_F, ...] | None = None,
+    v_biases: list[_F] | tuple[_F, ...] | None = None,
+    s_weights: list[_F] | tuple[_F, ...] | None = None,
+    s_biases: list[_F] | tuple[_F, ...] | None = None,
+) -> tuple[float, float, float]: ...

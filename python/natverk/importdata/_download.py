@@ -7,7 +7,10 @@ one, so a failed or tampered download never leaves a file that a later call
 would trust. Archives are unpacked member by member after every member has
 been checked: absolute paths, ``..`` components, links and device files are
 refused (the "tar slip" attacks that ``tarfile.extractall`` is open to before
-Python 3.12's filters).
+Python 3.12's filters), and so is an archive that would unpack to more than a
+size limit (a decompression bomb). A member that cannot be written (a file
+where another member needs a folder, an over-long name) is a ``DatasetError``
+naming it, never a bare ``OSError``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 
 from ._idx import DatasetError
 
-__all__ = ["md5_file", "download_file", "extract_tar_safely"]
+__all__ = ["md5_file", "download_file", "extract_tar_safely", "MAX_EXTRACT_BYTES"]
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
@@ -144,13 +147,70 @@ def _member_parts(name: str) -> tuple[str, ...]:
     return parts
 
 
-def extract_tar_safely(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
+#: Default cap on the bytes :func:`extract_tar_safely` writes: ten times the largest archive a
+#: loader unpacks (CIFAR-10's binary tarball, 184 MB of batches), far below a decompression bomb.
+MAX_EXTRACT_BYTES = 2 << 30
+_NAME_MAX = 255  # bytes in one path component on the common file systems
+
+
+def _plan_members(members: list, archive: str, max_bytes: int) -> list:
+    """Check every member before anything is written: safe name, a file or folder, no file
+    where another member needs a folder, and at most ``max_bytes`` of file data in all."""
+    plan = []
+    files: dict[tuple[str, ...], str] = {}
+    folders: dict[tuple[str, ...], str] = {}  # folder -> a member that needs it
+    total = 0
+    for m in members:
+        parts = _member_parts(m.name)
+        if not (m.isfile() or m.isdir()):
+            kind = "link" if (m.issym() or m.islnk()) else "special file"
+            raise DatasetError(f"archive member {m.name!r} is a {kind}; only files and folders are allowed")
+        for p in parts:
+            if len(p.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+                raise DatasetError(
+                    f"archive member {m.name!r} has a path component of {len(p.encode('utf-8', 'surrogateescape'))} "
+                    f"bytes; file systems allow {_NAME_MAX}"
+                )
+        for i in range(1, len(parts)):
+            folders.setdefault(parts[:i], m.name)
+        if m.isdir():
+            folders.setdefault(parts, m.name)
+        else:
+            files[parts] = m.name
+            total += m.size
+            if total > max_bytes:
+                raise DatasetError(
+                    f"{archive}: its files hold more than {max_bytes} bytes uncompressed (the limit, max_bytes); "
+                    f"reached at member {m.name!r}"
+                )
+        plan.append((m, parts))
+    for parts, name in files.items():
+        if parts in folders:
+            raise DatasetError(
+                f"archive member {name!r} is a file, but member {folders[parts]!r} needs a folder of that name"
+            )
+    return plan
+
+
+def extract_tar_safely(
+    archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: int = MAX_EXTRACT_BYTES
+) -> list[str]:
     """Extract regular files and folders of a (compressed) tar into ``dest``.
 
     Every member is checked before anything is written; one absolute path,
-    ``..`` component, symbolic or hard link, device or FIFO rejects the whole
-    archive. Files are unpacked into a temporary folder inside ``dest`` and
-    moved into place only when all succeeded.
+    ``..`` component, symbolic or hard link, device or FIFO, over-long name,
+    file where another member needs a folder, or a total of more than
+    ``max_bytes`` of file data (as the members' headers declare it; the bytes
+    written are counted as well) rejects the whole archive. Files are unpacked
+    into a temporary folder inside ``dest`` and moved into place only when all
+    succeeded.
+
+    Parameters
+    ----------
+    archive, dest : path-like
+        The tar file (any compression ``tarfile`` reads) and the folder to fill.
+    max_bytes : int, default MAX_EXTRACT_BYTES (2 GiB)
+        The most bytes of file data the archive may unpack to.
 
     Returns
     -------
@@ -160,43 +220,62 @@ def extract_tar_safely(archive: str | os.PathLike, dest: str | os.PathLike) -> l
     Raises
     ------
     DatasetError
-        If a member is unsafe or the archive is corrupt.
+        If a member is unsafe, the archive is corrupt or too large, or a
+        member cannot be written (the message names it).
     """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"max_bytes must be an integer, got {max_bytes!r}")
+    if max_bytes < 0:
+        raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+    name = os.fspath(archive)
     dest = os.path.abspath(os.fspath(dest))
     os.makedirs(dest, exist_ok=True)
     try:
-        with tarfile.open(os.fspath(archive), "r:*") as tar:
-            members = tar.getmembers()
-            plan = []
-            for m in members:
-                parts = _member_parts(m.name)
-                if not (m.isfile() or m.isdir()):
-                    kind = "link" if (m.issym() or m.islnk()) else "special file"
-                    raise DatasetError(f"archive member {m.name!r} is a {kind}; only files and folders are allowed")
-                plan.append((m, parts))
+        with tarfile.open(name, "r:*") as tar:
+            plan = _plan_members(tar.getmembers(), name, max_bytes)
             staging = tempfile.mkdtemp(dir=dest, prefix=".extract-")
             try:
                 written = []
+                total = 0
                 for m, parts in plan:
-                    target = os.path.join(staging, *parts)
-                    if m.isdir():
-                        os.makedirs(target, exist_ok=True)
-                        continue
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    src = tar.extractfile(m)
-                    if src is None:  # pragma: no cover - isfile() members always have data
-                        raise DatasetError(f"archive member {m.name!r} has no data")
-                    with src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, _CHUNK)
-                    written.append(parts)
+                    try:
+                        target = os.path.join(staging, *parts)
+                        if m.isdir():
+                            os.makedirs(target, exist_ok=True)
+                            continue
+                        os.makedirs(os.path.dirname(target), exist_ok=True)
+                        src = tar.extractfile(m)
+                        if src is None:  # pragma: no cover - isfile() members always have data
+                            raise DatasetError(f"archive member {m.name!r} has no data")
+                        n = 0
+                        with src, open(target, "wb") as out:
+                            for chunk in iter(lambda: src.read(_CHUNK), b""):
+                                n += len(chunk)
+                                total += len(chunk)
+                                if n > m.size or total > max_bytes:
+                                    raise DatasetError(
+                                        f"{name}: archive member {m.name!r} unpacks to more bytes than its header "
+                                        f"declares ({m.size}) or than the limit max_bytes={max_bytes}"
+                                    )
+                                out.write(chunk)
+                        written.append((m.name, parts))
+                    except OSError as exc:
+                        raise DatasetError(
+                            f"{name}: cannot extract archive member {m.name!r}: {type(exc).__name__}: {exc}"
+                        ) from exc
                 final = []
-                for parts in written:
+                for member, parts in written:
                     target = os.path.join(dest, *parts)
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    os.replace(os.path.join(staging, *parts), target)
+                    try:
+                        os.makedirs(os.path.dirname(target), exist_ok=True)
+                        os.replace(os.path.join(staging, *parts), target)
+                    except OSError as exc:
+                        raise DatasetError(
+                            f"{name}: cannot move archive member {member!r} into {dest}: {type(exc).__name__}: {exc}"
+                        ) from exc
                     final.append(target)
                 return final
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DatasetError(f"{os.fspath(archive)}: corrupt archive ({type(exc).__name__}: {exc})") from None
+        raise DatasetError(f"{name}: corrupt archive ({type(exc).__name__}: {exc})") from None

@@ -94,21 +94,29 @@ def prefixed(err: Exception, prefix: str) -> Exception:
 # ---------------------------------------------------------------- argument checks
 
 
-def as_int(value: Any, name: str, minimum: int) -> int:
+INT64_MAX = 2**63 - 1
+
+
+def as_int(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 
 def as_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints -> (h, w), each >= minimum."""
+    """An int or a pair of ints -> (h, w), each >= minimum and <= 2**63 - 1.
+
+    The upper bound is the kernels' int64: a larger Python int would otherwise only
+    fail inside natverk._core, with pybind11's "incompatible function arguments"."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
-        return (as_int(value[0], name, minimum), as_int(value[1], name, minimum))
-    v = as_int(value, name, minimum)
+        return (as_int(value[0], name, minimum, INT64_MAX), as_int(value[1], name, minimum, INT64_MAX))
+    v = as_int(value, name, minimum, INT64_MAX)
     return (v, v)
 
 
@@ -144,7 +152,9 @@ def fresh_seed() -> int:
 def kaiming_normal(shape: tuple[int, ...], fan_in: int, seed: int | None) -> np.ndarray:
     """He/Kaiming-normal initial weights: N(0, 2 / fan_in), float64."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+    w = rng.standard_normal(shape)
+    w *= np.sqrt(2.0 / fan_in)  # in place: no second array of the layer's size (bit-identical)
+    return w
 
 
 def float_dtype_of(dtype: np.dtype) -> np.dtype:

@@ -5,13 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ._base import Layer, ParameterLayer, as_int, as_pair, as_seed, kaiming_normal, register
+from ._base import INT64_MAX, Layer, ParameterLayer, as_int, as_pair, as_seed, kaiming_normal, register
 
 
 def _spatial_check(layer: Layer, x: np.ndarray, kernel: tuple[int, int], padding: tuple[int, int],
                    dilation: tuple[int, int] = (1, 1)) -> None:
     eff = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
     padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
+    # Python ints never overflow, but the kernels compute these sizes in int64
+    # (cpp/common/shape.h): say so here, in the layer's words, with the same wording.
+    if max(eff) > INT64_MAX:
+        raise layer._error(f"dilation {dilation} makes the effective kernel size overflow int64"
+                           f" (dilation * (kernel - 1) + 1 with kernel {kernel})")
+    if max(padded) > INT64_MAX:
+        raise layer._error(f"padding {padding} makes the padded input size overflow int64"
+                           f" (input + 2 * padding with input {x.shape[2:]})")
     if padded[0] < eff[0] or padded[1] < eff[1]:
         raise layer._error(
             f"kernel {eff[0]}x{eff[1]} (after dilation) is larger than the input {x.shape[2]}x{x.shape[3]}"

@@ -1,0 +1,406 @@
+"""Reliability of the natverk._core boundary (the kernels' argument handling):
+
+1. geometry whose sizes overflow int64 (stride, padding, dilation, pooling
+   kernel_size are free integers) raises ValueError naming the argument,
+   in the kernels (cpp/common/shape.h) and in the Python layers; geometry that
+   fits but needs absurd memory raises MemoryError or ValueError;
+2. a float argument that is not finite in the arrays' dtype (lambda_ = 1e300
+   for float32) raises ValueError naming it, instead of inf gradients;
+3. gemm with alpha == 0 propagates NaN/Inf from A and B, as documented and as
+   tests/reference.py computes it;
+4. an array argument given as a list or None raises TypeError naming the
+   argument, not pybind11's "incompatible function arguments";
+5. _core.pyi declares exactly the functions _core has.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import natverk
+import natverk._core as core
+import reference as ref
+
+I64 = 2**63 - 1
+ONES = np.ones((1, 1, 5, 5))
+
+
+# ---------------------------------------------------------------------------
+# 1. overflow-safe geometry
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_dilation_overflow_raises(dtype):
+    x, w = ONES.astype(dtype), np.ones((1, 1, 3, 1), dtype)
+    # dilation * (kH - 1) + 1 wrapped around: the old kernel returned a (1, 1, 7, 5) array
+    with pytest.raises(ValueError, match=r"dilation \(9223372036854775807, 1\) makes the effective kernel "
+                                         r"size overflow"):
+        core.conv2d_forward(x, w, None, (1, 1), (0, 0), (I64, 1))
+
+
+@pytest.mark.parametrize("padding", [(0, I64 - 1), (2**62, 0), (I64, I64)], ids=["w-2^63-2", "h-2^62", "both-max"])
+def test_conv2d_padding_overflow_raises(padding):
+    # H + 2 * padding wrapped around: (0, 2^63 - 2) "fitted" and returned a (1, 1, 3, 1) array
+    with pytest.raises(ValueError, match=re.escape(f"padding {padding}") + " makes the padded input size overflow"):
+        core.conv2d_forward(ONES, np.ones((1, 1, 3, 1)), None, (1, 1), padding)
+
+
+def test_conv2d_backward_overflowing_geometry_raises():
+    x, w = ONES, np.ones((1, 1, 3, 1))
+    # the old kernel took dy of the wrapped-around shape and returned dW = [25, 0, 25]
+    with pytest.raises(ValueError, match=r"dilation \(9223372036854775807, 1\)"):
+        core.conv2d_backward(np.ones((1, 1, 7, 5)), x, w, (1, 1), (0, 0), (I64, 1))
+    with pytest.raises(ValueError, match=r"padding \(0, 9223372036854775806\)"):
+        core.conv2d_backward(np.ones((1, 1, 3, 1)), x, w, (1, 1), (0, I64 - 1))
+
+
+def test_conv2d_output_element_count_overflow_raises():
+    # the padded size fits, but N*K*Ho*Wo does not
+    with pytest.raises(ValueError, match=r"output of shape \(1, 1, 3, 4611686018427387909\) has more elements"):
+        core.conv2d_forward(ONES, np.ones((1, 1, 3, 1)), None, (1, 1), (0, 2**61))
+
+
+@pytest.mark.parametrize("op", [core.maxpool2d_forward, core.avgpool2d_forward], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("padding", [(I64, 1), (1, 2**62)], ids=["h-max", "w-2^62"])
+def test_pool2d_padding_overflow_raises(op, padding):
+    # 2 * padding wrapped negative and passed "padding <= kernel / 2": maxpool returned
+    # arg-max -1 for every window
+    with pytest.raises(ValueError, match=r"padding must be between 0 and half the kernel size, got padding " +
+                                         re.escape(str(padding))):
+        op(ONES, (3, 3), (1, 1), padding)
+
+
+def test_pool2d_backward_padding_overflow_raises():
+    dy = np.ones((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="padding"):
+        core.avgpool2d_backward(dy, ONES, (3, 3), (1, 1), (I64, 1))
+    with pytest.raises(ValueError, match="padding"):
+        core.maxpool2d_backward(dy, np.zeros((1, 1, 3, 3), np.int64), ONES, (3, 3), (1, 1), (I64, 1))
+
+
+def test_pool2d_huge_kernel_is_fast_and_exact():
+    """A pooling kernel of 2^62 rows (mostly padding) fits int64 and is legal (padding <= kernel/2
+    keeps a pooling output at most (H + 1) x (W + 1)); the old loops visited every one of its
+    2^62 offsets. Run in a subprocess, so the old code fails by
+    timeout instead of hanging the suite."""
+    code = textwrap.dedent("""
+        import importlib.util, sys
+        import numpy as np
+        # the very extension module the parent process tests
+        spec = importlib.util.spec_from_file_location("natverk._core", sys.argv[1])
+        core = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(core)
+        x = np.random.default_rng(0).standard_normal((2, 3, 5, 4))
+        k, p = 2**62, 2**61   # every window covers whole columns
+        y, am = core.maxpool2d_forward(x, (k, 1), (1, 1), (p, 0))
+        assert y.shape == (2, 3, 6, 4), y.shape
+        assert (y == x.max(axis=2, keepdims=True)).all()
+        assert (am == x.argmax(axis=2)[:, :, None, :] * 4 + np.arange(4)).all()
+        a = core.avgpool2d_forward(x, (k, 1), (1, 1), (p, 0))
+        np.testing.assert_allclose(a, np.broadcast_to(x.sum(axis=2, keepdims=True) / k, a.shape), rtol=1e-15)
+        dx = core.avgpool2d_backward(np.ones_like(a), x, (k, 1), (1, 1), (p, 0))
+        np.testing.assert_allclose(dx, np.full(x.shape, 6 / k), rtol=1e-15)
+        print("ok")
+    """)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, core.__file__], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("pooling with a 2^62-row kernel did not finish in 60 s")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        # 2^48 elements: fits int64 (also in bytes) but not in any address space
+        lambda: core.conv2d_forward(ONES, np.ones((1, 1, 1, 1)), None, (1, 1), (2**23, 2**23)),
+        # the byte count itself overflows int64
+        lambda: core.conv2d_forward(ONES, np.ones((1, 1, 1, 1)), None, (1, 1), (2**30, 2**30)),
+        lambda: core.gemm(np.broadcast_to(np.ones((1, 1)), (2**40, 1)), np.broadcast_to(np.ones((1, 1)), (1, 2**40))),
+    ],
+    ids=["conv-2^48", "conv-bytes-overflow", "gemm-C-overflow"],
+)
+def test_absurd_but_representable_sizes_fail_cleanly(call):
+    with pytest.raises((MemoryError, ValueError)):
+        call()
+
+
+def test_conv2d_layer_padding_overflow_raises():
+    x = np.ones((1, 1, 5, 5))
+    # the old layer returned a (1, 1, 5, 1) array
+    with pytest.raises(ValueError, match=r"Conv2D\(1->1\): padding \(0, 9223372036854775806\) makes the padded "
+                                         r"input size overflow"):
+        natverk.layers.Conv2D(1, 1, 1, padding=(0, I64 - 1)).forward(x)
+    with pytest.raises(ValueError, match=r"Conv2D\(1->1\): dilation \(9223372036854775807, 1\) makes the "
+                                         r"effective kernel size overflow"):
+        natverk.layers.Conv2D(1, 1, (3, 1), dilation=(I64, 1)).forward(x)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: natverk.layers.Conv2D(1, 1, 1, padding=(0, 2**70)),
+        lambda: natverk.layers.Conv2D(1, 1, 1, stride=2**64),
+        lambda: natverk.layers.Conv2D(1, 1, 1, dilation=(1, 2**63)),
+        lambda: natverk.layers.Conv2D(1, 1, 2**63),
+        lambda: natverk.layers.MaxPool2D(2**64),
+        lambda: natverk.layers.AvgPool2D(2, stride=(1, 2**65)),
+    ],
+    ids=["conv-padding", "conv-stride", "conv-dilation", "conv-kernel", "maxpool-kernel", "avgpool-stride"],
+)
+def test_layer_geometry_beyond_int64_is_rejected_at_construction(make):
+    # used to reach _core and fail there with pybind11's "incompatible function arguments"
+    with pytest.raises(ValueError, match=r"must be <= 9223372036854775807"):
+        make()
+
+
+# ---------------------------------------------------------------------------
+# shared table: a valid call of every _core function that takes arrays
+
+
+def _f(*shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).uniform(0.1, 0.9, size=shape).astype(dtype)
+
+
+def _valid_calls(dtype=np.float64):
+    """name -> (kwargs of a valid call, required array args, optional array args,
+    required array-list args, optional array-list args). Fresh arrays on every call."""
+    f = lambda *shape, seed=0: _f(*shape, dtype=dtype, seed=seed)  # noqa: E731
+    x4 = f(2, 3, 6, 6)
+    _, argmax = core.maxpool2d_forward(x4, (2, 2), (2, 2))
+    labels = np.array([0, 1, 2, 1])
+    pair = dict(pred=f(4, 3), target=f(4, 3, seed=1))
+    logits = dict(z=f(4, 3), target=f(4, 3, seed=1))
+    mlp_w = lambda: [f(3, 5), f(5, 3)]  # noqa: E731
+    mlp_b = lambda: [f(1, 5), f(1, 3)]  # noqa: E731
+    return {
+        "gemm": (dict(A=f(3, 4), B=f(4, 2), C=f(3, 2), beta=1.0), ["A", "B"], ["C"], [], []),
+        "activation_forward": (dict(x=f(3, 4), kind="relu"), ["x"], [], [], []),
+        "activation_backward": (dict(dh=f(3, 4), h=f(3, 4), kind="relu"), ["dh", "h"], [], [], []),
+        "softmax": (dict(z=f(3, 4)), ["z"], [], [], []),
+        "dense_forward": (dict(X=f(5, 3), W=f(3, 2), b=f(2)), ["X", "W", "b"], [], [], []),
+        "dense_backward": (dict(dZ=f(5, 2), X=f(5, 3), W=f(3, 2), lambda_=0.1), ["dZ", "X", "W"], [], [], []),
+        "bias_add": (dict(Z=f(5, 2), b=f(2)), ["Z", "b"], [], [], []),
+        "bias_grad": (dict(dZ=f(5, 2)), ["dZ"], [], [], []),
+        "conv2d_forward": (dict(x=x4, weight=f(4, 3, 3, 3), bias=f(4)), ["x", "weight"], ["bias"], [], []),
+        "conv2d_backward": (dict(dy=f(2, 4, 4, 4), x=x4, weight=f(4, 3, 3, 3)), ["dy", "x", "weight"], [], [], []),
+        "maxpool2d_forward": (dict(x=x4, kernel_size=(2, 2), stride=(2, 2)), ["x"], [], [], []),
+        "maxpool2d_backward": (dict(dy=f(2, 3, 3, 3), argmax=argmax, x=x4, kernel_size=(2, 2), stride=(2, 2)),
+                               ["dy", "argmax", "x"], [], [], []),
+        "avgpool2d_forward": (dict(x=x4, kernel_size=(2, 2), stride=(2, 2)), ["x"], [], [], []),
+        "avgpool2d_backward": (dict(dy=f(2, 3, 3, 3), x=x4, kernel_size=(2, 2), stride=(2, 2)), ["dy", "x"], [], [], []),
+        "global_avgpool_forward": (dict(x=x4), ["x"], [], [], []),
+        "global_avgpool_backward": (dict(dy=f(2, 3), x=x4), ["dy", "x"], [], [], []),
+        "batchnorm_forward": (dict(x=x4, gamma=f(3), beta=f(3), running_mean=f(3), running_var=f(3), training=True),
+                              ["x", "gamma", "beta", "running_mean", "running_var"], [], [], []),
+        "batchnorm_backward": (dict(dy=f(2, 3, 6, 6, seed=1), x=x4, mean=f(3), invstd=f(3), gamma=f(3), training=True),
+                               ["dy", "x", "mean", "invstd", "gamma"], [], [], []),
+        "dropout_forward": (dict(x=f(3, 4), p=0.5, seed=1), ["x"], [], [], []),
+        "dropout_backward": (dict(dy=f(3, 4), mask=np.ones((3, 4), np.uint8), p=0.5), ["dy", "mask"], [], [], []),
+        "add": (dict(a=f(3, 4), b=f(3, 4)), ["a", "b"], [], [], []),
+        "softmax_cross_entropy": (dict(z=f(4, 3), y=labels, class_weights=f(3)), ["z", "y"], ["class_weights"], [], []),
+        "softmax_cross_entropy_backward": (dict(probs=f(4, 3), y=labels, class_weights=f(3)), ["probs", "y"],
+                                           ["class_weights"], [], []),
+        "mse": (dict(pair), ["pred", "target"], [], [], []),
+        "mse_backward": (dict(pair), ["pred", "target"], [], [], []),
+        "binary_cross_entropy": (dict(pair), ["pred", "target"], [], [], []),
+        "binary_cross_entropy_backward": (dict(pair), ["pred", "target"], [], [], []),
+        "binary_cross_entropy_with_logits": (dict(logits), ["z", "target"], [], [], []),
+        "binary_cross_entropy_with_logits_backward": (dict(logits), ["z", "target"], [], [], []),
+        "sum_of_squares": (dict(w=f(3, 4)), ["w"], [], [], []),
+        "sgd_update": (dict(w=f(3, 4), g=f(3, 4), learning_rate=0.1, weight_decay=0.01), ["w", "g"], [], [], []),
+        "momentum_update": (dict(w=f(3, 4), v=f(3, 4), g=f(3, 4), learning_rate=0.1, beta=0.9, weight_decay=0.01),
+                            ["w", "v", "g"], [], [], []),
+        "rmsprop_update": (dict(w=f(3, 4), s=f(3, 4), g=f(3, 4), learning_rate=0.1, beta2=0.99, eps=1e-8,
+                                weight_decay=0.01), ["w", "s", "g"], [], [], []),
+        "adam_update": (dict(w=f(3, 4), v=f(3, 4), s=f(3, 4), g=f(3, 4), learning_rate=0.1, beta1=0.9, beta2=0.99,
+                             t=1, eps=1e-8, weight_decay=0.01), ["w", "v", "s", "g"], [], [], []),
+        "mlp_train_step": (dict(X=f(4, 3), y=labels, weights=mlp_w(), biases=mlp_b(), activation="relu",
+                                lambda_=0.01, optimizer="adam", learning_rate=0.01, eps=1e-8,
+                                v_weights=mlp_w(), v_biases=mlp_b(), s_weights=mlp_w(), s_biases=mlp_b()),
+                           ["X", "y"], [], ["weights", "biases"], ["v_weights", "v_biases", "s_weights", "s_biases"]),
+    }
+
+
+# run-time settings and queries: no array arguments
+NO_ARRAYS = {"set_num_threads", "get_num_threads", "hardware_threads", "simd_level", "best_simd_level",
+             "set_simd_level", "gemm_blocking"}
+
+
+def _public_functions():
+    return {n for n in dir(core) if not n.startswith("_") and callable(getattr(core, n))}
+
+
+def test_the_table_covers_every_core_function():
+    # a new binding must be added to _valid_calls (and so to the list/None tests below)
+    assert _public_functions() == set(_valid_calls()) | NO_ARRAYS
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(_valid_calls()))
+def test_the_valid_baseline_calls_work(name, dtype):
+    kwargs = _valid_calls(dtype)[name][0]
+    getattr(core, name)(**kwargs)
+    if name in ("conv2d_forward", "softmax_cross_entropy", "softmax_cross_entropy_backward", "gemm"):
+        optional = {"conv2d_forward": "bias", "gemm": "C"}.get(name, "class_weights")
+        kwargs[optional] = None  # optional arrays keep accepting None
+        if name == "gemm":
+            kwargs["beta"] = 0.0
+        getattr(core, name)(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# 2. float arguments must be finite in the arrays' dtype
+
+# (function, float argument)
+FLOAT_ARGS = [
+    ("gemm", "alpha"), ("gemm", "beta"),
+    ("dense_backward", "lambda_"),
+    ("batchnorm_forward", "eps"),
+    ("sgd_update", "learning_rate"), ("sgd_update", "weight_decay"),
+    ("momentum_update", "learning_rate"), ("momentum_update", "weight_decay"),
+    ("rmsprop_update", "learning_rate"), ("rmsprop_update", "eps"), ("rmsprop_update", "weight_decay"),
+    ("adam_update", "learning_rate"), ("adam_update", "eps"), ("adam_update", "weight_decay"),
+    ("mlp_train_step", "lambda_"), ("mlp_train_step", "learning_rate"), ("mlp_train_step", "eps"),
+]
+
+
+def _snapshot(kwargs):
+    return {k: v.copy() for k, v in kwargs.items() if isinstance(v, np.ndarray)}
+
+
+@pytest.mark.parametrize("name,arg", FLOAT_ARGS, ids=[f"{n}-{a}" for n, a in FLOAT_ARGS])
+def test_float32_kernels_reject_floats_that_overflow_float32(name, arg):
+    kwargs = _valid_calls(np.float32)[name][0]
+    kwargs[arg] = 1e300  # a finite double, inf as a float32: the old kernels returned inf gradients
+    before = _snapshot(kwargs)
+    with pytest.raises(ValueError, match=rf"^{arg} = 1e\+300 overflows the arrays' dtype float32"):
+        getattr(core, name)(**kwargs)
+    for k, v in before.items():
+        np.testing.assert_array_equal(kwargs[k], v, err_msg=f"{k} changed although the call failed")
+
+
+@pytest.mark.parametrize("name,arg", FLOAT_ARGS, ids=[f"{n}-{a}" for n, a in FLOAT_ARGS])
+def test_float64_kernels_still_accept_large_finite_floats(name, arg):
+    kwargs = _valid_calls(np.float64)[name][0]
+    kwargs[arg] = 1e300  # finite in float64: whatever it does to the numbers, it is not an argument error
+    with np.errstate(all="ignore"):
+        getattr(core, name)(**kwargs)
+
+
+def test_dense_backward_float32_lambda_reproducer():
+    one = np.ones((2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"lambda_ = 1e\+300 overflows the arrays' dtype float32"):
+        core.dense_backward(one, one, one, 1e300)
+    # the largest float32 is still fine
+    _, dW, _ = core.dense_backward(one, one, one, float(np.finfo(np.float32).max) / 4)
+    assert np.isfinite(dW).all()
+
+
+@pytest.mark.parametrize("name", ["rmsprop_update", "adam_update", "mlp_train_step"])
+def test_float32_optimizers_reject_an_eps_that_is_zero_in_float32(name):
+    kwargs = _valid_calls(np.float32)[name][0]
+    kwargs["eps"] = 1e-50  # > 0 as a double, 0 as a float32: 0 / (sqrt(0) + 0) = NaN weights
+    with pytest.raises(ValueError, match=r"^eps = 1e-50 is 0 in the arrays' dtype float32"):
+        getattr(core, name)(**kwargs)
+    kwargs = _valid_calls(np.float64)[name][0]
+    kwargs["eps"] = 1e-50
+    getattr(core, name)(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# 3. gemm with alpha == 0 propagates NaN/Inf of A and B
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta,with_c", [(0.0, False), (0.0, True), (1.0, True), (-0.5, True)],
+                         ids=["no-C", "beta0", "beta1", "beta-0.5"])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (9, 13, 7), (20, 30, 300)])
+def test_gemm_alpha_zero_propagates_nan_and_inf(m, n, k, beta, with_c, dtype, simd, threads):
+    rng = np.random.default_rng(m * 1000 + k)
+    A = rng.uniform(-1, 1, (m, k)).astype(dtype)
+    B = rng.uniform(-1, 1, (k, n)).astype(dtype)
+    A[m // 2, k - 1] = np.nan
+    B[0, n - 1] = np.inf  # 0 * inf is NaN too
+    C = rng.uniform(-1, 1, (m, n)).astype(dtype) if with_c else None
+    with np.errstate(invalid="ignore"):  # 0 * inf in the reference
+        expected = ref.gemm(A, B, C, 0.0, beta)
+    out = core.gemm(A, B, None if C is None else C.copy(), alpha=0.0, beta=beta)
+    assert np.isnan(expected[m // 2]).all() and np.isnan(expected[:, n - 1]).all()
+    # beta * C + 0 * (finite) is exact in either dtype, so equality, NaN where the reference has NaN
+    np.testing.assert_array_equal(out, expected.astype(dtype))
+
+
+def test_gemm_alpha_zero_reproducer():
+    out = core.gemm(np.array([[np.nan]]), np.ones((1, 1)), alpha=0.0)
+    assert np.isnan(out).all()  # was 0.0
+    assert "alpha == 0" in core.gemm.__doc__  # the docstring states the contract
+
+
+# ---------------------------------------------------------------------------
+# 4. list / None for an array argument: TypeError naming it
+
+
+def _array_cases():
+    cases = []
+    for name, (_, required, optional, lists, optional_lists) in sorted(_valid_calls().items()):
+        cases += [(name, arg, bad) for arg in required for bad in ("list", "None")]
+        cases += [(name, arg, "list") for arg in optional]
+        cases += [(name, arg, bad) for arg in lists for bad in ("ndarray", "None", "item-list")]
+        cases += [(name, arg, bad) for arg in optional_lists for bad in ("ndarray", "item-list")]
+    return cases
+
+
+ARRAY_CASES = _array_cases()
+
+
+@pytest.mark.parametrize("name,arg,bad", ARRAY_CASES, ids=[f"{n}-{a}-{b}" for n, a, b in ARRAY_CASES])
+def test_non_array_arguments_raise_type_error_naming_them(name, arg, bad):
+    kwargs, required, optional, lists, optional_lists = _valid_calls()[name]
+    if bad == "list":
+        kwargs[arg] = np.asarray(kwargs[arg]).tolist()
+        got = "list"
+    elif bad == "None":
+        kwargs[arg] = None
+        got = "None"
+    elif bad == "ndarray":
+        kwargs[arg] = np.stack([np.zeros(3), np.zeros(3)])
+        got = "numpy.ndarray"
+    else:  # "item-list": a list of arrays whose first item is a list
+        kwargs[arg] = [kwargs[arg][0].tolist(), *kwargs[arg][1:]]
+    if bad == "item-list":
+        pattern = rf"^{arg}\[0\] must be a NumPy array, got list$"
+    elif arg in lists or arg in optional_lists:
+        pattern = rf"^{arg} must be a list of NumPy arrays, got {got}$"
+    elif arg in optional:
+        pattern = rf"^{arg} must be a NumPy array or None, got {got}$"
+    else:
+        pattern = rf"^{arg} must be a NumPy array, got {got}$"
+    with pytest.raises(TypeError, match=pattern) as info:
+        getattr(core, name)(**kwargs)
+    assert "incompatible function arguments" not in str(info.value)
+
+
+def test_tuples_of_arrays_are_accepted_where_lists_are():
+    kwargs = _valid_calls()["mlp_train_step"][0]
+    for k in ("weights", "biases", "v_weights", "v_biases", "s_weights", "s_biases"):
+        kwargs[k] = tuple(kwargs[k])
+    core.mlp_train_step(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# 5. _core.pyi in sync with _core
+
+
+def test_core_stub_declares_every_core_function():
+    stub = pathlib.Path(natverk.__file__).with_name("_core.pyi")
+    declared = {node.name for node in ast.parse(stub.read_text()).body if isinstance(node, ast.FunctionDef)}
+    assert declared == _public_functions()
