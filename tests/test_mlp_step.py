@@ -9,6 +9,7 @@ import pytest
 
 import natverk
 from natverk import _core
+from natverk.optimizers.table import resolve
 from natverk.train import train_step_by_step
 
 OPTIMIZERS = ["vanilla", "momentum", "rmsprop", "adam"]
@@ -43,7 +44,7 @@ def test_fused_step_is_bit_identical_to_the_step_by_step_calls(dtype, optimizer,
         if optimizer in ("rmsprop", "adam"):
             state["s_weights"] = [b.setdefault(f"s_dW{l}", np.zeros_like(b[f"W{l}"])) for l in (1, 2, 3)]
             state["s_biases"] = [b.setdefault(f"s_db{l}", np.zeros_like(b[f"b{l}"])) for l in (1, 2, 3)]
-        loss, data_loss, psi = _core.mlp_train_step(X[idx], y[idx], W, B, activation, 0.01, optimizer, 0.05,
+        loss, data_loss, psi = _core.mlp_train_step(X[idx], y[idx], W, B, activation, 0.01, resolve(optimizer).name, 0.05,
                                                     t=t, **state)
         assert loss == loss_ref
         assert loss == pytest.approx(data_loss + 0.5 * 0.01 * psi, rel=1e-12)
@@ -76,23 +77,23 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="v_weights is required"):
         _core.mlp_train_step(X, y, W, B, "relu", 0.0, "momentum", 0.1)
     with pytest.raises(ValueError, match="weights\\[1\\]"):
-        _core.mlp_train_step(X, y, [W[0], W[2], W[1]], B, "relu", 0.0, "vanilla", 0.1)
+        _core.mlp_train_step(X, y, [W[0], W[2], W[1]], B, "relu", 0.0, "sgd", 0.1)
     with pytest.raises(ValueError, match="biases\\[0\\]"):
-        _core.mlp_train_step(X, y, W, [B[1], B[1], B[2]], "relu", 0.0, "vanilla", 0.1)
+        _core.mlp_train_step(X, y, W, [B[1], B[1], B[2]], "relu", 0.0, "sgd", 0.1)
     with pytest.raises(TypeError, match="weights\\[0\\]"):
-        _core.mlp_train_step(X, y, [W[0].astype(np.float32), W[1], W[2]], B, "relu", 0.0, "vanilla", 0.1)
+        _core.mlp_train_step(X, y, [W[0].astype(np.float32), W[1], W[2]], B, "relu", 0.0, "sgd", 0.1)
     with pytest.raises(ValueError, match="label"):
-        _core.mlp_train_step(X, np.full(len(y), 3), W, B, "relu", 0.0, "vanilla", 0.1)
+        _core.mlp_train_step(X, np.full(len(y), 3), W, B, "relu", 0.0, "sgd", 0.1)
     with pytest.raises(ValueError, match="one label per row"):
-        _core.mlp_train_step(X, y[:-1], W, B, "relu", 0.0, "vanilla", 0.1)
+        _core.mlp_train_step(X, y[:-1], W, B, "relu", 0.0, "sgd", 0.1)
     with pytest.raises(ValueError, match="lambda_"):
-        _core.mlp_train_step(X, y, W, B, "relu", -1.0, "vanilla", 0.1)
+        _core.mlp_train_step(X, y, W, B, "relu", -1.0, "sgd", 0.1)
     with pytest.raises(ValueError, match="t \\(the Adam"):
         _core.mlp_train_step(X, y, W, B, "relu", 0.0, "adam", 0.1, t=0, v_weights=W, v_biases=B,
                              s_weights=W, s_biases=B)
     frozen = W[0].copy()
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
-        _core.mlp_train_step(X, y, [frozen, W[1], W[2]], B, "relu", 0.0, "vanilla", 0.1)
+        _core.mlp_train_step(X, y, [frozen, W[1], W[2]], B, "relu", 0.0, "sgd", 0.1)
     with pytest.raises(ValueError, match="empty"):
-        _core.mlp_train_step(X[:0], y[:0], W, B, "relu", 0.0, "vanilla", 0.1)
+        _core.mlp_train_step(X[:0], y[:0], W, B, "relu", 0.0, "sgd", 0.1)

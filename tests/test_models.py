@@ -146,7 +146,8 @@ def test_fit_history_progress_bar_and_validation(capsys):
     X, y = bars(64, seed=2)
     model = small_cnn()
     h = model.fit(X, y, 2, 16, Momentum(0.05), validation_data=bars(32, seed=3), seed=0, verbose=1)
-    assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(h) == {"epoch", "loss", "data_loss", "penalty", "accuracy", "val_loss", "val_accuracy"}
+    assert h["penalty"] == [0.0, 0.0] and h["loss"] == h["data_loss"]  # no weight decay: no penalty
     assert all(len(v) == 2 for v in h.values())
     assert all(0 <= a <= 1 for a in h["accuracy"] + h["val_accuracy"])
     err = capsys.readouterr().err

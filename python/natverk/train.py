@@ -18,17 +18,15 @@ from . import _core
 from ._divergence import as_max_loss, check_loss
 from ._validation import as_activation, as_inputs, as_labels, as_lambda, network_dtype, num_layers
 from .neuralnet import back_propagation, forward_propagation
-from .optimizers import (
-    gradient_descent_adam,
-    gradient_descent_momentum,
-    gradient_descent_rmsprop,
-    gradient_descent_vanilla,
-)
+from . import optimizers as _optimizers
 from .optimizers._update import state
+from .optimizers.table import OPTIMIZERS as _TABLE
+from .optimizers.table import resolve
 from .utils.check_accuracy import check_accuracy
 from .utils.exponential_decay import exponential_decay
 
-OPTIMIZERS = ("vanilla", "momentum", "rmsprop", "adam")
+#: Every optimizer name train() accepts (the table's names and aliases).
+OPTIMIZERS = tuple(sorted(a for spec in _TABLE.values() for a in spec.accepted))
 
 
 def minibatches(m: int, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
@@ -55,14 +53,15 @@ def _writable(parameters: dict, key: str) -> np.ndarray:
 def apply_optimizer(gradients: Mapping[str, np.ndarray], parameters: dict, optimizer: str, learning_rate: float,
                     beta: float = 0.9, beta1: float = 0.9, beta2: float = 0.99, t: int = 1) -> dict:
     """``gradient_descent_<optimizer>`` by name, as the MATLAB ``Main`` script picks its
-    optimizer (``t`` is Adam's step count, used only by Adam)."""
-    if optimizer == "adam":
-        return gradient_descent_adam(gradients, parameters, learning_rate, beta1, beta2, t)
-    if optimizer == "rmsprop":
-        return gradient_descent_rmsprop(gradients, parameters, learning_rate, beta2)
-    if optimizer == "momentum":
-        return gradient_descent_momentum(gradients, parameters, learning_rate, beta)
-    return gradient_descent_vanilla(gradients, parameters, learning_rate)
+    optimizer (``t`` is Adam's step count, used only by Adam). The name, and which
+    MATLAB function and hyper-parameters it takes, come from the optimizer table."""
+    spec = resolve(optimizer)
+    given = {"beta": beta, "beta1": beta1, "beta2": beta2}
+    # the MATLAB functions take the table's hyper-parameters in its order (eps: their default)
+    args = [given[h] for h in spec.hyper if h in given]
+    if spec.name == "adam":
+        args.append(t)
+    return getattr(_optimizers, spec.matlab)(gradients, parameters, learning_rate, *args)
 
 
 def train_step_by_step(parameters: dict, X, y, learning_rate: float, lambda_: float = 0.0,
@@ -109,7 +108,8 @@ def train(
         Examples (m x n0) and integer labels.
     epochs, learning_rate, minibatch_size, lambda_, activation
         As in the Main script (which uses 10000, 1e-4, 128, 0, "relu").
-    optimizer : {"vanilla", "momentum", "rmsprop", "adam"}
+    optimizer : {"vanilla" (= "sgd"), "momentum", "rmsprop", "adam"}
+        Any name of the optimizer table (:mod:`natverk.optimizers.table`).
     beta, beta1, beta2 : float
         Momentum's beta; Adam's (and RMSprop's beta2) moments.
     lr_decay : bool
@@ -131,14 +131,14 @@ def train(
     -------
     dict
         ``epoch`` (the epochs evaluated), ``loss`` (mean batch loss of those
-        epochs), ``train_accuracy``, ``val_accuracy`` (when validation data is
+        epochs: ``data_loss``, the cross-entropy, plus ``penalty``, the L2
+        term ``lambda_ / 2 * sum ||W_l||^2`` of eq. 9), ``train_accuracy``, ``val_accuracy`` (when validation data is
         given) and ``adam_t``.
     """
     dtype = network_dtype(parameters)
     activation = as_activation(activation)
     lambda_ = as_lambda(lambda_)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    spec = resolve(optimizer)
     if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
     epochs = int(epochs)
@@ -159,14 +159,14 @@ def train(
     step_arrays = ([_writable(parameters, f"W{l}") for l in range(1, L + 1)],
                    [_writable(parameters, f"b{l}") for l in range(1, L + 1)])
     state_arrays = {}
-    for prefix, used in (("v", ("momentum", "adam")), ("s", ("rmsprop", "adam"))):
-        if optimizer in used:
+    for prefix in ("v", "s"):
+        if prefix in spec.slots:
             state_arrays[f"{prefix}_weights"] = [state(parameters, f"{prefix}_dW{l}", parameters[f"W{l}"])
                                                  for l in range(1, L + 1)]
             state_arrays[f"{prefix}_biases"] = [state(parameters, f"{prefix}_db{l}", parameters[f"b{l}"])
                                                 for l in range(1, L + 1)]
 
-    history: dict[str, list] = {"epoch": [], "loss": [], "train_accuracy": []}
+    history: dict[str, list] = {"epoch": [], "loss": [], "data_loss": [], "penalty": [], "train_accuracy": []}
     if has_val:
         history["val_accuracy"] = []
     t = int(adam_t)
@@ -180,20 +180,24 @@ def train(
         epoch_iter = bar
     for epoch in epoch_iter:  # type: ignore[attr-defined]
         lr = exponential_decay(learning_rate, epoch) if lr_decay else learning_rate
-        losses = []
+        losses, data_losses, penalties = [], [], []
         for step, idx in enumerate(minibatches(X.shape[0], minibatch_size, rng), start=1):
-            if optimizer == "adam":
+            if spec.name == "adam":
                 t += 1
             # forward_propagation + back_propagation + gradient_descent_<optimizer> in one C++
             # call (bit-identical to the three calls; see train_step_by_step for that form)
-            loss, _, _ = _core.mlp_train_step(X[idx], y[idx], *step_arrays, activation, lambda_, optimizer, lr,
+            loss, data_loss, psi = _core.mlp_train_step(X[idx], y[idx], *step_arrays, activation, lambda_, spec.name, lr,
                                               beta=beta, beta1=beta1, beta2=beta2, t=t, **state_arrays)
             check_loss(loss, epoch=epoch, step=step, learning_rate=lr, max_loss=max_loss)
             losses.append(loss)
+            data_losses.append(data_loss)
+            penalties.append(0.5 * lambda_ * psi)
         if epoch % every == 0 or epoch == epochs:
             acc, _ = check_accuracy(X, y, parameters, lambda_, activation)
             history["epoch"].append(epoch)
             history["loss"].append(float(np.mean(losses)))
+            history["data_loss"].append(float(np.mean(data_losses)))
+            history["penalty"].append(float(np.mean(penalties)))
             history["train_accuracy"].append(acc)
             postfix = {"loss": f"{np.mean(losses):.4f}", "train_acc": f"{acc:.3f}"}
             if has_val:

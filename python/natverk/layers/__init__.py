@@ -1,7 +1,9 @@
 """Layers for the object-oriented (PyTorch/Keras-like) API, on the C++ kernels.
 
 Every layer has ``forward(x, training=None)``, ``backward(grad)``,
-``parameters()`` (``(name, value, gradient)`` triples), ``buffers()`` and
+``parameters()`` (``(name, value, gradient)`` triples, :class:`Param`, whose
+``decay`` flag says whether L2 / weight decay applies: weights yes, biases and
+batch-norm gamma/beta no), ``buffers()`` and
 ``config()``; see :mod:`natverk.layers._base` for the conventions, the dtype
 policy (parameters start float64; the first forward with a float32 input
 casts them to float32) and the error messages.
@@ -13,7 +15,7 @@ seedable with ``seed``.
 
 from __future__ import annotations
 
-from ._base import Layer, ParameterLayer, layer_class, layer_from_spec, layer_to_spec, register
+from ._base import Layer, Param, ParameterLayer, layer_class, layer_from_spec, layer_to_spec, register
 from .activations import ReLU, Sigmoid, Tanh
 from .container import Residual, Stack
 from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
@@ -25,6 +27,7 @@ from .shape import Flatten
 __all__ = [
     "Layer",
     "ParameterLayer",
+    "Param",
     "Dense",
     "Conv2D",
     "MaxPool2D",

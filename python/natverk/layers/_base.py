@@ -312,17 +312,36 @@ def set_param(layer: Layer, attr: str, value: np.ndarray) -> None:
     current[...] = value
 
 
+class Param(tuple):
+    """A ``(name, value, gradient)`` triple that also carries ``decay``: whether weight
+    decay (the thesis' L2, eq. 9) applies to it. A plain 3-tuple in every other way,
+    so ``for name, w, g in model.parameters()`` keeps working."""
+
+    def __new__(cls, name: str, value, grad, decay: bool):
+        self = super().__new__(cls, (name, value, grad))
+        self.decay = bool(decay)
+        return self
+
+    def renamed(self, name: str) -> Param:
+        """The same parameter under ``name`` (a container adds its prefix)."""
+        return Param(name, self[1], self[2], self.decay)
+
+
 class ParameterLayer(Layer):
     """A layer with trainable parameters, listed in ``_param_attrs`` as
     ``(attribute, gradient attribute)`` pairs (an attribute may be None, e.g.
-    a disabled bias) and non-trained state in ``_buffer_attrs``."""
+    a disabled bias) and non-trained state in ``_buffer_attrs``. The
+    parameters in ``_decay_attrs`` are weights in the thesis' sense: L2 /
+    weight decay applies to them, to no other (biases, gamma, beta)."""
 
     has_parameters = True
     _param_attrs: ClassVar[tuple[tuple[str, str], ...]] = ()
     _buffer_attrs: ClassVar[tuple[str, ...]] = ()
+    _decay_attrs: ClassVar[tuple[str, ...]] = ()
 
-    def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
-        return [(a, getattr(self, a), getattr(self, g)) for a, g in self._param_attrs if getattr(self, a) is not None]
+    def parameters(self) -> list[Param]:
+        return [Param(a, getattr(self, a), getattr(self, g), a in self._decay_attrs)
+                for a, g in self._param_attrs if getattr(self, a) is not None]
 
     def buffers(self) -> list[tuple[str, np.ndarray]]:
         return [(a, getattr(self, a)) for a in self._buffer_attrs]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ._base import _INPUT_TRUSTED, Layer, layer_from_spec, layer_to_spec, prefixed, register
+from ._base import _INPUT_TRUSTED, Layer, Param, layer_from_spec, layer_to_spec, prefixed, register
 
 
 @register
@@ -115,7 +115,8 @@ class Stack(Layer):
         return grad
 
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
-        return [(p + n, v, g) for p, layer in self.children() for n, v, g in layer.parameters()]
+        return [param.renamed(p + param[0]) if isinstance(param, Param) else (p + param[0], *param[1:])
+                for p, layer in self.children() for param in layer.parameters()]
 
     def buffers(self) -> list[tuple[str, np.ndarray]]:
         return [(p + n, v) for p, layer in self.children() for n, v in layer.buffers()]

@@ -40,6 +40,7 @@ class Conv2D(ParameterLayer):
     """
 
     _param_attrs = (("W", "dW"), ("b", "db"))
+    _decay_attrs = ("W",)  # the thesis' L2 decays weights, not biases
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ class Dense(ParameterLayer):
     """
 
     _param_attrs = (("W", "dW"), ("b", "db"))
+    _decay_attrs = ("W",)  # the thesis' L2 decays weights, not biases
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, seed: int | None = None):
         super().__init__()

@@ -214,8 +214,13 @@ class Sequential(Stack):
         -------
         dict
             Per-epoch lists: ``epoch`` (1-based, counting earlier fits),
-            ``loss`` and ``accuracy`` (means over the epoch's training batches,
-            in training mode), ``val_loss`` / ``val_accuracy`` with
+            ``data_loss`` (the loss function's value), ``penalty`` (the
+            optimizer's L2 penalty ``weight_decay / 2 * sum ||W||^2`` over the
+            decayed weights, thesis eq. 9; 0 without weight decay), ``loss``
+            (their sum, what the gradient descends) and ``accuracy`` (means over
+            the epoch's training batches, in training mode, each batch's penalty
+            at the weights before its update), ``val_loss`` (the data loss:
+            no penalty) / ``val_accuracy`` with
             validation data and ``lr`` with a schedule; callbacks may add more
             (``EarlyStopping``: ``best_epoch`` and ``stopped_epoch``).
         """
@@ -256,7 +261,7 @@ class Sequential(Stack):
             loss_fn.check_targets(val[1], (Xv.shape[0],) + out_shape[1:])
 
         self.optimizer, self.loss, self.seed, self.lr_schedule = opt, loss_fn, seed, schedule
-        history: dict[str, list] = {"epoch": [], "loss": [], "accuracy": []}
+        history: dict[str, list] = {"epoch": [], "loss": [], "data_loss": [], "penalty": [], "accuracy": []}
         if val is not None:
             history["val_loss"], history["val_accuracy"] = [], []
         if schedule is not None:
@@ -276,7 +281,7 @@ class Sequential(Stack):
                 if schedule is not None:
                     opt.learning_rate = _as_learning_rate(schedule(e), schedule, e)
                 order = np.random.default_rng([seed, e]).permutation(N) if shuffle else np.arange(N)
-                total_loss = total_correct = 0.0
+                total_loss = total_penalty = total_correct = 0.0
                 for b, start in enumerate(range(0, N, bs)):
                     idx = order[start : start + bs]
                     xb, tb = X[idx], targets[idx]
@@ -291,16 +296,21 @@ class Sequential(Stack):
                         if np.isfinite(out).all():
                             raise
                         batch_loss = math.nan
-                    check_loss(batch_loss, epoch=e + 1, step=b + 1, learning_rate=opt.learning_rate,
+                    params = self.parameters()
+                    # the thesis' L2 penalty (eq. 9) at the weights this batch's gradient is taken at
+                    batch_penalty = opt.penalty(params)
+                    check_loss(batch_loss + batch_penalty, epoch=e + 1, step=b + 1, learning_rate=opt.learning_rate,
                                max_loss=max_loss)
                     self.backward(loss_fn.backward(), need_input_grad=False)
                     opt.step(self.parameters())
                     total_loss += batch_loss * len(idx)
+                    total_penalty += batch_penalty * len(idx)
                     total_correct += loss_fn.accuracy(out, tb) * len(idx)
                     if bar is not None:
                         bar.update(1)
                 self.epoch = e + 1
-                logs = {"epoch": self.epoch, "loss": total_loss / N, "accuracy": total_correct / N}
+                logs = {"epoch": self.epoch, "loss": (total_loss + total_penalty) / N, "data_loss": total_loss / N,
+                        "penalty": total_penalty / N, "accuracy": total_correct / N}
                 if val is not None:
                     logs["val_loss"], logs["val_accuracy"] = self.evaluate(val[0], val[1], loss_fn)
                 if schedule is not None:

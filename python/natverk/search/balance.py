@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .._divergence import check_loss
+from ..optimizers.table import resolve
 from ..neuralnet import back_propagation, forward_propagation, initialize_weights
 from ..train import apply_optimizer, minibatches
 from ..utils.exponential_decay import exponential_decay
@@ -254,7 +255,7 @@ def balance_principle(
                         "lambda_": lam, "phi": phi, "psi": psi,
                     })  # fmt: skip
                 gradients = back_propagation(cache, batch_y, parameters, lam, spec.activation)
-                if spec.optimizer == "adam":
+                if resolve(spec.optimizer).name == "adam":
                     t += 1
                 apply_optimizer(gradients, parameters, spec.optimizer, lr, spec.beta, spec.beta1, spec.beta2, t)
                 iteration += 1

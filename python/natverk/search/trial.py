@@ -20,7 +20,8 @@ import numpy as np
 
 from .._config import get_num_threads, set_num_threads
 from ..neuralnet import initialize_weights
-from ..train import OPTIMIZERS, train
+from ..optimizers.table import resolve
+from ..train import train
 from ..utils.check_accuracy import check_accuracy
 
 __all__ = ["MLPTrial", "num_threads", "split_seed"]
@@ -156,8 +157,7 @@ class MLPTrial:
         if activation not in ("relu", "sigmoid", "tanh"):
             raise ValueError(f"activation must be 'relu', 'sigmoid' or 'tanh', got {activation!r}")
         self.activation = activation
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        resolve(optimizer)  # one of the optimizer table's names (ValueError otherwise)
         self.optimizer = optimizer
         if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
