@@ -135,3 +135,20 @@ def test_decay_mode_is_validated_and_saved(tmp_path):
     model.fit(X, y, epochs=1, batch_size=8, optimizer=Adam(0.01, weight_decay=0.1, decay="all"), verbose=0, seed=0)
     loaded = natverk.load(model.save(tmp_path / "m.npz"))
     assert loaded.optimizer.decay == "all" and loaded.optimizer.weight_decay == 0.1
+
+
+def test_fit_checks_the_targets_once_not_per_batch():
+    # Validation once, at the boundary: fit checks y up front; the per-batch loss trusts it.
+    from natverk.losses import CrossEntropy
+
+    calls = []
+
+    class Counting(CrossEntropy):
+        def check_targets(self, targets, shape):
+            calls.append(tuple(shape))
+            return super().check_targets(targets, shape)
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5)); y = rng.integers(0, 3, 40)
+    _model().fit(X, y, epochs=2, batch_size=4, loss=Counting(), optimizer=SGD(0.01), verbose=0, seed=0)
+    assert calls == [(40, 3)]

@@ -60,6 +60,16 @@ class Loss:
     def backward(self) -> np.ndarray:
         raise NotImplementedError
 
+    def forward_trusted(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """:meth:`forward` without validation, for callers that validated once at their
+        own boundary: ``outputs`` a C-contiguous float32/float64 (N, K) array (a network's
+        own output), ``targets`` as :meth:`check_targets` returned them. Per-batch
+        re-checks (a scan of the targets, a NaN scan of the outputs) are what this
+        saves: ``Sequential.fit`` checks the targets once, and a NaN output shows up as
+        a NaN loss, which fit reports as a divergence. Subclasses that don't override
+        it are simply validated every time."""
+        return self.forward(outputs, targets)
+
     def __call__(self, outputs, targets) -> float:
         return self.forward(outputs, targets)
 
@@ -137,7 +147,9 @@ class CrossEntropy(Loss):
 
     def forward(self, outputs, targets) -> float:
         z = _outputs(outputs, "CrossEntropy")
-        y = self.check_targets(targets, z.shape)
+        return self.forward_trusted(z, self.check_targets(targets, z.shape))
+
+    def forward_trusted(self, z, y) -> float:
         w = self._weights(z)
         loss, probs = _core.softmax_cross_entropy(z, y, w)
         self._cache = (probs, y, w)
@@ -164,7 +176,10 @@ class MSE(Loss):
 
     def forward(self, outputs, targets) -> float:
         z = _outputs(outputs, "MSE")
-        t = _float_targets(targets, z.shape, "MSE", z.dtype)
+        return self.forward_trusted(z, _float_targets(targets, z.shape, "MSE", z.dtype))
+
+    def forward_trusted(self, z, t) -> float:
+        t = np.ascontiguousarray(t, dtype=z.dtype)  # check_targets gives float64; a float32 net needs float32
         self._cache = (z, t)
         return float(_core.mse(z, t))
 
@@ -204,6 +219,10 @@ class BCE(Loss):
         z = _outputs(outputs, "BCE")
         t = _float_targets(targets, z.shape, "BCE", z.dtype)
         self._check_range(t)
+        return self.forward_trusted(z, t)
+
+    def forward_trusted(self, z, t) -> float:
+        t = np.ascontiguousarray(t, dtype=z.dtype)
         self._cache = (z, t)
         return float(_core.binary_cross_entropy_with_logits(z, t))
 
