@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _env  # noqa: F401  (before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE in benchmark processes)
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -143,14 +144,10 @@ def machine_meta() -> dict:
         "threadpoolctl": have_threadpoolctl(),
         "loadavg_start": loadavg(),
     }
-    if have_threadpoolctl():
-        from threadpoolctl import threadpool_info  # noqa: PLC0415
-
-        meta["blas"] = [
-            {k: d.get(k) for k in ("internal_api", "version", "architecture", "threading_layer", "filepath")}
-            for d in threadpool_info()
-            if d.get("user_api") == "blas"
-        ]
+    # NumPy's BLAS: the kernel OpenBLAS chose (architecture), and the variables _env removed to let it choose.
+    env = _env.meta()
+    meta["blas"] = env.pop("blas")
+    meta["blas_env"] = env
     torch = get_torch()
     meta["torch"] = None if torch is None else torch.__version__
     if torch is not None:

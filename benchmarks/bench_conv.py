@@ -20,10 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402, F401  (first, before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; see _env.py)
+import numpy as np  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
+
 import natverk  # noqa: E402
 from _common import check_close, fmt, get_torch, md_table, set_threads  # noqa: E402
 from _timing import measure  # noqa: E402
@@ -176,6 +177,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", default="1,2")
     args = parser.parse_args()
+    print(_env.describe())
     rows = run([int(t) for t in args.threads.split(",")], args.quick)
     print()
     print(table(rows))

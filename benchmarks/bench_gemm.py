@@ -19,9 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402, F401  (first, before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; see _env.py)
+import numpy as np  # noqa: E402
+
 import natverk  # noqa: E402
 from _common import check_close, fmt, get_torch, machine_meta, md_table, ratio, set_threads  # noqa: E402
 from _timing import measure  # noqa: E402
@@ -139,6 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     torch = get_torch()
+    print(_env.describe())
     print(f"GEMM GFLOP/s (median); natverk SIMD {natverk._core.simd_level()}, "
           f"torch {'n/a (not installed)' if torch is None else torch.__version__}")
     print("  " + " | ".join(HEADERS))

@@ -28,6 +28,7 @@ from pathlib import Path
 # Only the standard library at module level: a child's first RSS reading is the bare interpreter.
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import _env  # noqa: E402, F401  (stdlib only; first, before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; see _env.py)
 
 N_DATA = 1024
 CASES = [("a", "natverk"), ("a", "natverk-functional"), ("a", "torch"), ("d", "natverk"), ("d", "torch")]

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402, F401  (first, before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; see _env.py)
 from _common import HERE, ROOT, _cpu_model, md_table  # noqa: E402
 
 SOURCE = HERE / "peak" / "fma_peak.cpp"

@@ -1,6 +1,7 @@
 """Training throughput (samples/s) and inference throughput: natverk (functional
 MATLAB-style API, ``natverk.train``, ``Sequential`` step loop, ``Sequential.fit``)
-vs PyTorch (NCHW and channels_last) vs a textbook NumPy MLP, float32.
+vs PyTorch (NCHW and channels_last) vs a textbook NumPy MLP (the MLPs (a),
+(b), (c)), float32.
 
 Usage: python benchmarks/bench_train.py [--quick] [--threads 1,2] [--only a,b,c,d,e]
 (``benchmarks/run.py`` runs this as its ``train`` and ``infer`` sections.)
@@ -23,9 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402, F401  (first, before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; see _env.py)
+import numpy as np  # noqa: E402
+
 import natverk as nv  # noqa: E402
 from _common import check_close, fmt, get_torch, md_table, set_threads, to_numpy  # noqa: E402
 from _timing import measure  # noqa: E402
@@ -144,7 +146,7 @@ def make_impls(cfg, key: str, torch, with_epoch_apis: bool):
             fmodel.fit(X, y, epochs=1, batch_size=cfg["batch"], optimizer=fopt, seed=0, verbose=0)
 
         impls["nv_fit"] = (fit_epoch, "epoch", "np")
-    if key in ("a", "c"):
+    if cfg["mlp"]:  # the textbook NumPy MLP: every MLP, (b) included, so that "best other" covers NumPy
         impls["numpy"] = (NumpyMLP(functional_params(build_natverk(cfg), cfg["nodes"]), cfg["opt"], cfg["lr"]).train_step,
                           "step", "np")
     if torch is not None:
@@ -424,6 +426,7 @@ def main() -> None:
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     models = args.only.replace(",", "")
+    print(_env.describe())
     rows, _ = run_train(threads, args.quick, models=models)
     print()
     print(train_table(rows))

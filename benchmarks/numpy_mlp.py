@@ -10,6 +10,7 @@ layout: ``W<l>`` is (n_{l-1}, n_l), ``b<l>`` is (1, n_l).
 
 from __future__ import annotations
 
+import _env  # noqa: F401  (before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE in benchmark processes)
 import numpy as np
 
 

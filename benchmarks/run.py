@@ -1,9 +1,10 @@
 """natverk's benchmark suite: machine peak, GEMM, conv2d, training and inference
-throughput, peak memory; natverk vs NumPy vs PyTorch, on 1 and 2 threads.
+throughput, the per-call overhead of the MATLAB-style API, peak memory; natverk
+vs NumPy vs PyTorch, on 1 and 2 threads.
 
 Usage:
     python benchmarks/run.py [--quick] [--json out.json] [--md out.md]
-                             [--threads 1,2] [--only gemm,conv,train,infer,memory,peak]
+                             [--threads 1,2] [--only peak,gemm,conv,train,infer,overhead,memory]
 
 Prints a table per section and writes every raw median/min to JSON (default
 benchmarks/results/latest.json, git-ignored) and the tables to Markdown
@@ -11,6 +12,9 @@ benchmarks/results/latest.json, git-ignored) and the tables to Markdown
 checked against NumPy or PyTorch first. natverk, NumPy's BLAS (threadpoolctl)
 and PyTorch are pinned to the same thread count in each row. Without PyTorch
 its columns say n/a. The FMA peak is measured whenever a section shows %peak.
+Before NumPy is imported, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed
+from this process's environment (``_env.py``), so that OpenBLAS picks its own
+kernel; the header records what was removed and the kernel chosen.
 See benchmarks/README.md.
 """
 
@@ -20,8 +24,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _env  # noqa: E402, F401  (first, before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; see _env.py)
 
-SECTIONS = ["peak", "gemm", "conv", "train", "infer", "memory"]
+SECTIONS = ["peak", "gemm", "conv", "train", "infer", "overhead", "memory"]
 NEEDS_PEAK = {"peak", "gemm", "conv", "train", "infer"}
 
 
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
          f"torch {meta['torch'] or 'n/a (not installed: its columns say n/a)'}, "
          f"threadpoolctl {'yes' if meta['threadpoolctl'] else 'NO (numpy BLAS threads not pinned)'}; "
          f"{meta['cpu']}, {meta['cpus']} CPUs; threads {threads}; {'quick' if args.quick else 'full'} run")
+    _log(_env.describe({"blas": meta["blas"], **meta["blas_env"]}))
     for t in threads:
         if t > (meta["cpus_usable"] or t):
             _log(f"warning: {t} threads but only {meta['cpus_usable']} CPUs usable")
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
             "nv functional: forward_propagation / back_propagation / gradient_descent_* loop; nv train(): "
             "`natverk.train` for one epoch (it ends with an accuracy pass over the epoch's data); "
             "nv Sequential: forward / loss / backward / `opt.step` loop; nv fit(): `Sequential.fit` for one "
-            "epoch; numpy: `benchmarks/numpy_mlp.py`; torch: nn.Sequential + torch.optim (NCHW and "
+            "epoch; numpy: `benchmarks/numpy_mlp.py` (the MLPs a, b, c); torch: nn.Sequential + torch.optim (NCHW and "
             "channels_last). Before timing, all start from the same weights and agree with torch on the loss "
             "before and after one step (rel. 1e-4). '-': not applicable"
             + (" (or skipped in quick runs: fit/train() for b and e)" if args.quick else "")
@@ -179,6 +185,24 @@ def main(argv: list[str] | None = None) -> None:
             "natverk `Sequential.forward(X, training=False)` and `forward_propagation(X, None, ...)`; torch "
             "under `torch.inference_mode()`; outputs checked against torch (rel. 1e-4).",
             lambda: bench_train.run_infer(threads, args.quick, peak=peak, log=_log), bench_train.infer_table)
+
+    if "overhead" in sections:
+        import bench_overhead
+
+        mode = "quick" if args.quick else "full"
+        result["overhead"] = section(
+            "overhead", "Per-call overhead: MATLAB-style loop, spiral net, float64",
+            "The thesis' Main loop line by line (`forward_propagation` / `back_propagation` / "
+            "`gradient_descent_adam`) on 2-250-100-50-4, float64, batch 128, Adam (0.9, 0.99, lr 1e-3), spiral "
+            f"data, {bench_overhead.STEPS[mode]} steps per measurement, vs the same loop in NumPy "
+            "(`benchmarks/numpy_mlp.py`); before timing both take "
+            f"{bench_overhead.CHECK_STEPS} steps from the same weights and agree on losses, weights and biases "
+            f"(rel. {bench_overhead.TOL:g}). step µs: median per step; fixed µs/step: the same loops on a "
+            "2-1-1-1-4 net with batch 1 (no arithmetic: Python, argument checks and calls); _core calls/step: "
+            "the natverk._core calls one step makes; _core call µs: `_core.activation_forward(x, 'relu')` on a "
+            "1x1 array, NumPy ufunc µs: `np.maximum(x, 0.0)` on the same (timeit, best of the repeats). "
+            "nv / numpy > 1: natverk faster.",
+            lambda: bench_overhead.run(threads, args.quick, log=_log), bench_overhead.table)
 
     if "memory" in sections:
         import bench_memory
@@ -200,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def render_md(result: dict, body: list[str]) -> str:
     m = result["meta"]
-    blas = ", ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')})" for b in m.get("blas", []))
+    blas = ", ".join(f"{b.get('internal_api')} {b.get('version')}, kernel {b.get('architecture')}" for b in m.get("blas", []))
     torch = "not installed (its columns say n/a)" if not m.get("torch") else (
         f"{m['torch']} (CPU capability {m.get('torch_cpu_capability', '?')}, mkldnn {m.get('torch_mkldnn')})")
     head = [
@@ -211,6 +235,8 @@ def render_md(result: dict, body: list[str]) -> str:
         f"- natverk {m['natverk']} (SIMD {m['natverk_simd']}, best {m['natverk_best_simd']}; "
         f"`{Path(m['natverk_path']).name}`); NumPy {m['numpy']}"
         f" ({blas or 'BLAS unknown'}); PyTorch {torch}; Python {m['python']}; {m.get('compiler') or 'no g++'}",
+        ("- " + _env.describe({"blas": m.get("blas", []), **m["blas_env"]}, markdown=True)) if "blas_env" in m else
+        "- NumPy's BLAS: kernel not recorded",
         f"- threads pinned per row: natverk.set_num_threads, "
         f"{'threadpoolctl (NumPy BLAS)' if m['threadpoolctl'] else 'NOT NumPy BLAS (no threadpoolctl)'}, "
         f"torch.set_num_threads",
