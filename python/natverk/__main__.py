@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--quick", action="store_true", help="small data and few epochs: a smoke test in minutes")
     rp.add_argument("--epochs", type=_positive_int, default=None, help="epochs for the image networks")
     rp.add_argument("--seed", type=int, action="append", dest="seeds", default=None,
-                    help="a seed to run (repeat for several); default: 5 seeds for table2/3, 1 otherwise")
+                    help="a seed to run (repeat for several); default: 5 seeds for table2/3, 1 otherwise; "
+                         "the full Table 4 is --seed 0 --seed 1 --seed 2")
     rp.add_argument("--out", "-o", default="results", help="output folder (default: results)")
     rp.add_argument("--jobs", type=_positive_int, default=1, help="processes for search trials")
     rp.add_argument("--threads", type=_positive_int, default=None, help="natverk threads")
@@ -63,12 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: $NATVERK_DATA)")
     rp.add_argument("--verbose", action="store_true", help="progress bars while training")
     rp.add_argument("--fresh", action="store_true",
-                    help="table4: retrain every cell instead of reusing those already in --out")
+                    help="table4: retrain the chosen cells instead of reusing those already in --out")
+    rp.add_argument("--dataset", action="append", dest="datasets", default=None,
+                    choices=["mnist", "fashion-mnist", "cifar-10"],
+                    help="table4: a dataset to run (repeat for several; default: all)")
+    rp.add_argument("--network", action="append", dest="networks", default=None, choices=["FC", "CNN"],
+                    help="table4: a network to run (repeat for several; default: both)")
+    rp.add_argument("--reuse-any", action="store_true",
+                    help="table4: also reuse finished cells of other or unknown code (default: only cells "
+                         "whose code, the last commit touching cpp/, python/, pyproject.toml, is this one's); "
+                         "the report names them")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "reproduce" and (args.datasets or args.networks or args.reuse_any):
+        from natverk.experiments import ALIASES
+
+        if ALIASES.get(args.name, args.name) != "table4":
+            parser.error("--dataset, --network and --reuse-any choose Table 4's cells: use them with table4")
     import natverk
 
     if args.command == "config":
@@ -82,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
         result = reproduce(args.name, out=args.out, quick=args.quick, epochs=args.epochs, seeds=args.seeds,
                            jobs=args.jobs, verbose=int(args.verbose), data_root=args.data_root,
-                           resume=not args.fresh)
+                           resume=not args.fresh, datasets=args.datasets, networks=args.networks,
+                           reuse_any=args.reuse_any)
         print(f"{result['name']}: {result['wall_s']:.1f} s; wrote {result['paths']['markdown']}")
         return 0
     from natverk.main import spiral

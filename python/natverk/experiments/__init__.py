@@ -1,11 +1,14 @@
 """The thesis' experiments, one function each (also ``python -m natverk reproduce <name>``).
 
-Each writes ``<name>.md`` (our numbers beside the thesis', with machine, date, seeds and wall
-time), ``<name>.csv`` (one row per trial) and its figures (PNG) into ``out``:
+Each writes ``<name>.md`` (our numbers beside the thesis', with the git commit, natverk version,
+SIMD level, threads, NumPy, command, date, seeds and wall time), ``<name>.csv`` (one row per
+trial, each with the same provenance columns) and its figures (PNG) into ``out``. Machine paths
+are written relative (the data root as ``<data root>``).
 
 - ``table2`` (and Figure 4): linear 2-D data, lambda by none / logspace / balance / linear search;
 - ``table3`` (and Figure 5): the 4-class spiral with 20 % label noise, the same methods;
-- ``table4``: FC and CNN, none / L2 / dropout, on MNIST, Fashion-MNIST and CIFAR-10 where present;
+- ``table4``: FC and CNN, none / L2 / dropout, on MNIST, Fashion-MNIST and CIFAR-10 where present
+  (the full run: ``python -m natverk reproduce table4 --seed 0 --seed 1 --seed 2``);
 - ``table5-6``: the ISIC protocol on any binary image dataset in the ISIC folder format;
 - ``figure6-7``: sigmoid and ReLU with their derivatives.
 
@@ -67,13 +70,16 @@ def names() -> list[str]:
 
 def reproduce(name: str, out: str | Path = "results", quick: bool = False, epochs: int | None = None,
               seeds: Sequence[int] | None = None, jobs: int = 1, verbose: int = 0,
-              data_root: str | None = None, resume: bool = True) -> dict:
+              data_root: str | None = None, resume: bool = True, datasets: Sequence[str] | None = None,
+              networks: Sequence[str] | None = None, reuse_any: bool = False) -> dict:
     """Run experiment ``name`` and write its report into ``out``; returns the paths and rows.
 
     ``epochs`` overrides the experiment's epoch count where it trains image networks;
     ``seeds`` defaults to five seeds for the simulated-data tables (one in quick mode) and one
-    for the image tables; ``jobs`` runs search trials in that many processes. ``resume``
-    lets ``table4`` reuse the cells an earlier run left in ``out`` with the same recipe.
+    for the image tables; ``jobs`` runs search trials in that many processes. For ``table4``:
+    ``datasets`` and ``networks`` choose the cells to run (default all), ``resume`` reuses the
+    cells an earlier run left in ``out`` with the same recipe, seed and code, and ``reuse_any``
+    also those of other or unknown code (the report names them).
     """
     key = ALIASES.get(name, name)
     if key not in EXPERIMENTS:
@@ -84,7 +90,7 @@ def reproduce(name: str, out: str | Path = "results", quick: bool = False, epoch
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if seeds is None:
         seeds = (0,) if quick else DEFAULT_SEEDS.get(key, (0,))
-    seeds = tuple(int(s) for s in seeds)
+    seeds = tuple(dict.fromkeys(int(s) for s in seeds))
     if not seeds:
         raise ValueError("seeds must name at least one seed")
     out = Path(out)
@@ -93,7 +99,13 @@ def reproduce(name: str, out: str | Path = "results", quick: bool = False, epoch
     if key in ("table4", "table5-6"):
         kwargs.update(epochs=epochs, verbose=verbose, root=data_root)
     if key == "table4":
-        kwargs.update(resume=resume)
+        kwargs.update(resume=resume, reuse_any=reuse_any)
+        if datasets:
+            kwargs.update(datasets=tuple(datasets))
+        if networks:
+            kwargs.update(networks=tuple(networks))
+    elif datasets or networks or reuse_any:
+        raise ValueError("datasets, networks and reuse_any choose Table 4's cells: use them with table4")
     result = EXPERIMENTS[key](**kwargs)
     wall = time.perf_counter() - start
     paths = result["report"].write(wall)

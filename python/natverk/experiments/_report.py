@@ -1,5 +1,6 @@
 """Writing an experiment's results: a Markdown table beside the thesis' numbers, a CSV, and
-the facts needed to trust them (machine, date, seeds, wall time, command)."""
+the facts needed to trust them (code commit, build, machine, date, seeds, wall time, command),
+with the seed statistics and verdicts the tables share (:func:`seed_stats`, :func:`verdict`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import datetime as _dt
 import io
 import os
 import platform
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ._provenance import PathScrubber, command_line, git_state, natverk_version
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -54,15 +56,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _command_line() -> str:
-    if not sys.argv or not sys.argv[0]:
-        return ""
-    prog = "python -m natverk" if Path(sys.argv[0]).name == "__main__.py" else Path(sys.argv[0]).name
-    return " ".join([prog] + sys.argv[1:])
-
-
 def machine_facts() -> dict:
-    """What a reader needs to compare a wall time: CPU, cores, threads used, SIMD level, versions."""
+    """What a reader needs to trace and compare a result: the code (git commit, dirty flag, code
+    commit), natverk's version, SIMD level and threads, CPU, cores, Python, NumPy, date, command."""
     import natverk
 
     return {
@@ -71,11 +67,74 @@ def machine_facts() -> dict:
         "cores": os.cpu_count(),
         "natverk_threads": natverk.get_num_threads(),
         "simd": natverk._core.simd_level(),
-        "natverk": natverk.__version__,
+        "natverk": natverk_version(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "command": _command_line(),
+        "command": command_line(),
+        **git_state(),
     }
+
+
+# The facts every CSV row carries (a row that already has one, e.g. a Table 4 cell reused from
+# an earlier run, keeps its own): CSV column -> key of machine_facts().
+PROVENANCE_COLUMNS = {
+    "code": "code", "git_commit": "git_commit", "git_dirty": "git_dirty", "natverk_version": "natverk",
+    "simd": "simd", "threads": "natverk_threads", "numpy": "numpy", "python": "python", "date": "date",
+    "command": "command",
+}
+
+
+def provenance(facts: dict) -> dict:
+    """``facts`` (from :func:`machine_facts`) as the CSV provenance columns."""
+    return {column: facts[key] for column, key in PROVENANCE_COLUMNS.items()}
+
+
+def seed_stats(values: Sequence[float]) -> dict:
+    """``mean``, ``std`` and ``n`` of one cell's values over its seeds. The std is the sample
+    standard deviation (``ddof=1``: the seeds are a sample of the seeds one could have run), NaN
+    for a single seed (one seed says nothing about the spread)."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else float("nan"), "n": int(v.size)}
+
+
+_ROUNDING = 1e-9  # accuracies have a few decimals: a mean within 1e-9 of the thesis equals it
+
+
+def verdict(values: Sequence[float], thesis: float | None) -> str:
+    """What the seeds support about ``mean(values)`` against the thesis' figure (higher is better):
+
+    - ``above``: the mean is at or above the thesis (equal up to rounding, 1e-9, counts);
+    - ``within 1 std``: below, by at most one sample std (ddof=1) of the seeds;
+    - ``below (k std)``: below by ``k`` > 1 stds; ``below (one seed: no std)`` when a single
+      seed ran, ``below (std 0)`` when every seed gave the same number.
+    """
+    s = seed_stats(values)
+    if thesis is None or s["n"] == 0:
+        return "-"
+    if np.isnan(s["mean"]):
+        return "undefined (NaN)"
+    gap = float(thesis) - s["mean"]
+    if gap <= _ROUNDING:
+        return "above"
+    if s["n"] == 1:
+        return "below (one seed: no std)"
+    if s["std"] == 0:
+        return "below (std 0)"
+    if gap <= s["std"] + _ROUNDING:
+        return "within 1 std"
+    return f"below ({gap / s['std']:.1f} std)"
+
+
+def mean_pm_std(values: Sequence[float], digits: int = 4) -> str:
+    """``0.9412 ± 0.0031`` (sample std, ddof=1), the mean alone for one seed, ``-`` for none."""
+    s = seed_stats(values)
+    if s["n"] == 0:
+        return "-"
+    if s["n"] == 1:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -109,16 +168,21 @@ class Report:
     """Collects one experiment's tables, figures and facts, and writes them to ``out``.
 
     ``out/<name>.md`` holds the Markdown (also printed), ``out/<name>.csv`` the raw rows
-    (one per trial), figures go beside them. Every write is atomic.
+    (one per trial, each with the provenance columns of :data:`PROVENANCE_COLUMNS`), figures go
+    beside them. Every write is atomic. Machine paths in the text (the data root ``root``, the
+    checkout, the current folder, the home folder) are written relative (:class:`PathScrubber`).
     """
 
-    def __init__(self, name: str, title: str, out: str | os.PathLike, quick: bool, seeds: Sequence[int]):
+    def __init__(self, name: str, title: str, out: str | os.PathLike, quick: bool, seeds: Sequence[int],
+                 root=None):
         self.name, self.title, self.out = name, title, Path(out)
         self.quick, self.seeds = quick, list(seeds)
         self.sections: list[str] = []
         self.csv_rows: list[dict] = []
         self.figures: list[str] = []
+        self.scrub = PathScrubber(root, out=self.out)
         self.facts = machine_facts()
+        self.facts["command"] = self.scrub(self.facts["command"])
 
     def add(self, text: str) -> None:
         self.sections.append(text.strip("\n"))
@@ -135,20 +199,31 @@ class Report:
         self.add(f"![{caption}]({filename})\n\n*{caption}*")
         return path
 
+    def provenance(self) -> dict:
+        """This run's provenance columns (what a CSV row gets unless it has its own)."""
+        return provenance(self.facts)
+
     def markdown(self, wall_s: float) -> str:
         f = self.facts
+        dirty = {True: " (uncommitted changes)", False: "", "unknown": ""}
+        code = f["code"] if f["code"] == "unknown" else (
+            f"{f['code']}" + (" (uncommitted code changes: the hash after +dirty identifies them)"
+                              if f["code_dirty"] is True else ""))
         head = [
             f"# {self.title}",
             "",
             f"- mode: {'--quick (smoke test: small data, few epochs; NOT comparable to the thesis)' if self.quick else 'full'}",
             f"- seeds: {', '.join(map(str, self.seeds))}",
             f"- wall time: {wall_s:.1f} s",
-            f"- machine: {f['cpu']}, {f['cores']} cores; natverk {f['natverk']} on {f['natverk_threads']} "
-            f"thread(s), SIMD {f['simd']}; Python {f['python']}, NumPy {f['numpy']}",
+            f"- git: commit {f['git_commit']}{dirty.get(f['git_dirty'], '')}; code (last commit touching cpp/, "
+            f"python/, pyproject.toml): {code}",
+            f"- natverk {f['natverk']}, SIMD {f['simd']}, {f['natverk_threads']} thread(s); NumPy {f['numpy']}, "
+            f"Python {f['python']}; machine: {f['cpu']}, {f['cores']} cores",
             f"- date: {f['date']}",
             f"- command: `{f['command']}`" if f["command"] else "",
         ]
-        return "\n".join(line for line in head if line != "") + "\n\n" + "\n\n".join(self.sections) + "\n"
+        body = "\n\n".join(self.sections)
+        return self.scrub("\n".join(line for line in head if line != "") + "\n\n" + body + "\n")
 
     def write(self, wall_s: float, echo: bool = True) -> dict:
         """Write ``<name>.md`` and ``<name>.csv``; print the Markdown (``echo``); return the paths."""
@@ -157,16 +232,18 @@ class Report:
         atomic_write_text(md_path, md)
         paths = {"markdown": str(md_path), "figures": [str(self.out / p) for p in self.figures]}
         if self.csv_rows:
+            run = self.provenance()
+            rows = [{**row, **{k: v for k, v in run.items() if k not in row}} for row in self.csv_rows]
             keys: list[str] = []
-            for row in self.csv_rows:
+            for row in rows:
                 keys.extend(k for k in row if k not in keys)
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
             writer.writeheader()
-            for row in self.csv_rows:
+            for row in rows:
                 writer.writerow({k: row.get(k, "") for k in keys})
             csv_path = self.out / f"{self.name}.csv"
-            atomic_write_text(csv_path, buf.getvalue())
+            atomic_write_text(csv_path, self.scrub(buf.getvalue()))
             paths["csv"] = str(csv_path)
         if echo:
             print(md)

@@ -15,14 +15,31 @@ Everything else is the same recipe in all three columns: Adam, cosine learning-r
 batch 64 (thesis), the thesis' validation split (50000/10000; CIFAR 40000/10000), the epoch
 with the best validation accuracy kept (early stopping's restore-best), and for the CNN batch
 norm and light data augmentation (random crop; horizontal flip for Fashion/CIFAR).
-The recipes differ by dataset only in length and depth (see ``FULL_RECIPES``): the MNIST ones
-meet the thesis in 20 (FC) and 8 (CNN) epochs; Fashion-MNIST needs 40 FC epochs and the
-two-conv blocks for 15 epochs (chosen by ``benchmarks/thesis_recipe_search.py``; its record
-is in ``benchmarks/results/thesis/recipe_search/``).
 
-A run reuses the cells that ``out/table4.csv`` already holds for the same recipe, mode and seed
-(``resume=False``, or ``--fresh`` on the command line, retrains them all), so the table can be
-completed or extended one dataset at a time.
+Selection is on validation only. Within a cell the epoch is chosen on validation accuracy and
+the test set is evaluated once, after training. The Fashion-MNIST recipes (``FULL_RECIPES``:
+FC 40 epochs; CNN with two convs per block for 15 epochs) are the validation picks of the GPU
+recipe search (``benchmarks/thesis_recipe_search.py --rank``; rule and record in
+``benchmarks/results/thesis/recipe_search/``); CIFAR-10 borrows them. The MNIST recipes (FC 20
+epochs, CNN one conv per block for 8 epochs) were set by hand before any Table 4 result was
+committed (from 30 and 12 epochs, shortened for CPU time) and were not compared with others in a
+recorded search: nothing records what that choice looked at.
+
+Seeds: each cell is trained once per seed (weights, dropout masks, batch order and augmentation
+draws; the data split is the thesis' fixed one). A cell shows the mean ± the sample standard
+deviation (ddof=1) over its seeds beside the thesis' figure, and a verdict that says only what
+the seeds support: "above" (mean at or above the thesis), "within 1 std" (below by at most one
+std) or "below (k std)".
+
+Reuse: a cell already in ``out/table4.csv`` is reused only when its recipe, mode, seed *and code*
+match: the code is the last commit touching ``cpp/``, ``python/`` or ``pyproject.toml`` (plus a
+hash of any uncommitted changes there), so that committing results does not invalidate them.
+Cells from other code (or of unknown code, e.g. a pip-installed natverk) are reused only with
+``reuse_any`` (``--reuse-any``) and the report names them. Earlier cells the table does not use
+are set aside in ``table4.unused.csv``, where later runs still find them. ``datasets`` /
+``networks`` (``--dataset`` / ``--network``) choose the cells to run; finished cells of the
+others stay in the table under the same rule. ``resume=False`` (``--fresh``) retrains the chosen
+cells.
 """
 
 from __future__ import annotations
@@ -40,7 +57,8 @@ from ..models import Sequential
 from ..optimizers import Adam
 from ..schedules import CosineDecay
 from ..utils.normalization import CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD, normalize_channels
-from ._report import Report, fmt
+from ._provenance import DATA_ROOT_TOKEN, UNKNOWN, data_root, same_code
+from ._report import Report, fmt, mean_pm_std, seed_stats, verdict
 
 # Thesis Table 4 (test accuracy): dataset -> network -> (none, L2, dropout)
 THESIS_TABLE4 = {
@@ -49,6 +67,8 @@ THESIS_TABLE4 = {
     "cifar-10": {"FC": (0.5315, 0.5462, 0.5747), "CNN": (0.9201, 0.921, 0.927)},
 }
 VARIANTS = ("none", "L2", "dropout")
+DATASETS = tuple(THESIS_TABLE4)
+NETWORKS = ("FC", "CNN")
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar-10": "CIFAR-10"}
 
 
@@ -125,7 +145,12 @@ def load_dataset(name: str, seed: int, quick: bool, root=None):
     try:  # root is a base folder like $NATVERK_DATA, holding <name>/
         data = loader(None if root is None else Path(root) / name, validation=True, seed=seed)
     except FileNotFoundError as err:
-        return None, " ".join(str(err).split())
+        base = data_root(root)
+        if base is None:
+            return None, "no data root: pass --data-root (root=) or set $NATVERK_DATA"
+        first = str(err).split(". ", 1)[0].strip()
+        return None, (f"{first} under {DATA_ROOT_TOKEN}/{name}/; the data root is --data-root (root=), else "
+                      f"$NATVERK_DATA; {loader.__name__} names the files it reads")
     if quick:
         n_train, n_val, n_test = QUICK_SIZES
         data = (data[0][:n_train], data[1][:n_train], data[2][:n_val], data[3][:n_val],
@@ -197,38 +222,116 @@ def _recipe_text(recipes: dict) -> str:
     return "Recipes:\n" + "\n".join(lines)
 
 
-def _earlier_rows(path: Path) -> list[dict]:
-    """The rows of an earlier ``table4.csv`` with their types restored ([] if none or unreadable)."""
+UNUSED_CSV = "table4.unused.csv"
+_INT_COLUMNS = ("seed", "epochs", "best_epoch", "batch_size", "convs_per_block")
+_FLOAT_COLUMNS = ("learning_rate", "weight_decay", "dropout", "train_accuracy", "val_accuracy", "test_accuracy",
+                  "thesis_test_accuracy", "seconds")
+# What a cell records about where it came from (the CSV provenance columns of _report); a row of
+# an older table4.csv without them is of unknown code.
+_PROVENANCE_COLUMNS = ("code", "git_commit", "git_dirty", "natverk_version", "simd", "threads", "numpy", "python",
+                       "date", "command")
+
+
+def _read_rows(path: Path) -> list[dict] | None:
+    """The rows of a Table 4 CSV with their types restored: [] if there is none, None (with a
+    message) if it cannot be read; provenance a row lacks is ``"unknown"``."""
     import csv
 
     if not path.is_file():
         return []
-    ints = ("seed", "epochs", "best_epoch", "batch_size", "convs_per_block")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = []
             for raw in csv.DictReader(f):
-                row: dict = dict(raw)
-                for k, v in raw.items():
-                    if k in ints:
-                        row[k] = int(v)
-                    elif k not in ("dataset", "network", "variant", "quick"):
-                        row[k] = float(v)
+                row: dict = {k: v for k, v in raw.items() if k is not None}
+                for k in _INT_COLUMNS:
+                    row[k] = int(raw[k])
+                for k in _FLOAT_COLUMNS:
+                    row[k] = float(raw[k])
+                for k in ("dataset", "network", "variant"):
+                    row[k] = str(raw[k])
                 row["quick"] = raw.get("quick") == "True"
+                for k in _PROVENANCE_COLUMNS:
+                    if not row.get(k):
+                        row[k] = UNKNOWN
                 rows.append(row)
             return rows
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        print(f"[table4] not reusing {path}: {err}", flush=True)
-        return []
+    except (OSError, ValueError, TypeError, KeyError, csv.Error) as err:
+        print(f"[table4] not reusing {path}: {err!r}", flush=True)
+        return None
+
+
+def _earlier_rows(path: Path) -> list[dict]:
+    """The rows of an earlier ``table4.csv`` ([] if none or unreadable), see ``_read_rows``."""
+    return _read_rows(path) or []
+
+
+def _cell_key(row: dict) -> tuple:
+    return (row["dataset"], row["network"], row["variant"], int(row["seed"]))
+
+
+def _same_recipe(row: dict, recipe: Recipe, quick: bool) -> bool:
+    return row.get("quick") == quick and all(row.get(k) == v for k, v in recipe.fields().items())
+
+
+def _title(key: tuple) -> str:
+    dataset, network, variant, seed = key
+    return f"{DATASET_TITLES[dataset]} {network} {variant} (seed {seed})"
+
+
+def _group(keys) -> str:
+    """``MNIST FC none (seeds 0, 1), ...``: cell keys grouped by cell."""
+    by_cell: dict[tuple, list[int]] = {}
+    for dataset, network, variant, seed in keys:
+        by_cell.setdefault((dataset, network, variant), []).append(seed)
+    return ", ".join(f"{DATASET_TITLES[d]} {n} {v} (seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, sorted(ss)))})"
+                     for (d, n, v), ss in by_cell.items())
+
+
+def _canonical(key: tuple) -> tuple:
+    dataset, network, variant, seed = key
+    return DATASETS.index(dataset), NETWORKS.index(network), VARIANTS.index(variant), seed
+
+
+def summary_rows(results, datasets=DATASETS, networks=NETWORKS) -> list[list]:
+    """Table 4's cells from per-seed rows: one row per dataset, network and variant, with the
+    mean ± std (ddof=1) of the test accuracy over the seeds, n, the thesis' figure, the verdict,
+    the per-seed accuracies (by seed) and the training time of all seeds."""
+    out = []
+    for dataset in datasets:
+        for network in networks:
+            for v in VARIANTS:
+                cell = sorted((r for r in results
+                               if (r["dataset"], r["network"], r["variant"]) == (dataset, network, v)),
+                              key=lambda r: r["seed"])
+                if not cell:
+                    continue
+                accs = [r["test_accuracy"] for r in cell]
+                thesis = THESIS_TABLE4[dataset][network][VARIANTS.index(v)]
+                out.append([DATASET_TITLES[dataset], network, v, mean_pm_std(accs), seed_stats(accs)["n"], fmt(thesis),
+                            verdict(accs, thesis), ", ".join(f"{a:.4f}" for a in accs),
+                            f"{sum(r['seconds'] for r in cell):.0f}"])
+    return out
 
 
 def table4(out, quick: bool = False, epochs: int | None = None, seeds=(0,), jobs: int = 1,
-           datasets=("mnist", "fashion-mnist", "cifar-10"), networks=("FC", "CNN"), verbose: int = 0,
-           root=None, resume: bool = True) -> dict:
-    """Reproduce Table 4. ``epochs`` overrides every recipe's epoch count. With ``resume``,
-    cells already in ``out/table4.csv`` with the same recipe, mode and seed are reused."""
+           datasets=DATASETS, networks=NETWORKS, verbose: int = 0,
+           root=None, resume: bool = True, reuse_any: bool = False) -> dict:
+    """Reproduce Table 4 for the chosen ``datasets``, ``networks`` and ``seeds``.
+
+    ``epochs`` overrides every recipe's epoch count. With ``resume``, a chosen cell already in
+    ``out/table4.csv`` with the same recipe, mode, seed and code is reused (any code with
+    ``reuse_any``); finished cells that were not chosen stay in the table under the same rule.
+    """
+    datasets, networks = tuple(dict.fromkeys(datasets)), tuple(dict.fromkeys(networks))
+    seeds = tuple(dict.fromkeys(int(s) for s in seeds))
+    for name, given, known in (("dataset", datasets, DATASETS), ("network", networks, NETWORKS)):
+        bad = [g for g in given if g not in known]
+        if bad or not given:
+            raise ValueError(f"{name} must be one or more of {', '.join(known)}, got {list(given)}")
     report = Report("table4", "Table 4: test accuracy on image data, FC | CNN, by regularisation",
-                    out, quick, seeds)
+                    out, quick, seeds, root=root)
+    code = report.facts["code"]
     if quick:
         recipes = {d: dict(QUICK_RECIPES) for d in FULL_RECIPES}
     else:
@@ -237,68 +340,142 @@ def table4(out, quick: bool = False, epochs: int | None = None, seeds=(0,), jobs
         recipes = {d: {k: replace(r, epochs=epochs) for k, r in by_network.items()}
                    for d, by_network in recipes.items()}
     report.add(__doc__.split("\n\n", 1)[1].strip())
-    report.add(_recipe_text({d: recipes[d] for d in datasets}))
-    earlier = _earlier_rows(Path(out) / "table4.csv") if resume else []
-    results: list[dict] = []
-    reused: list[str] = []
+    report.add(_recipe_text(recipes))
+    out = Path(out)
+    # The folder's finished cells: table4.csv and the cells earlier runs could not use
+    # (table4.unused.csv); a later row of a cell wins over an earlier one.
+    unused_rows = _read_rows(out / UNUSED_CSV)
+    earlier = (unused_rows or []) + _earlier_rows(out / "table4.csv")
+
+    # Earlier cells that may enter the table: known dataset and network, today's recipe and mode,
+    # and the same code (any code with reuse_any). The last row of a cell wins.
+    usable: dict[tuple, dict] = {}
+    for row in earlier:
+        if row["dataset"] not in DATASETS or row["network"] not in NETWORKS or row["variant"] not in VARIANTS:
+            continue
+        if _same_recipe(row, recipes[row["dataset"]][row["network"]], quick) and (
+                reuse_any or same_code(row.get("code"), code)):
+            usable[_cell_key(row)] = row
+    other_code = sorted((k for k, row in earlier_map(earlier).items()
+                         if k not in usable and _same_recipe(row, recipes[k[0]][k[1]], quick)), key=_canonical)
+    chosen = {(d, n, v, s) for d in datasets for n in networks for v in VARIANTS for s in seeds}
+    results: dict[tuple, dict] = {k: row for k, row in usable.items() if k not in chosen}  # kept, not chosen
+    kept = sorted(results, key=_canonical)
+    reused: list[tuple] = []
+    trained: list[tuple] = []
     missing: list[str] = []
     start = time.perf_counter()
+    if other_code:
+        print("[table4] not reusing cells of other code (pass --reuse-any to reuse them): " + _group(other_code),
+              flush=True)
 
     def summarise(final: bool) -> None:
-        """(Re)build the summary table; called after every cell, so an interrupted run still
-        leaves the cells it finished in ``table4.md`` and ``table4.csv``."""
+        """(Re)build the summary; called after every cell, so an interrupted run still leaves the
+        cells it finished in ``table4.md`` and ``table4.csv``."""
         del report.sections[n_fixed:]
-        header = (["dataset", "network"] + [f"{v}: ours" for v in VARIANTS]
-                  + [f"{v}: thesis" for v in VARIANTS] + ["time (s)"])
-        rows = []
-        for dataset in datasets:
-            for network in networks:
-                cell = [r for r in results if r["dataset"] == dataset and r["network"] == network]
-                if not cell:
-                    continue
-                ours = []
-                for v in VARIANTS:
-                    accs = [r["test_accuracy"] for r in cell if r["variant"] == v]
-                    ours.append("-" if not accs else f"{np.mean(accs):.4f}"
-                                + (f" ± {np.std(accs, ddof=1):.4f}" if len(accs) > 1 else ""))
-                rows.append([DATASET_TITLES[dataset], network, *ours,
-                             *(fmt(t) for t in THESIS_TABLE4[dataset][network]),
-                             f"{sum(r['seconds'] for r in cell):.0f}"])
-        report.add_table(header, rows, caption="Test accuracy (the epoch with the best validation accuracy); "
-                                               "time is the training time of the row's cells:")
+        rows = list(results.values())
+        header = ["dataset", "network", "regularisation", "ours: mean ± std", "seeds", "thesis", "verdict",
+                  "ours by seed", "time (s), all seeds"]
+        report.add_table(header, summary_rows(rows),
+                         caption="Test accuracy at the epoch with the best validation accuracy: mean ± sample std "
+                                 "(ddof=1) over the seeds; time is the training time of the cell's seeds:")
+        foreign = sorted((k for k, r in results.items() if not same_code(r.get("code"), code)), key=_canonical)
+        notes = []
+        if trained:
+            notes.append("Trained in this run: " + _group(trained))
         if reused:
-            report.add("Cells reused from an earlier run into this folder (same recipe, mode and seed; "
-                       "their time is that run's): " + ", ".join(reused))
+            notes.append("Cells reused from an earlier run into this folder (same recipe, mode, seed and code "
+                         "unless listed below; their time is that run's): " + _group(reused))
+        if kept:
+            notes.append("Kept from an earlier run (not chosen in this run; same rule): " + _group(kept))
+        if foreign:
+            notes.append("**From other code** (reused with --reuse-any): " + "; ".join(
+                f"{_title(k)}: code {results[k].get('code', UNKNOWN)}" for k in foreign))
+        if other_code:
+            notes.append("Earlier cells of the same recipe but other code, not reused (kept in `table4.unused.csv`; "
+                         "--reuse-any reuses them): "
+                         + _group(other_code))
+        if notes:
+            report.add("\n".join(f"- {n}" for n in notes))
         if missing:
             report.add("Datasets not available on this machine:\n" + "\n".join(missing))
         if not final:
             report.add("*(run in progress: cells still missing)*")
-        report.csv_rows = list(results)
+        report.csv_rows = [results[k] for k in sorted(results, key=_canonical)]
         report.write(time.perf_counter() - start, echo=False)  # reproduce() prints the final one
 
     n_fixed = len(report.sections)
+    from_earlier = {id(row) for k, row in usable.items() if k not in chosen or resume}
+    if unused_rows is not None:  # an unreadable table4.unused.csv is left as it is
+        _write_unused(out, [row for row in earlier if id(row) not in from_earlier])
     for dataset in datasets:
+        todo = []
+        for network in networks:
+            for variant in VARIANTS:
+                for seed in seeds:
+                    key = (dataset, network, variant, seed)
+                    if resume and key in usable:
+                        results[key] = usable[key]
+                        reused.append(key)
+                    else:
+                        todo.append(key)
+        if not todo:
+            continue
         data, why = load_dataset(dataset, seed=0, quick=quick, root=root)
         if data is None:
             missing.append(f"- {DATASET_TITLES[dataset]}: not run ({why})")
             continue
         data = normalise(data, dataset)
-        for network in networks:
-            recipe = recipes[dataset][network]
-            for variant in VARIANTS:
-                for seed in seeds:
-                    key = {"dataset": dataset, "network": network, "variant": variant, "seed": seed,
-                           "quick": quick, **recipe.fields()}
-                    done = [r for r in earlier if all(r.get(k) == v for k, v in key.items())]
-                    if done:
-                        results.append(done[-1])
-                        reused.append(f"{DATASET_TITLES[dataset]} {network} {variant} (seed {seed})")
-                        continue
-                    row = {**train_cell(data, dataset, network, variant, recipe, seed, verbose), "quick": quick}
-                    results.append(row)
-                    print(f"[table4] {dataset} {network} {variant} seed {seed}: test "
-                          f"{row['test_accuracy']:.4f} (thesis {row['thesis_test_accuracy']}), "
-                          f"best epoch {row['best_epoch']}, {row['seconds']:.0f} s", flush=True)
-                    summarise(final=False)
+        for key in todo:
+            _, network, variant, seed = key
+            row = {**train_cell(data, dataset, network, variant, recipes[dataset][network], seed, verbose),
+                   "quick": quick, **report.provenance()}
+            results[key] = row
+            trained.append(key)
+            print(f"[table4] {dataset} {network} {variant} seed {seed}: test "
+                  f"{row['test_accuracy']:.4f} (thesis {row['thesis_test_accuracy']}), "
+                  f"best epoch {row['best_epoch']}, {row['seconds']:.0f} s", flush=True)
+            summarise(final=False)
     summarise(final=True)
-    return {"report": report, "rows": results}
+    return {"report": report, "rows": [results[k] for k in sorted(results, key=_canonical)],
+            "trained": trained, "reused": reused, "kept": kept}
+
+
+def earlier_map(rows: list[dict]) -> dict[tuple, dict]:
+    """Earlier rows by cell key (the last row of a cell wins), known cells only."""
+    return {_cell_key(r): r for r in rows
+            if r["dataset"] in DATASETS and r["network"] in NETWORKS and r["variant"] in VARIANTS}
+
+
+def _write_unused(out: Path, unused: list[dict]) -> None:
+    """Write the earlier cells that are not in the table (other recipe, mode or code, or retrained
+    with ``resume=False``) to ``table4.unused.csv`` before ``table4.csv`` is rewritten, so no
+    finished cell is lost; a later run with the same recipe and code (or ``reuse_any``) still
+    finds them. Duplicate rows are written once; no unused cell, no file."""
+    import csv
+    import io
+
+    from ._report import atomic_write_text
+
+    path = out / UNUSED_CSV
+    rows: list[dict] = []
+    seen = set()
+    for r in unused:
+        text = {k: str(v) for k, v in r.items()}
+        sig = tuple(sorted(text.items()))
+        if sig not in seen:
+            seen.add(sig)
+            rows.append(text)
+    if not rows:
+        if path.is_file():
+            path.unlink()
+        return
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k, "") for k in keys})
+    atomic_write_text(path, buf.getvalue())

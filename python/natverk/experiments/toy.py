@@ -20,6 +20,8 @@ Protocol (the thesis' MATLAB setup, made repeatable):
   lambda rises again); on the spiral one seed of five ran away to the cap and collapsed to the
   majority class (test 0.25; mean 0.690 +- 0.247 over five seeds). The per-epoch update over
   the whole set damps that: no seed ran away, capped or not (mean 0.810).
+- time: the wall time of each method (all its trials) per seed is the chosen row's ``time_s`` in
+  the CSV; the table sums it over the seeds.
 """
 
 from __future__ import annotations
@@ -98,14 +100,21 @@ def run_methods(setup: ToySetup, seed: int, jobs: int) -> dict:
     data = make_data(setup, seed)
     trial = MLPTrial(*data, nodes=setup.nodes, epochs=setup.epochs, learning_rate=setup.learning_rate,
                      minibatch_size=setup.minibatch_size, threads=1)
-    rows = {}
+    rows, seconds = {}, {}
+    t0 = time.perf_counter()
     none = trial(0.0, seed)
     rows["none"] = {"lambda": 0.0, **none}
+    seconds["none"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     log = logspace_search(trial, *setup.log_range, setup.n_logspace, seed=seed, jobs=jobs)
     rows["logspace"] = dict(log.best)
+    seconds["logspace"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     lin = linear_search(trial, setup.linear_range[0], setup.linear_range[1], setup.linear_step, seed=seed, jobs=jobs)
     rows["linear"] = dict(lin.best)
+    seconds["linear"] = time.perf_counter() - t0
     X_tr, y_tr, X_val, y_val, X_te, y_te = data
+    t0 = time.perf_counter()
     bal = balance_principle(X_tr, y_tr, setup.nodes, epochs=setup.epochs, learning_rate=setup.learning_rate,
                             minibatch_size=setup.minibatch_size, gamma=1.0, X_val=X_val, y_val=y_val,
                             X_test=X_te, y_test=y_te, seed=seed,
@@ -113,8 +122,10 @@ def run_methods(setup: ToySetup, seed: int, jobs: int) -> dict:
                             # module docstring); the cap at the search range's top is a safeguard
                             update="epoch", lambda_max=setup.log_range[1])
     rows["balance"] = dict(bal.row)
+    seconds["balance"] = time.perf_counter() - t0
     for method, row in rows.items():
-        row.update(method=method, seed=seed, problem=setup.kind)
+        # time_s of a chosen row: the wall time of the whole method on this seed (all its trials)
+        row.update(method=method, seed=seed, problem=setup.kind, time_s=seconds[method])
     return {"rows": rows, "data": data, "logspace": log, "linear": lin, "balance": bal}
 
 
@@ -151,7 +162,7 @@ def _toy_table(name: str, title: str, setup: ToySetup, thesis: dict, out, quick:
             report.add_rows([{**row, "method": f"{method}-trial", "problem": setup.kind} for row in res[method].rows])
 
     header = ["lambda (method)", "lambda chosen", "train acc", "test acc", "thesis lambda", "thesis train",
-              "thesis test"]
+              "thesis test", "time (s), all seeds"]
     rows = []
     for method in METHODS:
         rs = [res["rows"][method] for res in per_seed]
@@ -160,7 +171,8 @@ def _toy_table(name: str, title: str, setup: ToySetup, thesis: dict, out, quick:
         rows.append([METHOD_TITLES[method],
                      ("dynamic, final " if method == "balance" else "") + mean_std(lam, 3, significant=True),
                      mean_std([r["train_accuracy"] for r in rs]), mean_std([r["test_accuracy"] for r in rs]),
-                     "dynamic" if t_lam is None else t_lam, t_train, t_test])
+                     "dynamic" if t_lam is None else t_lam, t_train, t_test,
+                     f"{sum(r['time_s'] for r in rs):.1f}"])
     report.add_table(header, rows, caption=f"Train and test accuracy, mean ± std over seeds {list(seeds)}:")
 
     none_test = np.array([res["rows"]["none"]["test_accuracy"] for res in per_seed])
