@@ -33,3 +33,18 @@ def threads(request):
     core.set_num_threads(request.param)
     assert core.get_num_threads() == request.param
     return request.param
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases the property-based fuzzer (test_fuzz.py) ran, and how they ended."""
+    import sys
+
+    fuzz = sys.modules.get("test_fuzz")
+    if fuzz is None or not fuzz.CASES:
+        return
+    total = sum(fuzz.CASES.values())
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(fuzz.OUTCOMES.items()))
+    terminalreporter.write_line(
+        f"fuzz: {total} cases in {len(fuzz.CASES)} tests (NATVERK_FUZZ_EXAMPLES={fuzz.EXAMPLES}); "
+        f"calls: {outcomes}"
+    )

@@ -20,6 +20,11 @@ __all__ = [
     "activation_backward",
     "activation_forward",
     "adam",
+    "add",
+    "avgpool2d_backward",
+    "avgpool2d_forward",
+    "batchnorm_backward",
+    "batchnorm_forward",
     "bce",
     "bce_backward",
     "bce_with_logits",
@@ -27,12 +32,22 @@ __all__ = [
     "bias_add",
     "bias_grad",
     "central_difference",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv_out_size",
     "dense_backward",
     "dense_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "dropout_mask",
     "gemm",
+    "global_avgpool_backward",
+    "global_avgpool_forward",
     "linear",
     "linear_backward",
     "logsumexp",
+    "maxpool2d_backward",
+    "maxpool2d_forward",
     "momentum",
     "mse",
     "mse_backward",
@@ -355,3 +370,236 @@ def central_difference(f: Callable[[np.ndarray], float], x, h: float = 1e-6) -> 
     """
     x = np.array(x, dtype=np.float64)  # a private copy
     return central_difference_inplace(lambda: f(x), x, h)
+
+
+# ---------------------------------------------------------------------------
+# convolution and pooling (cpp/conv2d/conv2d.h, cpp/pool2d/pool2d.h), NCHW.
+#
+# Written with index arithmetic on Python ints rather than a padded copy of the
+# input, so that geometry far beyond any real input (padding, stride, dilation
+# or a pooling kernel of 2**62) costs nothing as long as the OUTPUT is small:
+# only the rows and columns a window really covers are read.
+
+
+def conv_out_size(n: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
+    """(n + 2 pad - dilation (kernel - 1) - 1) // stride + 1, in Python ints (no overflow)."""
+    return (n + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _taps(n: int, out: int, stride: int, pad: int, offset: int):
+    """Input indices o * stride - pad + offset for o in range(out), clipped into 0..n-1, and
+    whether each really lies inside the input (False: a zero-padding position)."""
+    idx = [o * stride - pad + offset for o in range(out)]
+    inside = np.array([0 <= i < n for i in idx], dtype=bool)
+    return np.array([min(max(i, 0), n - 1) for i in idx], dtype=np.int64), inside
+
+
+def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """y[n, k, oh, ow] = bias[k] + sum_{c, i, j} xpad[n, g C/G + c, oh sh + i dh, ow sw + j dw] w[k, c, i, j]
+    (g = k's group), xpad = x with `padding` zeros around; padded positions multiply as 0.0."""
+    x, w = _f64(x), _f64(weight)
+    N, C, H, W = x.shape
+    K, Cg, kH, kW = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    G = groups
+    Kg = K // G
+    Ho, Wo = conv_out_size(H, kH, sh, ph, dh), conv_out_size(W, kW, sw, pw, dw)
+    xg = x.reshape(N, G, Cg, H, W)
+    wg = w.reshape(G, Kg, Cg, kH, kW)
+    y = np.zeros((N, G, Kg, Ho, Wo))
+    for i in range(kH):
+        rows, rin = _taps(H, Ho, sh, ph, i * dh)
+        for j in range(kW):
+            cols, cin = _taps(W, Wo, sw, pw, j * dw)
+            patch = np.where(rin[:, None] & cin[None, :], xg[:, :, :, rows[:, None], cols[None, :]], 0.0)
+            y += np.einsum("ngchw,gkc->ngkhw", patch, wg[:, :, :, i, j])
+    y = y.reshape(N, K, Ho, Wo)
+    if bias is not None:
+        y = y + _f64(bias)[None, :, None, None]
+    return y
+
+
+def conv2d_backward(dy, x, weight, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """(dx, dweight, dbias) of conv2d_forward: dx scatters w * dy back to the input positions the
+    windows read (padding positions dropped), dw = sum xpad * dy, db = sum dy over (n, oh, ow)."""
+    dy, x, w = _f64(dy), _f64(x), _f64(weight)
+    N, C, H, W = x.shape
+    K, Cg, kH, kW = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    G = groups
+    Kg = K // G
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    xg = x.reshape(N, G, Cg, H, W)
+    wg = w.reshape(G, Kg, Cg, kH, kW)
+    dyg = dy.reshape(N, G, Kg, Ho, Wo)
+    dx = np.zeros((N, G, Cg, H, W))
+    dW = np.zeros((G, Kg, Cg, kH, kW))
+    for i in range(kH):
+        rows, rin = _taps(H, Ho, sh, ph, i * dh)
+        for j in range(kW):
+            cols, cin = _taps(W, Wo, sw, pw, j * dw)
+            patch = np.where(rin[:, None] & cin[None, :], xg[:, :, :, rows[:, None], cols[None, :]], 0.0)
+            dW[:, :, :, i, j] = np.einsum("ngchw,ngkhw->gkc", patch, dyg)
+            contrib = np.einsum("gkc,ngkhw->ngchw", wg[:, :, :, i, j], dyg)[..., rin, :][..., cin]
+            np.add.at(dx, (slice(None), slice(None), slice(None), rows[rin][:, None], cols[cin][None, :]), contrib)
+    return dx.reshape(N, C, H, W), dW.reshape(K, Cg, kH, kW), dy.sum(axis=(0, 2, 3))
+
+
+def _windows(n: int, kernel: int, stride: int, pad: int, out: int):
+    """[lo, hi) of the input positions window o covers, for o in range(out) (never empty when
+    pad <= kernel / 2)."""
+    return [(max(o * stride - pad, 0), min(o * stride - pad + kernel, n)) for o in range(out)]
+
+
+def _pool_geometry(x, kernel_size, stride, padding):
+    N, C, H, W = x.shape
+    (kH, kW), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    Ho, Wo = conv_out_size(H, kH, sh, ph), conv_out_size(W, kW, sw, pw)
+    return _windows(H, kH, sh, ph, Ho), _windows(W, kW, sw, pw, Wo), float(kH) * float(kW)
+
+
+def maxpool2d_forward(x, kernel_size, stride, padding=(0, 0)):
+    """(y, argmax): the maximum of each window's real (non-padding) elements, the FIRST maximum
+    in row-major window order, a NaN beating any number (numpy.argmax's rule); argmax is the
+    winner's flat index h * W + w in its (H, W) plane."""
+    x = _f64(x)
+    N, C, H, W = x.shape
+    rows, cols, _ = _pool_geometry(x, kernel_size, stride, padding)
+    y = np.empty((N, C, len(rows), len(cols)))
+    am = np.empty((N, C, len(rows), len(cols)), dtype=np.int64)
+    for oh, (r0, r1) in enumerate(rows):
+        for ow, (c0, c1) in enumerate(cols):
+            win = x[:, :, r0:r1, c0:c1].reshape(N, C, -1)
+            k = np.argmax(win, axis=-1)
+            y[:, :, oh, ow] = np.take_along_axis(win, k[..., None], axis=-1)[..., 0]
+            am[:, :, oh, ow] = (r0 + k // (c1 - c0)) * W + c0 + k % (c1 - c0)
+    return y, am
+
+
+def maxpool2d_backward(dy, argmax, x_shape):
+    """dx: dy added at each window's argmax (overlapping windows add up)."""
+    dy = _f64(dy)
+    N, C, H, W = x_shape
+    dx = np.zeros((N, C, H * W))
+    n, c = np.meshgrid(np.arange(N), np.arange(C), indexing="ij")
+    for oh in range(dy.shape[2]):
+        for ow in range(dy.shape[3]):
+            np.add.at(dx, (n, c, np.asarray(argmax)[:, :, oh, ow]), dy[:, :, oh, ow])
+    return dx.reshape(N, C, H, W)
+
+
+def avgpool2d_forward(x, kernel_size, stride, padding=(0, 0)):
+    """Window sums of the real elements divided by kH * kW (zero padding counts in the divisor)."""
+    x = _f64(x)
+    N, C, H, W = x.shape
+    rows, cols, div = _pool_geometry(x, kernel_size, stride, padding)
+    y = np.empty((N, C, len(rows), len(cols)))
+    for oh, (r0, r1) in enumerate(rows):
+        for ow, (c0, c1) in enumerate(cols):
+            y[:, :, oh, ow] = x[:, :, r0:r1, c0:c1].sum(axis=(2, 3)) / div
+    return y
+
+
+def avgpool2d_backward(dy, x_shape, kernel_size, stride, padding=(0, 0)):
+    dy = _f64(dy)
+    dx = np.zeros(x_shape)
+    rows, cols, div = _pool_geometry(dx, kernel_size, stride, padding)
+    for oh, (r0, r1) in enumerate(rows):
+        for ow, (c0, c1) in enumerate(cols):
+            dx[:, :, r0:r1, c0:c1] += (dy[:, :, oh, ow] / div)[:, :, None, None]
+    return dx
+
+
+def global_avgpool_forward(x) -> np.ndarray:
+    return _f64(x).mean(axis=(2, 3))
+
+
+def global_avgpool_backward(dy, x_shape) -> np.ndarray:
+    N, C, H, W = x_shape
+    return np.broadcast_to((_f64(dy) / (H * W))[:, :, None, None], x_shape).copy()
+
+
+# ---------------------------------------------------------------------------
+# batch normalisation (cpp/batchnorm/batchnorm.h), (N, F) or (N, C, H, W)
+
+
+def _bn_axes(x: np.ndarray):
+    return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, eps=1e-5, momentum=0.1):
+    """(y, mean, invstd, new_running_mean, new_running_var), the header's formulas: training
+    normalises with the batch mean and biased variance and moves the running statistics
+    (running_var with the unbiased variance, M / (M - 1), M = values per channel; the biased one
+    when M == 1); evaluation uses the running statistics and leaves them alone."""
+    x = _f64(x)
+    axes, shape = _bn_axes(x)
+    rm, rv = _f64(running_mean), _f64(running_var)
+    if training:
+        M = x.size // x.shape[1]
+        mean = x.mean(axis=axes)
+        var = ((x - mean.reshape(shape)) ** 2).mean(axis=axes)
+        unbiased = var * M / (M - 1) if M > 1 else var
+        rm = (1 - momentum) * rm + momentum * mean
+        rv = (1 - momentum) * rv + momentum * unbiased
+    else:
+        mean, var = rm, rv
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean.reshape(shape)) * invstd.reshape(shape)
+    y = _f64(gamma).reshape(shape) * xhat + _f64(beta).reshape(shape)
+    return y, mean, invstd, rm, rv
+
+
+def batchnorm_backward(dy, x, mean, invstd, gamma, training):
+    """(dx, dgamma, dbeta): dbeta = sum dy, dgamma = sum dy x_hat; training
+    dx = gamma invstd / M (M dy - dbeta - x_hat dgamma), evaluation dx = dy gamma invstd."""
+    dy, x = _f64(dy), _f64(x)
+    axes, shape = _bn_axes(x)
+    M = x.size // x.shape[1]
+    inv = _f64(invstd).reshape(shape)
+    g = _f64(gamma).reshape(shape)
+    xhat = (x - _f64(mean).reshape(shape)) * inv
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    if training:
+        dx = g * inv / M * (M * dy - dbeta.reshape(shape) - xhat * dgamma.reshape(shape))
+    else:
+        dx = dy * g * inv
+    return dx, dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------
+# dropout (cpp/dropout/dropout.h): mask[i] = u(seed, i) >= p with the counter-based uniform
+# u = SplitMix64(SplitMix64(seed) ^ i * 0xD1B54A32D192ED03) >> 11 / 2^53; a kept element is
+# scaled by 1 / (1 - p), a dropped one is exactly 0 (also where x is NaN or Inf).
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_mask(n: int, p: float, seed: int) -> np.ndarray:
+    """The uint8 keep-mask of n elements (uint64 arithmetic wraps, as in C++)."""
+    counter = np.arange(n, dtype=np.uint64)
+    s = _splitmix64(np.full(n, seed, dtype=np.uint64))
+    bits = _splitmix64(s ^ (counter * np.uint64(0xD1B54A32D192ED03)))
+    u = (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return (u >= p).astype(np.uint8)
+
+
+def dropout_forward(x, p: float, seed: int):
+    """(y, mask): y = x / (1 - p) where kept, 0 where dropped."""
+    x = _f64(x)
+    mask = dropout_mask(x.size, p, seed).reshape(x.shape)
+    return np.where(mask == 1, x * (1.0 / (1.0 - p)), 0.0), mask
+
+
+def dropout_backward(dy, mask, p: float) -> np.ndarray:
+    return np.where(np.asarray(mask) == 1, _f64(dy) * (1.0 / (1.0 - p)), 0.0)
+
+
+def add(a, b) -> np.ndarray:
+    return _f64(a) + _f64(b)

@@ -1,6 +1,8 @@
-"""The fused training step (``_core.mlp_train_step``, used by ``natverk.train``) against the
-MATLAB-structured step-by-step calls: the same weights, bit for bit, for every optimizer,
-activation and dtype, and clear errors for bad input."""
+"""The MATLAB network's fused steps against the MATLAB-structured step-by-step calls: the same
+weights, bit for bit, for every optimizer, activation and dtype, and clear errors for bad input.
+``natverk.train`` runs the step plan (``natverk.models._plan.matlab_plan``; tests/test_plan.py
+has its own checks, past one GEMM k-block too); ``_core.mlp_train_step`` is the older one-step
+kernel, still bound for the kernel-boundary tests."""
 
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def test_fused_step_is_bit_identical_to_the_step_by_step_calls(dtype, optimizer,
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_train_uses_the_fused_step_and_matches_the_matlab_loop(optimizer):
+def test_train_runs_the_step_plan_and_matches_the_matlab_loop(optimizer):
     X, y, params = _problem(np.float64, m=50)
     a, b = _copy(params), _copy(params)
     natverk.train(a, X, y, epochs=3, learning_rate=0.01, minibatch_size=16, lambda_=0.003,

@@ -10,7 +10,10 @@
    tests/reference.py computes it;
 4. an array argument given as a list or None raises TypeError naming the
    argument, not pybind11's "incompatible function arguments";
-5. _core.pyi declares exactly the functions _core has.
+5. _core.pyi declares exactly the functions _core has;
+6. a scalar argument (a float, an int, an (h, w) pair, a flag, a name) of the wrong kind or
+   beyond int64 raises TypeError / ValueError naming it (test_fuzz.py found pybind11's generic
+   message for every one of them, and flags that took None as False).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pytest
 import natverk
 import natverk._core as core
 import reference as ref
+from core_calls import NO_ARRAYS, SCALAR_ARGS, public_functions, valid_calls
 
 I64 = 2**63 - 1
 ONES = np.ones((1, 1, 5, 5))
@@ -163,80 +167,10 @@ def test_layer_geometry_beyond_int64_is_rejected_at_construction(make):
 
 
 # ---------------------------------------------------------------------------
-# shared table: a valid call of every _core function that takes arrays
+# shared table (tests/core_calls.py): a valid call of every _core function that takes arrays
 
-
-def _f(*shape, dtype=np.float64, seed=0):
-    return np.random.default_rng(seed).uniform(0.1, 0.9, size=shape).astype(dtype)
-
-
-def _valid_calls(dtype=np.float64):
-    """name -> (kwargs of a valid call, required array args, optional array args,
-    required array-list args, optional array-list args). Fresh arrays on every call."""
-    f = lambda *shape, seed=0: _f(*shape, dtype=dtype, seed=seed)  # noqa: E731
-    x4 = f(2, 3, 6, 6)
-    _, argmax = core.maxpool2d_forward(x4, (2, 2), (2, 2))
-    labels = np.array([0, 1, 2, 1])
-    pair = dict(pred=f(4, 3), target=f(4, 3, seed=1))
-    logits = dict(z=f(4, 3), target=f(4, 3, seed=1))
-    mlp_w = lambda: [f(3, 5), f(5, 3)]  # noqa: E731
-    mlp_b = lambda: [f(1, 5), f(1, 3)]  # noqa: E731
-    return {
-        "gemm": (dict(A=f(3, 4), B=f(4, 2), C=f(3, 2), beta=1.0), ["A", "B"], ["C"], [], []),
-        "activation_forward": (dict(x=f(3, 4), kind="relu"), ["x"], [], [], []),
-        "activation_backward": (dict(dh=f(3, 4), h=f(3, 4), kind="relu"), ["dh", "h"], [], [], []),
-        "softmax": (dict(z=f(3, 4)), ["z"], [], [], []),
-        "dense_forward": (dict(X=f(5, 3), W=f(3, 2), b=f(2)), ["X", "W", "b"], [], [], []),
-        "dense_backward": (dict(dZ=f(5, 2), X=f(5, 3), W=f(3, 2), lambda_=0.1), ["dZ", "X", "W"], [], [], []),
-        "bias_add": (dict(Z=f(5, 2), b=f(2)), ["Z", "b"], [], [], []),
-        "bias_grad": (dict(dZ=f(5, 2)), ["dZ"], [], [], []),
-        "conv2d_forward": (dict(x=x4, weight=f(4, 3, 3, 3), bias=f(4)), ["x", "weight"], ["bias"], [], []),
-        "conv2d_backward": (dict(dy=f(2, 4, 4, 4), x=x4, weight=f(4, 3, 3, 3)), ["dy", "x", "weight"], [], [], []),
-        "maxpool2d_forward": (dict(x=x4, kernel_size=(2, 2), stride=(2, 2)), ["x"], [], [], []),
-        "maxpool2d_backward": (dict(dy=f(2, 3, 3, 3), argmax=argmax, x=x4, kernel_size=(2, 2), stride=(2, 2)),
-                               ["dy", "argmax", "x"], [], [], []),
-        "avgpool2d_forward": (dict(x=x4, kernel_size=(2, 2), stride=(2, 2)), ["x"], [], [], []),
-        "avgpool2d_backward": (dict(dy=f(2, 3, 3, 3), x=x4, kernel_size=(2, 2), stride=(2, 2)), ["dy", "x"], [], [], []),
-        "global_avgpool_forward": (dict(x=x4), ["x"], [], [], []),
-        "global_avgpool_backward": (dict(dy=f(2, 3), x=x4), ["dy", "x"], [], [], []),
-        "batchnorm_forward": (dict(x=x4, gamma=f(3), beta=f(3), running_mean=f(3), running_var=f(3), training=True),
-                              ["x", "gamma", "beta", "running_mean", "running_var"], [], [], []),
-        "batchnorm_backward": (dict(dy=f(2, 3, 6, 6, seed=1), x=x4, mean=f(3), invstd=f(3), gamma=f(3), training=True),
-                               ["dy", "x", "mean", "invstd", "gamma"], [], [], []),
-        "dropout_forward": (dict(x=f(3, 4), p=0.5, seed=1), ["x"], [], [], []),
-        "dropout_backward": (dict(dy=f(3, 4), mask=np.ones((3, 4), np.uint8), p=0.5), ["dy", "mask"], [], [], []),
-        "add": (dict(a=f(3, 4), b=f(3, 4)), ["a", "b"], [], [], []),
-        "softmax_cross_entropy": (dict(z=f(4, 3), y=labels, class_weights=f(3)), ["z", "y"], ["class_weights"], [], []),
-        "softmax_cross_entropy_backward": (dict(probs=f(4, 3), y=labels, class_weights=f(3)), ["probs", "y"],
-                                           ["class_weights"], [], []),
-        "mse": (dict(pair), ["pred", "target"], [], [], []),
-        "mse_backward": (dict(pair), ["pred", "target"], [], [], []),
-        "binary_cross_entropy": (dict(pair), ["pred", "target"], [], [], []),
-        "binary_cross_entropy_backward": (dict(pair), ["pred", "target"], [], [], []),
-        "binary_cross_entropy_with_logits": (dict(logits), ["z", "target"], [], [], []),
-        "binary_cross_entropy_with_logits_backward": (dict(logits), ["z", "target"], [], [], []),
-        "sum_of_squares": (dict(w=f(3, 4)), ["w"], [], [], []),
-        "sgd_update": (dict(w=f(3, 4), g=f(3, 4), learning_rate=0.1, weight_decay=0.01), ["w", "g"], [], [], []),
-        "momentum_update": (dict(w=f(3, 4), v=f(3, 4), g=f(3, 4), learning_rate=0.1, beta=0.9, weight_decay=0.01),
-                            ["w", "v", "g"], [], [], []),
-        "rmsprop_update": (dict(w=f(3, 4), s=f(3, 4), g=f(3, 4), learning_rate=0.1, beta2=0.99, eps=1e-8,
-                                weight_decay=0.01), ["w", "s", "g"], [], [], []),
-        "adam_update": (dict(w=f(3, 4), v=f(3, 4), s=f(3, 4), g=f(3, 4), learning_rate=0.1, beta1=0.9, beta2=0.99,
-                             t=1, eps=1e-8, weight_decay=0.01), ["w", "v", "s", "g"], [], [], []),
-        "mlp_train_step": (dict(X=f(4, 3), y=labels, weights=mlp_w(), biases=mlp_b(), activation="relu",
-                                lambda_=0.01, optimizer="adam", learning_rate=0.01, eps=1e-8,
-                                v_weights=mlp_w(), v_biases=mlp_b(), s_weights=mlp_w(), s_biases=mlp_b()),
-                           ["X", "y"], [], ["weights", "biases"], ["v_weights", "v_biases", "s_weights", "s_biases"]),
-    }
-
-
-# run-time settings and queries: no array arguments
-NO_ARRAYS = {"set_num_threads", "get_num_threads", "hardware_threads", "simd_level", "best_simd_level",
-             "set_simd_level", "gemm_blocking"}
-
-
-def _public_functions():
-    return {n for n in dir(core) if not n.startswith("_") and callable(getattr(core, n))}
+_valid_calls = valid_calls
+_public_functions = public_functions
 
 
 def test_the_table_covers_every_core_function():
@@ -404,3 +338,77 @@ def test_core_stub_declares_every_core_function():
     stub = pathlib.Path(natverk.__file__).with_name("_core.pyi")
     declared = {node.name for node in ast.parse(stub.read_text()).body if isinstance(node, ast.FunctionDef)}
     assert declared == _public_functions()
+
+
+# ---------------------------------------------------------------------------
+# 6. scalar arguments: TypeError / ValueError naming them (found by tests/test_fuzz.py)
+
+SCALAR_CASES = [(name, arg, kind) for name, args in sorted(SCALAR_ARGS.items()) for arg, kind in sorted(args.items())
+                if name not in NO_ARRAYS]
+WRONG_KIND = {  # a value of the wrong kind -> the start of the TypeError
+    "float": (None, "must be a real number, got None"),
+    "int": (1.0, "must be an integer, got float"),
+    "seed": (None, "must be an integer, got None"),
+    "pair": (3, r"must be a pair \(h, w\) of integers, got int"),
+    "bool": (None, "must be True or False, got None"),
+    "str": (None, "must be a str, got None"),
+}
+
+
+def _call_with(name, arg, value, dtype=np.float64):
+    kwargs = _valid_calls(dtype)[name][0]
+    kwargs[arg] = value
+    return getattr(core, name)(**kwargs)
+
+
+@pytest.mark.parametrize("name,arg,kind", SCALAR_CASES, ids=[f"{n}-{a}" for n, a, _ in SCALAR_CASES])
+def test_scalar_arguments_of_the_wrong_kind_raise_type_error_naming_them(name, arg, kind):
+    value, message = WRONG_KIND[kind]
+    with pytest.raises(TypeError, match=rf"^{arg} {message}") as info:
+        _call_with(name, arg, value)
+    assert "incompatible function arguments" not in str(info.value)
+
+
+BEYOND_INT64 = [(n, a, k) for n, a, k in SCALAR_CASES if k in ("int", "pair", "seed")]
+
+
+@pytest.mark.parametrize("name,arg,kind", BEYOND_INT64, ids=[f"{n}-{a}" for n, a, _ in BEYOND_INT64])
+@pytest.mark.parametrize("value", [2**70, -(2**63) - 1], ids=["2^70", "-2^63-1"])
+def test_integers_beyond_their_range_raise_value_error_naming_them(name, arg, kind, value):
+    # stride = 2**70 reached pybind11's int64_t caster and failed with its generic message
+    with pytest.raises(ValueError, match=rf"^{arg}\b.*(does not fit|must be >= 0)") as info:
+        _call_with(name, arg, (value, 1) if kind == "pair" else value)
+    assert "incompatible function arguments" not in str(info.value)
+
+
+@pytest.mark.parametrize("name,arg", [(n, a) for n, a, k in SCALAR_CASES if k == "bool"])
+@pytest.mark.parametrize("value", [None, 2, "no", 0])
+def test_flags_take_only_true_or_false(name, arg, value):
+    # None meant False and 2 or "no" meant True, without a word
+    with pytest.raises(TypeError, match=rf"^{arg} must be True or False, got {re.escape(repr(value))}$"):
+        _call_with(name, arg, value)
+    _call_with(name, arg, np.bool_(False))  # numpy's bool is a flag too
+
+
+def test_scalar_reproducers():
+    one = np.ones((2, 2))
+    with pytest.raises(TypeError, match=r"^lambda_ must be a real number, got None$"):
+        core.dense_backward(one, one, one, None)
+    with pytest.raises(ValueError, match=r"^stride \(1180591620717411303424, 1\) does not fit int64"):
+        core.conv2d_forward(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), None, (2**70, 1))
+    with pytest.raises(ValueError, match=r"^seed must be >= 0, got -1$"):
+        core.dropout_forward(one, 0.5, -1)
+    with pytest.raises(ValueError, match=r"^t = 9223372036854775808 does not fit int64"):
+        core.adam_update(one, one.copy(), one.copy(), one, 0.1, 0.9, 0.99, 2**63)
+    with pytest.raises(TypeError, match=r"^learning_rate must be a real number, got str$"):
+        core.sgd_update(one.copy(), one, "0.1")
+    with pytest.raises(ValueError, match=r"^n = 1180591620717411303424 does not fit int64"):
+        core.set_num_threads(2**70)
+    with pytest.raises(TypeError, match=r"^level must be a str, got None$"):
+        core.set_simd_level(None)
+    # what pybind11 accepted stays accepted: NumPy scalars, 0-d arrays, lists and arrays as pairs
+    core.dense_backward(one, one, one, np.float32(0.5))
+    core.dense_backward(one, one, one, np.array(0.5))
+    core.conv2d_forward(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), None, [1, np.int64(2)], np.array([1, 0]))
+    core.dropout_forward(one, 0.5, np.uint64(2**64 - 1))
+

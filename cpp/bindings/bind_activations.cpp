@@ -8,9 +8,9 @@ namespace bind {
 void bind_activations(py::module_& m) {
   m.def(
       "activation_forward",
-      [](const py::object& x_obj, const std::string& kind) -> py::array {
+      [](const py::object& x_obj, const py::object& kind) -> py::array {
         const py::array x = as_array(x_obj, "x");
-        const Activation act = parse_activation(kind);
+        const Activation act = parse_activation(as_str(kind, "kind"));
         return dispatch_float(x, "x", [&](auto tag) -> py::array {
           using T = decltype(tag);
           const T* in = in_ptr<T>(x, "x");
@@ -29,9 +29,9 @@ void bind_activations(py::module_& m) {
 
   m.def(
       "activation_backward",
-      [](const py::object& dh_obj, const py::object& h_obj, const std::string& kind) -> py::array {
+      [](const py::object& dh_obj, const py::object& h_obj, const py::object& kind) -> py::array {
         const py::array dh = as_array(dh_obj, "dh"), h = as_array(h_obj, "h");
-        const Activation act = parse_activation(kind);
+        const Activation act = parse_activation(as_str(kind, "kind"));
         return dispatch_float(dh, "dh", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_dtype<T>(h, "h", "dh");

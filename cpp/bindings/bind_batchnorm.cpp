@@ -32,12 +32,14 @@ void bind_batchnorm(py::module_& m) {
   m.def(
       "batchnorm_forward",
       [](const py::object& x_obj, const py::object& gamma_obj, const py::object& beta_obj,
-         const py::object& running_mean_obj, const py::object& running_var_obj, bool training, double eps,
-         double momentum) -> py::tuple {
+         const py::object& running_mean_obj, const py::object& running_var_obj, const py::object& training_obj,
+         const py::object& eps_obj, const py::object& momentum_obj) -> py::tuple {
         const py::array x = as_array(x_obj, "x"), gamma = as_array(gamma_obj, "gamma"),
                         beta = as_array(beta_obj, "beta");
         py::array running_mean = as_array(running_mean_obj, "running_mean"),
                   running_var = as_array(running_var_obj, "running_var");
+        const bool training = as_bool(training_obj, "training");
+        const double eps = as_float(eps_obj, "eps"), momentum = as_float(momentum_obj, "momentum");
         require_finite(eps, "eps");
         if (!(eps > 0)) throw py::value_error("eps must be > 0");
         require_in(momentum, "momentum", 0.0, 1.0, false);
@@ -91,10 +93,11 @@ void bind_batchnorm(py::module_& m) {
   m.def(
       "batchnorm_backward",
       [](const py::object& dy_obj, const py::object& x_obj, const py::object& mean_obj,
-         const py::object& invstd_obj, const py::object& gamma_obj, bool training) -> py::tuple {
+         const py::object& invstd_obj, const py::object& gamma_obj, const py::object& training_obj) -> py::tuple {
         const py::array dy = as_array(dy_obj, "dy"), x = as_array(x_obj, "x"),
                         mean = as_array(mean_obj, "mean"), invstd = as_array(invstd_obj, "invstd"),
                         gamma = as_array(gamma_obj, "gamma");
+        const bool training = as_bool(training_obj, "training");
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           const Dims d = bn_dims(x);

@@ -39,10 +39,14 @@ const T* bias_ptr(const std::optional<py::array>& b, int64_t K) {
 void bind_conv2d(py::module_& m) {
   m.def(
       "conv2d_forward",
-      [](const py::object& x_obj, const py::object& weight_obj, const py::object& bias_obj, Pair stride,
-         Pair padding, Pair dilation, int64_t groups) -> py::array {
+      [](const py::object& x_obj, const py::object& weight_obj, const py::object& bias_obj,
+         const py::object& stride_obj, const py::object& padding_obj, const py::object& dilation_obj,
+         const py::object& groups_obj) -> py::array {
         const py::array x = as_array(x_obj, "x"), weight = as_array(weight_obj, "weight");
         const std::optional<py::array> bias = as_optional_array(bias_obj, "bias");
+        const Pair stride = as_int64_pair(stride_obj, "stride"), padding = as_int64_pair(padding_obj, "padding"),
+                   dilation = as_int64_pair(dilation_obj, "dilation");
+        const int64_t groups = as_int64(groups_obj, "groups");
         return dispatch_float(x, "x", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_dtype<T>(weight, "weight", "x");
@@ -66,11 +70,17 @@ void bind_conv2d(py::module_& m) {
 
   m.def(
       "conv2d_backward",
-      [](const py::object& dy_obj, const py::object& x_obj, const py::object& weight_obj, Pair stride,
-         Pair padding, Pair dilation, int64_t groups, bool need_dx, bool need_dw,
-         bool need_db) -> py::tuple {
+      [](const py::object& dy_obj, const py::object& x_obj, const py::object& weight_obj,
+         const py::object& stride_obj, const py::object& padding_obj, const py::object& dilation_obj,
+         const py::object& groups_obj, const py::object& need_dx_obj, const py::object& need_dw_obj,
+         const py::object& need_db_obj) -> py::tuple {
         const py::array dy = as_array(dy_obj, "dy"), x = as_array(x_obj, "x"),
                         weight = as_array(weight_obj, "weight");
+        const Pair stride = as_int64_pair(stride_obj, "stride"), padding = as_int64_pair(padding_obj, "padding"),
+                   dilation = as_int64_pair(dilation_obj, "dilation");
+        const int64_t groups = as_int64(groups_obj, "groups");
+        const bool need_dx = as_bool(need_dx_obj, "need_dx"), need_dw = as_bool(need_dw_obj, "need_dw"),
+                   need_db = as_bool(need_db_obj, "need_db");
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           require_dtype<T>(weight, "weight", "x");

@@ -22,9 +22,9 @@ void bind_dense(py::module_& m) {
   m.def(
       "dense_forward",
       [](const py::object& X_obj, const py::object& W_obj, const py::object& b_obj,
-         const std::string& activation) -> py::array {
+         const py::object& activation) -> py::array {
         const py::array X = as_array(X_obj, "X"), W = as_array(W_obj, "W"), b = as_array(b_obj, "b");
-        const Activation act = parse_activation(activation);
+        const Activation act = parse_activation(as_str(activation, "activation"));
         return dispatch_float(X, "X", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_dtype<T>(W, "W", "X");
@@ -54,9 +54,11 @@ void bind_dense(py::module_& m) {
 
   m.def(
       "dense_backward",
-      [](const py::object& dZ_obj, const py::object& X_obj, const py::object& W_obj, double lambda_,
-         bool need_dX) -> py::tuple {
+      [](const py::object& dZ_obj, const py::object& X_obj, const py::object& W_obj, const py::object& lambda_obj,
+         const py::object& need_dX_obj) -> py::tuple {
         const py::array dZ = as_array(dZ_obj, "dZ"), X = as_array(X_obj, "X"), W = as_array(W_obj, "W");
+        const double lambda_ = as_float(lambda_obj, "lambda_");
+        const bool need_dX = as_bool(need_dX_obj, "need_dX");
         return dispatch_float(dZ, "dZ", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           require_dtype<T>(X, "X", "dZ");

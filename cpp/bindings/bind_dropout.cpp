@@ -8,8 +8,10 @@ namespace bind {
 void bind_dropout(py::module_& m) {
   m.def(
       "dropout_forward",
-      [](const py::object& x_obj, double p, uint64_t seed) -> py::tuple {
+      [](const py::object& x_obj, const py::object& p_obj, const py::object& seed_obj) -> py::tuple {
         const py::array x = as_array(x_obj, "x");
+        const double p = as_float(p_obj, "p");
+        const uint64_t seed = as_uint64(seed_obj, "seed");
         require_in(p, "p", 0.0, 1.0, true);
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
@@ -33,8 +35,9 @@ void bind_dropout(py::module_& m) {
 
   m.def(
       "dropout_backward",
-      [](const py::object& dy_obj, const py::object& mask_obj, double p) -> py::array {
+      [](const py::object& dy_obj, const py::object& mask_obj, const py::object& p_obj) -> py::array {
         const py::array dy = as_array(dy_obj, "dy"), mask = as_array(mask_obj, "mask");
+        const double p = as_float(p_obj, "p");
         require_in(p, "p", 0.0, 1.0, true);
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
           using T = decltype(tag);

@@ -8,10 +8,12 @@ namespace bind {
 void bind_gemm(py::module_& m) {
   m.def(
       "gemm",
-      [](const py::object& A_obj, const py::object& B_obj, const py::object& C_obj, double alpha,
-         double beta, bool trans_a, bool trans_b) -> py::array {
+      [](const py::object& A_obj, const py::object& B_obj, const py::object& C_obj, const py::object& alpha_obj,
+         const py::object& beta_obj, const py::object& trans_a_obj, const py::object& trans_b_obj) -> py::array {
         const py::array A = as_array(A_obj, "A"), B = as_array(B_obj, "B");
         const std::optional<py::array> C_given = as_optional_array(C_obj, "C");
+        const double alpha = as_float(alpha_obj, "alpha"), beta = as_float(beta_obj, "beta");
+        const bool trans_a = as_bool(trans_a_obj, "trans_a"), trans_b = as_bool(trans_b_obj, "trans_b");
         return dispatch_float(A, "A", [&](auto tag) -> py::array {
           using T = decltype(tag);
           require_dtype<T>(B, "B", "A");

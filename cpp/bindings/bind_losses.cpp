@@ -48,9 +48,9 @@ void def_pair_loss(py::module_& m, const char* name, const char* pn, Fwd32 f32, 
                    const char* doc) {
   m.def(
       name,
-      [=](const py::object& pred_obj, const py::object& target_obj, const std::string& reduction) -> double {
+      [=](const py::object& pred_obj, const py::object& target_obj, const py::object& reduction) -> double {
         const py::array pred = as_array(pred_obj, pn), target = as_array(target_obj, "target");
-        const bool mean = parse_reduction(reduction);
+        const bool mean = parse_reduction(as_str(reduction, "reduction"));
         return dispatch_float(pred, pn, [&](auto tag) -> double {
           using T = decltype(tag);
           const PairDims d = pair_dims<T>(pred, pn, target, "target");
@@ -69,9 +69,9 @@ void def_pair_grad(py::module_& m, const char* name, const char* pn, Bwd32 f32, 
                    const char* doc) {
   m.def(
       name,
-      [=](const py::object& pred_obj, const py::object& target_obj, const std::string& reduction) -> py::array {
+      [=](const py::object& pred_obj, const py::object& target_obj, const py::object& reduction) -> py::array {
         const py::array pred = as_array(pred_obj, pn), target = as_array(target_obj, "target");
-        const bool mean = parse_reduction(reduction);
+        const bool mean = parse_reduction(as_str(reduction, "reduction"));
         return dispatch_float(pred, pn, [&](auto tag) -> py::array {
           using T = decltype(tag);
           const PairDims d = pair_dims<T>(pred, pn, target, "target");

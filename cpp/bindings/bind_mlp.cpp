@@ -12,11 +12,13 @@ namespace bind {
 namespace {
 
 MlpOptimizer parse_optimizer(const std::string& name) {
-  if (name == "vanilla") return MlpOptimizer::vanilla;
+  // the canonical names of the optimizer table (python/natverk/optimizers/table.py);
+  // the Python boundary resolves aliases ("vanilla", "SGD", ...) before calling
+  if (name == "sgd") return MlpOptimizer::vanilla;
   if (name == "momentum") return MlpOptimizer::momentum;
   if (name == "rmsprop") return MlpOptimizer::rmsprop;
   if (name == "adam") return MlpOptimizer::adam;
-  throw py::value_error("optimizer must be 'vanilla', 'momentum', 'rmsprop' or 'adam', got '" + name + "'");
+  throw py::value_error("optimizer must be 'sgd', 'momentum', 'rmsprop' or 'adam', got '" + name + "'");
 }
 
 // A list of writable C-contiguous T arrays, the l-th of `size` elements.
@@ -47,13 +49,20 @@ void bind_mlp(py::module_& m) {
   m.def(
       "mlp_train_step",
       [](const py::object& X_obj, const py::object& y_obj, const py::object& weights_obj,
-         const py::object& biases_obj, const std::string& activation, double lambda_, const std::string& optimizer,
-         double learning_rate, double beta, double beta1, double beta2, int64_t t, double eps,
+         const py::object& biases_obj, const py::object& activation_obj, const py::object& lambda_obj,
+         const py::object& optimizer_obj, const py::object& learning_rate_obj, const py::object& beta_obj,
+         const py::object& beta1_obj, const py::object& beta2_obj, const py::object& t_obj, const py::object& eps_obj,
          const py::object& v_weights, const py::object& v_biases, const py::object& s_weights,
          const py::object& s_biases) -> py::tuple {
         const py::array X = as_array(X_obj, "X"), y = as_array(y_obj, "y");
         const py::sequence weights = as_array_list(weights_obj, "weights"),
                            biases = as_array_list(biases_obj, "biases");
+        const std::string activation = as_str(activation_obj, "activation"),
+                          optimizer = as_str(optimizer_obj, "optimizer");
+        const double lambda_ = as_float(lambda_obj, "lambda_"), learning_rate = as_float(learning_rate_obj, "learning_rate"),
+                     beta = as_float(beta_obj, "beta"), beta1 = as_float(beta1_obj, "beta1"),
+                     beta2 = as_float(beta2_obj, "beta2"), eps = as_float(eps_obj, "eps");
+        const int64_t t = as_int64(t_obj, "t");
         const Activation act = parse_activation(activation);
         MlpHyper hp{parse_optimizer(optimizer), learning_rate, beta, beta1, beta2, eps, lambda_, t};
         require_finite(learning_rate, "learning_rate");

@@ -46,9 +46,10 @@ void check_in_dtype(std::initializer_list<std::pair<double, const char*>> args) 
 void bind_optimizers(py::module_& m) {
   m.def(
       "sgd_update",
-      [](const py::object& w_obj, const py::object& g_obj, double lr, double wd) {
+      [](const py::object& w_obj, const py::object& g_obj, const py::object& lr_obj, const py::object& wd_obj) {
         py::array w = as_array(w_obj, "w");
         const py::array g = as_array(g_obj, "g");
+        const double lr = as_float(lr_obj, "learning_rate"), wd = as_float(wd_obj, "weight_decay");
         check_lr(lr, wd);
         dispatch_float(w, "w", [&](auto tag) {
           using T = decltype(tag);
@@ -66,10 +67,12 @@ void bind_optimizers(py::module_& m) {
 
   m.def(
       "momentum_update",
-      [](const py::object& w_obj, const py::object& v_obj, const py::object& g_obj, double lr, double beta,
-         double wd) {
+      [](const py::object& w_obj, const py::object& v_obj, const py::object& g_obj, const py::object& lr_obj,
+         const py::object& beta_obj, const py::object& wd_obj) {
         py::array w = as_array(w_obj, "w"), v = as_array(v_obj, "v");
         const py::array g = as_array(g_obj, "g");
+        const double lr = as_float(lr_obj, "learning_rate"), beta = as_float(beta_obj, "beta"),
+                     wd = as_float(wd_obj, "weight_decay");
         check_lr(lr, wd);
         require_in(beta, "beta", 0.0, 1.0, true);
         dispatch_float(w, "w", [&](auto tag) {
@@ -89,10 +92,12 @@ void bind_optimizers(py::module_& m) {
 
   m.def(
       "rmsprop_update",
-      [](const py::object& w_obj, const py::object& s_obj, const py::object& g_obj, double lr, double beta2,
-         double eps, double wd) {
+      [](const py::object& w_obj, const py::object& s_obj, const py::object& g_obj, const py::object& lr_obj,
+         const py::object& beta2_obj, const py::object& eps_obj, const py::object& wd_obj) {
         py::array w = as_array(w_obj, "w"), s = as_array(s_obj, "s");
         const py::array g = as_array(g_obj, "g");
+        const double lr = as_float(lr_obj, "learning_rate"), beta2 = as_float(beta2_obj, "beta2"),
+                     eps = as_float(eps_obj, "eps"), wd = as_float(wd_obj, "weight_decay");
         check_lr(lr, wd);
         require_in(beta2, "beta2", 0.0, 1.0, true);
         check_eps(eps);
@@ -116,9 +121,14 @@ void bind_optimizers(py::module_& m) {
   m.def(
       "adam_update",
       [](const py::object& w_obj, const py::object& v_obj, const py::object& s_obj, const py::object& g_obj,
-         double lr, double beta1, double beta2, int64_t t, double eps, double wd) {
+         const py::object& lr_obj, const py::object& beta1_obj, const py::object& beta2_obj, const py::object& t_obj,
+         const py::object& eps_obj, const py::object& wd_obj) {
         py::array w = as_array(w_obj, "w"), v = as_array(v_obj, "v"), s = as_array(s_obj, "s");
         const py::array g = as_array(g_obj, "g");
+        const double lr = as_float(lr_obj, "learning_rate"), beta1 = as_float(beta1_obj, "beta1"),
+                     beta2 = as_float(beta2_obj, "beta2"), eps = as_float(eps_obj, "eps"),
+                     wd = as_float(wd_obj, "weight_decay");
+        const int64_t t = as_int64(t_obj, "t");
         check_lr(lr, wd);
         require_in(beta1, "beta1", 0.0, 1.0, true);
         require_in(beta2, "beta2", 0.0, 1.0, true);

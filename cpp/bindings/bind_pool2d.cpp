@@ -34,8 +34,11 @@ void require_out_shape(const py::array& dy, const Pool2dShape& s) {
 void bind_pool2d(py::module_& m) {
   m.def(
       "maxpool2d_forward",
-      [](const py::object& x_obj, Pair kernel, Pair stride, Pair padding) -> py::tuple {
+      [](const py::object& x_obj, const py::object& kernel_obj, const py::object& stride_obj,
+         const py::object& padding_obj) -> py::tuple {
         const py::array x = as_array(x_obj, "x");
+        const Pair kernel = as_int64_pair(kernel_obj, "kernel_size"), stride = as_int64_pair(stride_obj, "stride"),
+                   padding = as_int64_pair(padding_obj, "padding");
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x, kernel, stride, padding);
@@ -56,10 +59,12 @@ void bind_pool2d(py::module_& m) {
 
   m.def(
       "maxpool2d_backward",
-      [](const py::object& dy_obj, const py::object& argmax_obj, const py::object& x_obj, Pair kernel,
-         Pair stride, Pair padding) -> py::array {
+      [](const py::object& dy_obj, const py::object& argmax_obj, const py::object& x_obj,
+         const py::object& kernel_obj, const py::object& stride_obj, const py::object& padding_obj) -> py::array {
         const py::array dy = as_array(dy_obj, "dy"), argmax = as_array(argmax_obj, "argmax"),
                         x_shape_like = as_array(x_obj, "x");
+        const Pair kernel = as_int64_pair(kernel_obj, "kernel_size"), stride = as_int64_pair(stride_obj, "stride"),
+                   padding = as_int64_pair(padding_obj, "padding");
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x_shape_like, kernel, stride, padding);
@@ -86,8 +91,11 @@ void bind_pool2d(py::module_& m) {
 
   m.def(
       "avgpool2d_forward",
-      [](const py::object& x_obj, Pair kernel, Pair stride, Pair padding) -> py::array {
+      [](const py::object& x_obj, const py::object& kernel_obj, const py::object& stride_obj,
+         const py::object& padding_obj) -> py::array {
         const py::array x = as_array(x_obj, "x");
+        const Pair kernel = as_int64_pair(kernel_obj, "kernel_size"), stride = as_int64_pair(stride_obj, "stride"),
+                   padding = as_int64_pair(padding_obj, "padding");
         return dispatch_float(x, "x", [&](auto tag) -> py::array {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x, kernel, stride, padding);
@@ -106,8 +114,11 @@ void bind_pool2d(py::module_& m) {
 
   m.def(
       "avgpool2d_backward",
-      [](const py::object& dy_obj, const py::object& x_obj, Pair kernel, Pair stride, Pair padding) -> py::array {
+      [](const py::object& dy_obj, const py::object& x_obj, const py::object& kernel_obj,
+         const py::object& stride_obj, const py::object& padding_obj) -> py::array {
         const py::array dy = as_array(dy_obj, "dy"), x_shape_like = as_array(x_obj, "x");
+        const Pair kernel = as_int64_pair(kernel_obj, "kernel_size"), stride = as_int64_pair(stride_obj, "stride"),
+                   padding = as_int64_pair(padding_obj, "padding");
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
           using T = decltype(tag);
           const Pool2dShape s = pool_shape(x_shape_like, kernel, stride, padding);

@@ -68,6 +68,194 @@ inline std::string shape_str(const py::array& a) {
   return os.str();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Scalar arguments (float, int, (h, w) pair, bool, str) are declared py::object as well and
+// converted with the helpers below. pybind11's own casters fail overload resolution on None, a
+// str, a float where an int belongs or an int beyond int64 (stride = 2**70): "incompatible
+// function arguments" and a dump of the whole signature, naming no argument. Its bool caster
+// is the opposite: it took None (and 2, and "no") as a flag without a word. Each helper raises
+// TypeError (wrong kind of object) or ValueError (out of range) naming the argument.
+//
+// Accepted, as pybind11 accepted them: Python and NumPy real numbers (and 0-d arrays) for a
+// float; Python and NumPy integers (anything with __index__) for an int; any sequence of two
+// integers for a pair. Not accepted any more: bool where a number belongs, None or a non-bool
+// for a flag, bytes for a str.
+
+// A short repr of what the caller passed, for messages ("None", "1180591620717411303424").
+inline std::string short_repr(const py::handle& obj) {
+  std::string r;
+  try {
+    r = py::repr(obj).cast<std::string>();
+  } catch (const py::error_already_set&) {
+    return type_name(obj);
+  }
+  if (r.size() > 80) r = r.substr(0, 77) + "...";
+  return r;
+}
+
+namespace detail {
+
+// The dtype kind of a NumPy scalar or array ('f', 'i', 'u', 'b', 'c', ...); 0 for anything
+// else. *ndim gets the array's rank (0 for a scalar).
+inline char numpy_kind(const py::handle& obj, py::ssize_t* ndim) {
+  *ndim = 0;
+  if (py::isinstance<py::array>(obj)) {
+    const auto a = py::reinterpret_borrow<py::array>(obj);
+    *ndim = a.ndim();
+    return a.dtype().kind();
+  }
+  const py::object generic = py::module_::import("numpy").attr("generic");
+  const int is = PyObject_IsInstance(obj.ptr(), generic.ptr());
+  if (is < 0) throw py::error_already_set();
+  if (!is) return 0;
+  return obj.attr("dtype").attr("kind").cast<std::string>()[0];
+}
+
+inline bool has_number_slot(const py::handle& obj, bool float_slot) {
+  const PyNumberMethods* nb = Py_TYPE(obj.ptr())->tp_as_number;
+  return nb != nullptr && (nb->nb_index != nullptr || (float_slot && nb->nb_float != nullptr));
+}
+
+// The integer value of obj (already known to be an integer), as a Python int.
+inline py::int_ index_of(const py::handle& obj, const char* name) {
+  PyObject* i = PyNumber_Index(obj.ptr());
+  if (i == nullptr) {
+    PyErr_Clear();
+    throw py::type_error(std::string(name) + " must be an integer, got " + type_name(obj));
+  }
+  return py::reinterpret_steal<py::int_>(i);
+}
+
+// Python / NumPy integers (and 0-d integer arrays), not bool. A plain int never reaches the
+// NumPy lookup.
+inline bool is_integer(const py::handle& obj) {
+  PyObject* p = obj.ptr();
+  if (PyBool_Check(p)) return false;
+  if (PyLong_Check(p)) return true;
+  if (PyFloat_Check(p) || PyComplex_Check(p) || PyUnicode_Check(p)) return false;
+  py::ssize_t ndim = 0;
+  const char kind = numpy_kind(obj, &ndim);
+  if (kind != 0) return ndim == 0 && (kind == 'i' || kind == 'u');
+  return has_number_slot(obj, false);
+}
+
+}  // namespace detail
+
+// A float argument: a Python float or int, a NumPy real scalar or 0-d array, or another object
+// with __float__ (Fraction, Decimal). Not bool, None, str, complex or an array of values.
+// An int too large for a double (10**400) is a ValueError.
+inline double as_float(const py::handle& obj, const char* name) {
+  PyObject* p = obj.ptr();
+  if (PyFloat_Check(p)) return PyFloat_AS_DOUBLE(p);  // also numpy.float64
+  if (PyLong_Check(p) && !PyBool_Check(p)) {
+    const double v = PyLong_AsDouble(p);
+    if (v == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw py::value_error(std::string(name) + " = " + short_repr(obj) + " is too large for a float");
+    }
+    return v;
+  }
+  py::ssize_t ndim = 0;
+  const char kind = detail::numpy_kind(obj, &ndim);
+  const bool real = kind != 0 ? ndim == 0 && (kind == 'f' || kind == 'i' || kind == 'u')
+                              : !PyBool_Check(p) && !PyComplex_Check(p) && !PyUnicode_Check(p) &&
+                                    detail::has_number_slot(obj, true);
+  if (!real) {
+    std::string got = type_name(obj);
+    if (kind != 0 && ndim > 0) got += " of shape " + shape_str(py::reinterpret_borrow<py::array>(obj));
+    throw py::type_error(std::string(name) + " must be a real number, got " + got);
+  }
+  const double v = PyFloat_AsDouble(p);
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " = " + short_repr(obj) + " cannot be converted to a float");
+  }
+  return v;
+}
+
+// An int64 argument (groups, t, ...): a Python or NumPy integer. 1.0, True, None and ints
+// outside int64 are rejected.
+inline int64_t as_int64(const py::handle& obj, const char* name) {
+  if (!detail::is_integer(obj))
+    throw py::type_error(std::string(name) + " must be an integer, got " + type_name(obj));
+  const py::int_ i = detail::index_of(obj, name);
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
+  if (overflow != 0)
+    throw py::value_error(std::string(name) + " = " + short_repr(obj) +
+                          " does not fit int64 (it must be between -2**63 and 2**63 - 1)");
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return static_cast<int64_t>(v);
+}
+
+// A uint64 argument (a seed): 0 <= value < 2**64.
+inline uint64_t as_uint64(const py::handle& obj, const char* name) {
+  if (!detail::is_integer(obj))
+    throw py::type_error(std::string(name) + " must be an integer, got " + type_name(obj));
+  const py::int_ i = detail::index_of(obj, name);
+  if (PyObject_RichCompareBool(i.ptr(), py::int_(0).ptr(), Py_LT) == 1)
+    throw py::value_error(std::string(name) + " must be >= 0, got " + short_repr(obj));
+  const unsigned long long v = PyLong_AsUnsignedLongLong(i.ptr());
+  if (PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " = " + short_repr(obj) + " does not fit uint64 (it must be < 2**64)");
+  }
+  return static_cast<uint64_t>(v);
+}
+
+// An (h, w) pair of int64 (stride, padding, dilation, kernel_size): any sequence of two
+// integers (tuple, list, 1-D integer array). Messages quote the whole pair.
+inline std::pair<int64_t, int64_t> as_int64_pair(const py::handle& obj, const char* name) {
+  PyObject* p = obj.ptr();
+  const auto wrong = [&]() {
+    return py::type_error(std::string(name) + " must be a pair (h, w) of integers, got " +
+                          (PySequence_Check(p) && !PyUnicode_Check(p) && !PyBytes_Check(p) ? short_repr(obj)
+                                                                                           : type_name(obj)));
+  };
+  if (!PySequence_Check(p) || PyUnicode_Check(p) || PyBytes_Check(p)) throw wrong();
+  const py::ssize_t n = PySequence_Size(p);
+  if (n < 0) {
+    PyErr_Clear();
+    throw wrong();
+  }
+  if (n != 2)
+    throw py::value_error(std::string(name) + " must be a pair (h, w) of integers, got " + std::to_string(n) +
+                          " values: " + short_repr(obj));
+  int64_t v[2];
+  for (py::ssize_t k = 0; k < 2; ++k) {
+    PyObject* item = PySequence_GetItem(p, k);
+    if (item == nullptr) {
+      PyErr_Clear();
+      throw wrong();
+    }
+    const py::object it = py::reinterpret_steal<py::object>(item);
+    if (!detail::is_integer(it)) throw wrong();
+    int overflow = 0;
+    const long long x = PyLong_AsLongLongAndOverflow(detail::index_of(it, name).ptr(), &overflow);
+    if (overflow != 0)
+      throw py::value_error(std::string(name) + " " + short_repr(obj) +
+                            " does not fit int64 (each value must be between -2**63 and 2**63 - 1)");
+    v[k] = static_cast<int64_t>(x);
+  }
+  return {v[0], v[1]};
+}
+
+// A flag: True/False or numpy.bool_. None, ints and strings are rejected: need_dx=None used to
+// mean False and "no" meant True.
+inline bool as_bool(const py::handle& obj, const char* name) {
+  if (PyBool_Check(obj.ptr())) return obj.ptr() == Py_True;
+  py::ssize_t ndim = 0;
+  if (!py::isinstance<py::array>(obj) && detail::numpy_kind(obj, &ndim) == 'b') return PyObject_IsTrue(obj.ptr()) == 1;
+  throw py::type_error(std::string(name) + " must be True or False, got " + short_repr(obj));
+}
+
+// A str argument (an activation, a reduction, an optimizer name).
+inline std::string as_str(const py::handle& obj, const char* name) {
+  if (!PyUnicode_Check(obj.ptr()))
+    throw py::type_error(std::string(name) + " must be a str, got " + type_name(obj));
+  return obj.cast<std::string>();
+}
+
 inline bool is_little_endian() {
   const uint16_t probe = 1;
   return *reinterpret_cast<const unsigned char*>(&probe) == 1;

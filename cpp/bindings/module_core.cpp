@@ -2,7 +2,10 @@
 // per source file keeps builds parallel; this file adds the run-time config.
 #include <pybind11/pybind11.h>
 
+#include <limits>
 #include <stdexcept>
+
+#include "bindings/checks.h"
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
@@ -23,6 +26,7 @@ void bind_residual(py::module_& m);
 void bind_losses(py::module_& m);
 void bind_optimizers(py::module_& m);
 void bind_mlp(py::module_& m);
+void bind_plan(py::module_& m);
 }  // namespace bind
 }  // namespace natverk
 
@@ -38,20 +42,30 @@ PYBIND11_MODULE(_core, m) {
 
   // GIL released: a resize waits for the region in flight, whose caller may
   // need the GIL to return (issue 13's deadlock).
-  m.def("set_num_threads", &natverk::set_num_threads, py::arg("n"), py::call_guard<py::gil_scoped_release>(),
-        "Set the number of threads the kernels use (1..1024); waits for a region in flight.");
+  m.def(
+      "set_num_threads",
+      [](const py::object& n_obj) {
+        const int64_t n = bind::as_int64(n_obj, "n");
+        if (n < std::numeric_limits<int>::min() || n > std::numeric_limits<int>::max())
+          throw py::value_error("n (the number of threads) = " + std::to_string(n) + " is out of range");
+        py::gil_scoped_release release;
+        natverk::set_num_threads(static_cast<int>(n));
+      },
+      py::arg("n"), "Set the number of threads the kernels use (1..1024); waits for a region in flight.");
   m.def("get_num_threads", &natverk::num_threads, "Number of threads the kernels use.");
   m.def("hardware_threads", &natverk::hardware_threads, "Hardware threads this machine reports.");
   m.def("simd_level", [] { return std::string(simd_level_name(simd_level())); },
         "SIMD level the kernels run at now: 'scalar', 'avx2' or 'avx512'.");
   m.def("best_simd_level", [] { return std::string(simd_level_name(best_simd_level())); },
         "Best SIMD level this CPU supports and this build contains.");
-  m.def("set_simd_level", [](const std::string& name) { set_simd_level(parse_simd_level(name)); },
+  m.def("set_simd_level",
+        [](const py::object& level) { set_simd_level(parse_simd_level(bind::as_str(level, "level"))); },
         py::arg("level"),
         "Lower (or restore) the SIMD level: 'scalar', 'avx2' or 'avx512'; never above best_simd_level().");
   m.def(
       "gemm_blocking",
-      [](const std::string& dtype) {
+      [](const py::object& dtype_obj) {
+        const std::string dtype = bind::as_str(dtype_obj, "dtype");
         GemmBlocking b;
         if (dtype == "float32") b = gemm_blocking_f32();
         else if (dtype == "float64") b = gemm_blocking_f64();
@@ -73,4 +87,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_losses(m);
   bind::bind_optimizers(m);
   bind::bind_mlp(m);
+  bind::bind_plan(m);
 }

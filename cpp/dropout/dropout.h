@@ -16,6 +16,13 @@ namespace natverk {
 // A uniform double in [0, 1) from (seed, counter); 53 random bits.
 double counter_uniform(uint64_t seed, uint64_t counter);
 
+// The kernel seed of the Dropout layer's training call number `call` (python/natverk/layers/
+// dropout.py, Dropout.call_seed): NumPy's SeedSequence([seed, call]).generate_state(2, uint32)
+// as (state[0] << 32) | state[1]. SeedSequence is O'Neill's seed_seq hash with a pool of four
+// 32-bit words (numpy/random/bit_generator.pyx); ported word for word so that the step plan
+// (cpp/plan/) draws the very masks the Python layer draws, with no Python between batches.
+uint64_t dropout_call_seed(uint64_t seed, uint64_t call);
+
 template <typename T>
 void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, double p, uint64_t seed);
 

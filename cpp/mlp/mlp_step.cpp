@@ -27,15 +27,14 @@ Workspace<T>& workspace() {
   return ws;
 }
 
-template <typename T>
-void update(MlpOptimizer opt, T* w, T* v, T* s, const T* g, int64_t n, const MlpHyper& hp) {
+// The MATLAB optimizers through the one dispatch (optimizers.h); no weight decay here: the
+// MATLAB network's L2 enters through dense_backward's lambda, as back_propagation's does.
+OptimizerKind kind_of(MlpOptimizer opt) {
   switch (opt) {
-    case MlpOptimizer::vanilla: sgd_update<T>(w, g, n, hp.learning_rate, 0.0); break;
-    case MlpOptimizer::momentum: momentum_update<T>(w, v, g, n, hp.learning_rate, hp.beta, 0.0); break;
-    case MlpOptimizer::rmsprop: rmsprop_update<T>(w, s, g, n, hp.learning_rate, hp.beta2, hp.eps, 0.0); break;
-    case MlpOptimizer::adam:
-      adam_update<T>(w, v, s, g, n, hp.learning_rate, hp.beta1, hp.beta2, hp.t, hp.eps, 0.0);
-      break;
+    case MlpOptimizer::vanilla: return OptimizerKind::sgd;
+    case MlpOptimizer::momentum: return OptimizerKind::momentum;
+    case MlpOptimizer::rmsprop: return OptimizerKind::rmsprop;
+    default: return OptimizerKind::adam;
   }
 }
 
@@ -84,10 +83,12 @@ double mlp_train_step(MlpTensors<T>& net, const T* X, const int64_t* y, int64_t 
   }
 
   // gradient_descent_*: W1, b1, W2, b2, ...
+  const OptimizerKind kind = kind_of(hp.optimizer);
+  const OptimizerHyper oh{hp.learning_rate, hp.beta, hp.beta1, hp.beta2, hp.eps, hp.t};
   for (int64_t l = 0; l < L; ++l) {
     const auto at = [](const std::vector<T*>& v, int64_t i) { return v.empty() ? nullptr : v[i]; };
-    update<T>(hp.optimizer, net.W[l], at(net.vW, l), at(net.sW, l), ws.dW[l].data(), n[l] * n[l + 1], hp);
-    update<T>(hp.optimizer, net.b[l], at(net.vb, l), at(net.sb, l), ws.db[l].data(), n[l + 1], hp);
+    optimizer_update<T>(kind, net.W[l], at(net.vW, l), at(net.sW, l), ws.dW[l].data(), n[l] * n[l + 1], oh, 0.0);
+    optimizer_update<T>(kind, net.b[l], at(net.vb, l), at(net.sb, l), ws.db[l].data(), n[l + 1], oh, 0.0);
   }
   if (data_loss) *data_loss = loss_data;
   if (psi_out) *psi_out = psi;

@@ -13,6 +13,7 @@
 // checks gradients before calling when asked to.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace natverk {
 
@@ -30,5 +31,32 @@ void rmsprop_update(T* w, T* s, const T* g, int64_t n, double lr, double beta2, 
 template <typename T>
 void adam_update(T* w, T* v, T* s, const T* g, int64_t n, double lr, double beta1, double beta2,
                  int64_t t, double eps, double weight_decay);
+
+// ----------------------------------------------------------------------------------------------
+// The one dispatch: optimizer by kind (the canonical names of python/natverk/optimizers/table.py).
+// Every C++ caller that updates by name (the step plan, cpp/plan/) goes through here, so the
+// choice of kernel and which state arrays it reads lives in one place.
+
+enum class OptimizerKind { sgd, momentum, rmsprop, adam };
+
+// Throws std::invalid_argument for anything but "sgd", "momentum", "rmsprop", "adam".
+OptimizerKind parse_optimizer_kind(const std::string& name);
+const char* optimizer_kind_name(OptimizerKind kind);
+// Which state arrays the kind reads and writes: v (first moment), s (second moment).
+inline bool optimizer_uses_v(OptimizerKind k) { return k == OptimizerKind::momentum || k == OptimizerKind::adam; }
+inline bool optimizer_uses_s(OptimizerKind k) { return k == OptimizerKind::rmsprop || k == OptimizerKind::adam; }
+
+// lr the learning rate; beta momentum's; beta1/beta2 Adam's moments (beta2 RMSprop's too);
+// eps the divisor guard; t Adam's step count (>= 1), already incremented for this step.
+struct OptimizerHyper {
+  double lr, beta, beta1, beta2, eps;
+  int64_t t;
+};
+
+// One in-place update of w (n elements) with gradient g by `kind`; v and s may be null where
+// the kind does not use them. weight_decay adds the thesis' L2 gradient wd * w (eq. 9) first.
+template <typename T>
+void optimizer_update(OptimizerKind kind, T* w, T* v, T* s, const T* g, int64_t n,
+                      const OptimizerHyper& hp, double weight_decay);
 
 }  // namespace natverk

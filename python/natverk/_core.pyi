@@ -6,6 +6,11 @@ Conventions every function follows (cpp/bindings/checks.h):
   kernels update an argument in place); anything else raises TypeError naming
   the argument ("x must be a NumPy array, got list"). ``| None`` marks the
   optional ones.
+* Scalar arguments are converted with checks that name them too (TypeError for the
+  wrong kind, ValueError out of range): a float is a real number (int, float, NumPy
+  scalar, 0-d array; not bool, None or str), an int an integer within int64 (a seed
+  within uint64; 2**70 is a ValueError, 1.0 a TypeError), an (h, w) pair a sequence of
+  two such integers, a flag True/False (or numpy.bool_; None is not False), a name a str.
 * Float arguments (learning_rate, lambda_, alpha, eps, ...) must be finite and
   representable in the arrays' dtype (1e300 is rejected for float32): ValueError.
 * Sizes derived from geometry (stride, padding, dilation, kernel_size) are
@@ -150,6 +155,8 @@ def batchnorm_backward(
 # dropout
 def dropout_forward(x: _F, p: float, seed: int) -> tuple[_F, npt.NDArray[np.uint8]]: ...
 def dropout_backward(dy: _F, mask: npt.NDArray[np.uint8], p: float) -> _F: ...
+# the Dropout layer's kernel seed of training call `call` (SeedSequence([seed, call]), in C++)
+def dropout_call_seed(seed: int, call: int) -> int: ...
 
 # residual
 def add(a: _F, b: _F) -> _F: ...
@@ -174,3 +181,102 @@ def mlp_train_step(
     s_weights: list[_F] | tuple[_F, ...] | None = None,
     s_biases: list[_F] | tuple[_F, ...] | None = None,
 ) -> tuple[float, float, float]: ...
+
+# the step plan (cpp/plan/plan.h): a network's whole training step as one C++ op list over the
+# caller's arrays (parameters, gradients, optimizer state, running statistics, dropout counters)
+class Plan:
+    def __init__(self, dtype: npt.DTypeLike, input_shape: tuple[int, ...] | list[int]) -> None: ...
+    @property
+    def dtype(self) -> np.dtype: ...
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def output_shape(self) -> tuple[int, ...]: ...
+    @property
+    def current_shape(self) -> tuple[int, ...]: ...
+    @property
+    def loss(self) -> str: ...
+    @property
+    def num_parameters(self) -> int: ...
+    # building, in layer order
+    def dense(self, W: _F, b: _F | None, dW: _F, db: _F | None) -> None: ...
+    def activation(self, kind: _Act) -> None: ...
+    def dropout(self, p: float, seed: int, counter: npt.NDArray[np.int64]) -> None: ...
+    def flatten(self) -> None: ...
+    def conv2d(
+        self,
+        W: _F,
+        b: _F | None,
+        dW: _F,
+        db: _F | None,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+    ) -> None: ...
+    def maxpool2d(self, kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int] = (0, 0)) -> None: ...
+    def avgpool2d(self, kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int] = (0, 0)) -> None: ...
+    def global_avgpool2d(self) -> None: ...
+    def batchnorm(
+        self,
+        gamma: _F,
+        beta: _F,
+        dgamma: _F,
+        dbeta: _F,
+        running_mean: _F,
+        running_var: _F,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+    ) -> None: ...
+    def begin_residual(self) -> None: ...
+    def end_residual(self) -> None: ...
+    def set_loss(self, kind: Literal["cross_entropy", "mse", "bce_with_logits"], class_weights: _F | None = None) -> None: ...
+    def set_optimizer(
+        self,
+        kind: Literal["sgd", "momentum", "rmsprop", "adam"],
+        v: list[_F | None],
+        s: list[_F | None],
+        decay: list[bool],
+        l2_in_backward: bool = False,
+    ) -> None: ...
+    # running (GIL released)
+    def step(
+        self,
+        X: _F,
+        y: npt.NDArray[np.integer] | _F,
+        learning_rate: float,
+        beta: float = 0.9,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+        t: int = 1,
+        weight_decay: float = 0.0,
+        max_loss: float | None = None,
+        accuracy_targets: npt.NDArray[np.integer] | npt.NDArray[np.bool_] | None = None,
+        check_finite: bool = True,
+    ) -> tuple[float, float, int | None, bool]: ...
+    def gradients(
+        self,
+        X: _F,
+        y: npt.NDArray[np.integer] | _F,
+        weight_decay: float = 0.0,
+        accuracy_targets: npt.NDArray[np.integer] | npt.NDArray[np.bool_] | None = None,
+    ) -> tuple[float, float, int | None]: ...
+    def forward(self, X: _F) -> _F: ...
+    def epoch(
+        self,
+        X: _F,
+        y: npt.NDArray[np.integer] | _F,
+        order: npt.NDArray[np.integer],
+        batch_size: int,
+        learning_rate: float,
+        beta: float = 0.9,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+        t: int = 1,
+        weight_decay: float = 0.0,
+        max_loss: float | None = None,
+        accuracy_targets: npt.NDArray[np.integer] | npt.NDArray[np.bool_] | None = None,
+        check_finite: bool = True,
+    ) -> dict: ...

@@ -110,10 +110,53 @@ def as_activation(activation: str) -> str:
 
 
 def as_lambda(lambda_: float) -> float:
+    # float() alone parsed strings ("0.1"), took True as 1.0 and raised OverflowError for 10**400
+    if isinstance(lambda_, (str, bytes, bool, np.bool_)) or (isinstance(lambda_, np.ndarray) and lambda_.ndim):
+        raise TypeError(f"lambda_ must be a number, got {type(lambda_).__name__}")
     try:
         value = float(lambda_)
     except (TypeError, ValueError):
         raise TypeError(f"lambda_ must be a number, got {type(lambda_).__name__}") from None
+    except OverflowError:
+        raise ValueError(f"lambda_ = {lambda_!r:.60} is too large for a float") from None
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"lambda_ must be finite and >= 0, got {lambda_}")
     return value
+
+
+def as_float_array(a, name: str) -> np.ndarray:
+    """``a`` as a C-contiguous float array of the same shape (0-d included), for the elementwise
+    functions (relu, sigmoid, tanh, softmax): float32 stays float32, any other real dtype
+    (integers, bool, float16, lists of numbers) becomes float64.
+
+    Complex, string and object data raise TypeError naming ``name``: numpy's own conversion
+    silently dropped imaginary parts (a ComplexWarning at most), parsed numeric strings
+    ("1.5" -> 1.5) and failed on others with a message that named nothing.
+    """
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as err:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a real numeric array: {err}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    # not np.ascontiguousarray: it turns a 0-d array into shape (1,)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def as_class_weights(class_weights, dtype: np.dtype, name: str = "class_weights") -> np.ndarray | None:
+    """Optional per-class weights as a contiguous array of ``dtype`` (None stays None). Their
+    shape and values are checked by the kernel; here only that they are real numbers: NumPy's
+    conversion dropped imaginary parts with a warning and parsed strings, or failed with
+    "could not convert string to float", naming nothing."""
+    if class_weights is None:
+        return None
+    try:
+        w = np.asarray(class_weights)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a 1-D array of real numbers: {err}") from None
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a 1-D array of real numbers, got dtype {w.dtype}")
+    return np.ascontiguousarray(w, dtype=dtype)
+

@@ -14,12 +14,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _core
 from ._divergence import as_max_loss, check_loss
 from ._validation import as_activation, as_inputs, as_labels, as_lambda, network_dtype, num_layers
 from .neuralnet import back_propagation, forward_propagation
 from . import optimizers as _optimizers
-from .optimizers._update import state
 from .optimizers.table import OPTIMIZERS as _TABLE
 from .optimizers.table import resolve
 from .utils.check_accuracy import check_accuracy
@@ -33,16 +31,22 @@ def minibatches(m: int, batch_size: int, rng: np.random.Generator | None = None)
     """Index arrays of the minibatches of one epoch: a permutation of ``range(m)``
     (identity order when ``rng`` is None) cut into pieces of ``batch_size``;
     the last piece holds the remainder. Every index appears exactly once."""
+    order = _epoch_order(m, batch_size, rng)
+    return [order[i : i + int(batch_size)] for i in range(0, m, int(batch_size))]
+
+
+def _epoch_order(m: int, batch_size: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The rows of one epoch in the order :func:`minibatches` cuts them (one ``rng.permutation``
+    draw, identity order when ``rng`` is None): what :func:`train`'s step plan walks."""
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"minibatch_size must be a positive integer, got {batch_size!r}")
     if m < 1:
         raise ValueError(f"there must be at least one training example, got {m}")
-    order = rng.permutation(m) if rng is not None else np.arange(m)
-    return [order[i : i + int(batch_size)] for i in range(0, m, int(batch_size))]
+    return rng.permutation(m) if rng is not None else np.arange(m)
 
 
 def _writable(parameters: dict, key: str) -> np.ndarray:
-    """``parameters[key]`` as the C-contiguous, writable array the fused step updates in place
+    """``parameters[key]`` as the C-contiguous, writable array the step plan updates in place
     (replaced in the dict if it was not one already, as the optimizers' own calls require)."""
     a = parameters[key]
     if not (a.flags.c_contiguous and a.flags.writeable):
@@ -68,8 +72,9 @@ def train_step_by_step(parameters: dict, X, y, learning_rate: float, lambda_: fl
                        activation: str = "relu", optimizer: str = "adam", beta: float = 0.9,
                        beta1: float = 0.9, beta2: float = 0.99, t: int = 1) -> float:
     """One minibatch step exactly as the MATLAB ``Main`` loop spells it: forward_propagation,
-    back_propagation, gradient_descent_<optimizer>. :func:`train` runs the same maths as one
-    C++ call (``_core.mlp_train_step``); the tests check the two agree bit for bit."""
+    back_propagation, gradient_descent_<optimizer>. :func:`train` runs the same maths in the
+    C++ step plan (``natverk.models._plan.matlab_plan``), a whole epoch per call; the tests
+    check the two agree bit for bit."""
     _, loss, cache = forward_propagation(X, y, parameters, lambda_, activation)
     gradients = back_propagation(cache, y, parameters, lambda_, activation)
     apply_optimizer(gradients, parameters, optimizer, learning_rate, beta, beta1, beta2, t)
@@ -126,6 +131,16 @@ def train(
     max_loss : float or None
         Stop with :class:`~natverk.DivergenceError` when a minibatch's loss
         exceeds this, even while it is finite (a NaN or Inf loss always stops).
+        The batch whose loss stops training is not applied: ``parameters``
+        hold the last good step's weights.
+
+    Notes
+    -----
+    Each epoch runs in one call of the C++ step plan
+    (:func:`natverk.models._plan.matlab_plan`): forward, loss, backward and the
+    update of every minibatch, over ``parameters``' own arrays, bit-identical to
+    :func:`train_step_by_step` (``forward_propagation`` + ``back_propagation`` +
+    ``gradient_descent_*``) batch after batch.
 
     Returns
     -------
@@ -156,15 +171,14 @@ def train(
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
 
     L = num_layers(parameters)
-    step_arrays = ([_writable(parameters, f"W{l}") for l in range(1, L + 1)],
-                   [_writable(parameters, f"b{l}") for l in range(1, L + 1)])
-    state_arrays = {}
-    for prefix in ("v", "s"):
-        if prefix in spec.slots:
-            state_arrays[f"{prefix}_weights"] = [state(parameters, f"{prefix}_dW{l}", parameters[f"W{l}"])
-                                                 for l in range(1, L + 1)]
-            state_arrays[f"{prefix}_biases"] = [state(parameters, f"{prefix}_db{l}", parameters[f"b{l}"])
-                                                for l in range(1, L + 1)]
+    for l in range(1, L + 1):
+        _writable(parameters, f"W{l}")
+        _writable(parameters, f"b{l}")
+    # forward_propagation + back_propagation + gradient_descent_<optimizer> as one C++ plan over
+    # the dict's own arrays (bit-identical to the three calls: see train_step_by_step)
+    from .models._plan import matlab_plan
+
+    plan = matlab_plan(parameters, activation, spec.name)
 
     history: dict[str, list] = {"epoch": [], "loss": [], "data_loss": [], "penalty": [], "train_accuracy": []}
     if has_val:
@@ -180,18 +194,22 @@ def train(
         epoch_iter = bar
     for epoch in epoch_iter:  # type: ignore[attr-defined]
         lr = exponential_decay(learning_rate, epoch) if lr_decay else learning_rate
-        losses, data_losses, penalties = [], [], []
-        for step, idx in enumerate(minibatches(X.shape[0], minibatch_size, rng), start=1):
-            if spec.name == "adam":
-                t += 1
-            # forward_propagation + back_propagation + gradient_descent_<optimizer> in one C++
-            # call (bit-identical to the three calls; see train_step_by_step for that form)
-            loss, data_loss, psi = _core.mlp_train_step(X[idx], y[idx], *step_arrays, activation, lambda_, spec.name, lr,
-                                              beta=beta, beta1=beta1, beta2=beta2, t=t, **state_arrays)
-            check_loss(loss, epoch=epoch, step=step, learning_rate=lr, max_loss=max_loss)
-            losses.append(loss)
-            data_losses.append(data_loss)
-            penalties.append(0.5 * lambda_ * psi)
+        # every minibatch of the epoch in one call; it stops before the update of a batch whose
+        # loss is not finite (or exceeds max_loss), which check_loss then reports
+        r = plan.epoch(X, y, _epoch_order(X.shape[0], minibatch_size, rng), int(minibatch_size), learning_rate=lr,
+                       beta=beta, beta1=beta1, beta2=beta2, t=t + 1, weight_decay=lambda_, max_loss=max_loss,
+                       check_finite=False)
+        if spec.name == "adam":
+            t += int(r["steps"])
+        data_losses, penalties = r["data_loss"], r["penalty"]
+        losses = data_losses + penalties  # data_loss + lambda/2 psi, per batch
+        if r["interrupt"] is not None:
+            raise r["interrupt"]
+        if r["stopped"] is not None:
+            if r["error"] is not None:
+                raise ValueError(r["error"])
+            step = int(r["stopped"])
+            check_loss(float(losses[step]), epoch=epoch, step=step + 1, learning_rate=lr, max_loss=max_loss)
         if epoch % every == 0 or epoch == epochs:
             acc, _ = check_accuracy(X, y, parameters, lambda_, activation)
             history["epoch"].append(epoch)

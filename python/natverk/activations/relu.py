@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-
-
-def _float_array(a, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype not in (np.float32, np.float64):
-        a = a.astype(np.float64)
-    return np.ascontiguousarray(a)
+from .._validation import as_float_array as _float_array
 
 
 def relu(z) -> np.ndarray:

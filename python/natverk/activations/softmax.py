@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .._validation import as_float_array
 
 
 def softmax(z) -> np.ndarray:
@@ -13,7 +14,4 @@ def softmax(z) -> np.ndarray:
     Stable: the row maximum is subtracted before ``exp`` (the seed's
     ``exp(z) ./ sum(exp(z), 2)`` overflows to NaN for logits in the hundreds).
     """
-    z = np.asarray(z)
-    if z.dtype not in (np.float32, np.float64):
-        z = z.astype(np.float64)
-    return _core.softmax(np.ascontiguousarray(z))
+    return _core.softmax(as_float_array(z, "z"))

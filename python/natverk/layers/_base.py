@@ -149,8 +149,18 @@ def fresh_seed() -> int:
     return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def kaiming_normal(shape: tuple[int, ...], fan_in: int, seed: int | None) -> np.ndarray:
-    """He/Kaiming-normal initial weights: N(0, 2 / fan_in), float64."""
+def kaiming_normal(shape: tuple[int, ...], fan_in: int, seed: int | None, what: str = "the weight") -> np.ndarray:
+    """He/Kaiming-normal initial weights: N(0, 2 / fan_in), float64.
+
+    A shape whose byte count exceeds what NumPy can index raises ValueError naming ``what``
+    (NumPy's own "array is too big" / "Maximum allowed dimension exceeded" named nothing);
+    one that fits but exceeds memory raises NumPy's MemoryError ("Unable to allocate ...")."""
+    nbytes = 8
+    for side in shape:
+        nbytes *= side
+    if nbytes > INT64_MAX:
+        raise ValueError(f"{what}: an array of shape {tuple(shape)} would need {nbytes} bytes, more than an array "
+                         f"can hold (2**63 - 1)")
     rng = np.random.default_rng(seed)
     w = rng.standard_normal(shape)
     w *= np.sqrt(2.0 / fan_in)  # in place: no second array of the layer's size (bit-identical)

@@ -72,7 +72,8 @@ class Conv2D(ParameterLayer):
         self.seed = as_seed(seed)
         cin = self.in_channels // self.groups
         kh, kw = self.kernel_size
-        self.W = kaiming_normal((self.out_channels, cin, kh, kw), cin * kh * kw, self.seed)
+        self.W = kaiming_normal((self.out_channels, cin, kh, kw), cin * kh * kw, self.seed,
+                                f"{self.name}: the weight W for kernel_size {self.kernel_size}")
         self.b = np.zeros(self.out_channels) if self.use_bias else None
         self.dW: np.ndarray | None = None
         self.db: np.ndarray | None = None

@@ -28,7 +28,8 @@ class Dense(ParameterLayer):
             raise TypeError(f"bias must be True or False, got {bias!r}")
         self.use_bias = bool(bias)
         self.seed = as_seed(seed)
-        self.W = kaiming_normal((self.in_features, self.out_features), self.in_features, self.seed)
+        self.W = kaiming_normal((self.in_features, self.out_features), self.in_features, self.seed,
+                                f"{self.name}: the weight W (in_features x out_features)")
         self.b = np.zeros(self.out_features) if self.use_bias else None
         self.dW: np.ndarray | None = None
         self.db: np.ndarray | None = None

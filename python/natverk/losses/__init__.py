@@ -108,7 +108,10 @@ class CrossEntropy(Loss):
 
     def __init__(self, class_weights=None):
         if class_weights is not None:
-            w = np.asarray(class_weights, dtype=np.float64)
+            w = np.asarray(class_weights)
+            if w.dtype.kind not in "biuf":  # complex lost its imaginary part, strings were parsed
+                raise TypeError(f"class_weights must be a 1-D array of real numbers, got dtype {w.dtype}")
+            w = w.astype(np.float64)
             if w.ndim != 1 or w.size == 0 or not np.isfinite(w).all() or (w < 0).any():
                 raise ValueError(f"class_weights must be a 1-D array of finite, non-negative numbers, got {class_weights!r}")
             class_weights = w

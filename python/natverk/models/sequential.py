@@ -13,6 +13,7 @@ from ..layers.container import Stack
 from ..losses import Loss, get_loss
 from ..optimizers.classes import Adam, Optimizer, _rate, get_optimizer
 from ..schedules import Schedule
+from . import _plan
 
 
 def _as_inputs(X, name: str) -> np.ndarray:
@@ -24,6 +25,14 @@ def _as_inputs(X, name: str) -> np.ndarray:
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     return X
+
+
+def _check_finite(X: np.ndarray, name: str) -> None:
+    """fit checks its inputs up front: found by the first layer, a NaN in a late batch stopped
+    training after the earlier batches had already changed the weights and optimizer state."""
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        raise ValueError(f"{name} contains NaN or Inf (first at index {bad})")
 
 
 def _as_batch_size(batch_size) -> int:
@@ -243,6 +252,7 @@ class Sequential(Stack):
         callbacks = _as_callbacks(callbacks, early_stopping)
         max_loss = as_max_loss(max_loss)
         X = _as_inputs(X, "X")
+        _check_finite(X, "X")
         N = X.shape[0]
         # Probe the output shape (evaluation mode: no state changes) so the
         # targets are checked once, up front, rather than batch by batch. The
@@ -256,6 +266,7 @@ class Sequential(Stack):
             if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             Xv = _as_inputs(validation_data[0], "validation X")
+            _check_finite(Xv, "validation X")
             val = (Xv, validation_data[1])
             loss_fn.check_targets(val[1], (Xv.shape[0],) + out_shape[1:])
 
@@ -268,6 +279,10 @@ class Sequential(Stack):
         self.stop_training = False
         for cb in callbacks:
             cb.on_train_begin(self, history)
+        # The C++ step plan (issue 11): every layer's kernels in one call per step, and without
+        # augmentation one call per epoch; bit-identical to the layer loop below, which stays
+        # for what the plan does not run (a layer class of one's own, a custom loss, ...).
+        plan = _plan.plan_for_fit(self, opt, loss_fn, X, targets, bs, probe.shape[1:], augment)
         n_batches = -(-N // bs)
         bar = None
         if verbose:
@@ -281,26 +296,60 @@ class Sequential(Stack):
                     opt.learning_rate = _as_learning_rate(schedule(e), schedule, e)
                 order = np.random.default_rng([seed, e]).permutation(N) if shuffle else np.arange(N)
                 total_loss = total_penalty = total_correct = 0.0
-                for b, start in enumerate(range(0, N, bs)):
+                if plan is not None and not plan.valid():  # a callback replaced an array: plan again
+                    plan = _plan.plan_for_fit(self, opt, loss_fn, X, targets, bs, probe.shape[1:], augment)
+                if plan is not None and augment is None:
+                    # the whole epoch in one call; it stops before the update of a batch whose loss
+                    # fails the check, which check_loss then reports as the layer loop would
+                    r = plan.epoch(order, bs, max_loss)
+                    if bar is not None:
+                        bar.update(int(r["steps"]))
+                    if r["interrupt"] is not None:
+                        raise r["interrupt"]
+                    for b in range(int(r["steps"])):
+                        rows = int(r["rows"][b])
+                        total_loss += float(r["data_loss"][b]) * rows
+                        total_penalty += float(r["penalty"][b]) * rows
+                        total_correct += plan.accuracy(int(r["correct"][b]), rows) * rows
+                    if r["stopped"] is not None:
+                        if r["error"] is not None:
+                            raise ValueError(r["error"])
+                        b = int(r["stopped"])
+                        check_loss(float(r["data_loss"][b] + r["penalty"][b]), epoch=e + 1, step=b + 1,
+                                   learning_rate=opt.learning_rate, max_loss=max_loss)
+                for b, start in enumerate(range(0, N, bs) if plan is None or augment is not None else ()):
                     idx = order[start : start + bs]
                     xb, tb = X[idx], targets[idx]
                     if augment is not None:
                         xb = _augment(augment, xb, _batch_rng(seed, e, b))
-                    out = self.forward(xb, training=True)
-                    # targets were checked once above; a NaN/Inf output gives a NaN loss,
-                    # which check_loss reports as the divergence it is
-                    with np.errstate(invalid="ignore", over="ignore"):
-                        batch_loss = loss_fn.forward_trusted(np.ascontiguousarray(out), tb)
-                    params = self.parameters()
-                    # the thesis' L2 penalty (eq. 9) at the weights this batch's gradient is taken at
-                    batch_penalty = opt.penalty(params)
-                    check_loss(batch_loss + batch_penalty, epoch=e + 1, step=b + 1, learning_rate=opt.learning_rate,
-                               max_loss=max_loss)
-                    self.backward(loss_fn.backward(), need_input_grad=False)
-                    opt.step(self.parameters())
+                    if plan is not None and plan.accepts(xb):
+                        # one step through the plan (the augmentation needs Python per batch)
+                        batch_loss, batch_penalty, correct, updated = plan.step(
+                            np.ascontiguousarray(xb, dtype=plan.dtype), plan.y[idx],
+                            None if plan.acc is None else plan.acc[idx], max_loss)
+                        if not updated:
+                            check_loss(batch_loss + batch_penalty, epoch=e + 1, step=b + 1,
+                                       learning_rate=opt.learning_rate, max_loss=max_loss)
+                        batch_accuracy = plan.accuracy(correct, len(idx))
+                    else:
+                        if plan is not None:
+                            plan.commit_state()  # the layer loop's optimizer step uses the plan's arrays
+                        out = self.forward(xb, training=True)
+                        # targets were checked once above; a NaN/Inf output gives a NaN loss,
+                        # which check_loss reports as the divergence it is
+                        with np.errstate(invalid="ignore", over="ignore"):
+                            batch_loss = loss_fn.forward_trusted(np.ascontiguousarray(out), tb)
+                        params = self.parameters()
+                        # the thesis' L2 penalty (eq. 9) at the weights this batch's gradient is taken at
+                        batch_penalty = opt.penalty(params)
+                        check_loss(batch_loss + batch_penalty, epoch=e + 1, step=b + 1,
+                                   learning_rate=opt.learning_rate, max_loss=max_loss)
+                        self.backward(loss_fn.backward(), need_input_grad=False)
+                        opt.step(self.parameters())
+                        batch_accuracy = loss_fn.accuracy(out, tb)
                     total_loss += batch_loss * len(idx)
                     total_penalty += batch_penalty * len(idx)
-                    total_correct += loss_fn.accuracy(out, tb) * len(idx)
+                    total_correct += batch_accuracy * len(idx)
                     if bar is not None:
                         bar.update(1)
                 self.epoch = e + 1

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _core
-from .._validation import as_activation, as_labels, as_lambda, network_dtype, num_layers
+from .._validation import as_activation, as_class_weights, as_labels, as_lambda, network_dtype, num_layers
 
 
 def back_propagation(
@@ -55,7 +55,7 @@ def back_propagation(
     if not isinstance(probs, np.ndarray) or probs.dtype != dtype or probs.ndim != 2:
         raise ValueError("cache['probs'] does not belong to these parameters (dtype or shape differs)")
     y = as_labels(y, probs.shape[0], probs.shape[1])
-    weights = None if class_weights is None else np.ascontiguousarray(class_weights, dtype=dtype)
+    weights = as_class_weights(class_weights, dtype)
 
     gradients: dict[str, np.ndarray] = {}
     dz = _core.softmax_cross_entropy_backward(probs, y, weights)

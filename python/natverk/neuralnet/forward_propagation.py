@@ -7,7 +7,15 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _core
-from .._validation import as_activation, as_inputs, as_labels, as_lambda, network_dtype, num_layers
+from .._validation import (
+    as_activation,
+    as_class_weights,
+    as_inputs,
+    as_labels,
+    as_lambda,
+    network_dtype,
+    num_layers,
+)
 
 
 def forward_propagation(
@@ -80,7 +88,7 @@ def forward_propagation(
         no_reg_loss = loss = None
     else:
         y = as_labels(y, X.shape[0], n_classes)
-        weights = None if class_weights is None else np.ascontiguousarray(class_weights, dtype=dtype)
+        weights = as_class_weights(class_weights, dtype)
         no_reg_loss, probs = _core.softmax_cross_entropy(z, y, weights)
         loss = no_reg_loss + 0.5 * lambda_ * psi
     cache["probs"] = probs

@@ -32,7 +32,10 @@ def initialize_weights(
         thesis appendix A), ``b1..bL`` (1 x n_l) zeros, and the optimizer
         state ``v_dW*``, ``v_db*``, ``s_dW*``, ``s_db*`` as zeros.
     """
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     try:
@@ -43,7 +46,18 @@ def initialize_weights(
         raise ValueError(f"nodes needs at least an input and an output width, got {widths}")
     if any(n < 1 for n in widths) or any(float(a) != b for a, b in zip(nodes, widths)):
         raise ValueError(f"nodes must be positive integers, got {list(nodes)}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        # NumPy's own failure for such a shape ("array is too big", "Maximum allowed dimension
+        # exceeded") named no argument
+        if n_in * n_out * dtype.itemsize > 2**63 - 1:
+            raise ValueError(f"nodes {list(widths)}: a {n_in} x {n_out} weight matrix would need more bytes than an "
+                             f"array can hold (2**63 - 1)")
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be an int, a numpy Generator or None, got {seed!r}")
+    try:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    except (TypeError, ValueError) as err:  # NumPy's "expected non-negative integer" names no argument
+        raise type(err)(f"seed must be an int >= 0, a numpy Generator or None, got {seed!r}: {err}") from None
 
     parameters: dict[str, np.ndarray] = {}
     for l, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):

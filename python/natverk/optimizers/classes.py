@@ -79,7 +79,12 @@ class Optimizer:
         (thesis eq. 9; its gradient is what :meth:`step` adds). 0 without weight decay."""
         if self.weight_decay == 0.0:
             return 0.0
-        psi = sum(_core.sum_of_squares(np.ascontiguousarray(p[1])) for p in parameters if decays(p, self.decay))
+        # A plain left-to-right loop, as the C++ step plan adds them: the builtin sum()
+        # of Python >= 3.12 is compensated and could differ in the last bit.
+        psi = 0.0
+        for p in parameters:
+            if decays(p, self.decay):
+                psi += _core.sum_of_squares(np.ascontiguousarray(p[1]))
         return 0.5 * self.weight_decay * psi
 
     def config(self) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -31,7 +33,9 @@ def gradient_descent_adam(
     The MATLAB defaults are beta1 = 0.9, beta2 = 0.99, eps = 1e-8. Updated in
     place; returns ``parameters``.
     """
-    if isinstance(t, bool) or int(t) != t:
+    # int(t) alone raised for None, NaN and Inf with messages naming nothing
+    whole = isinstance(t, numbers.Integral) or (isinstance(t, numbers.Real) and math.isfinite(t) and int(t) == t)
+    if isinstance(t, bool) or not whole:
         raise TypeError(f"t must be an integer step count, got {t!r}")
 
     def update(name: str, w: np.ndarray, g: np.ndarray) -> None:

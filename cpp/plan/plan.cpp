@@ -1,0 +1,829 @@
+// plan.cpp -- see plan.h. Each op below is its Python layer's forward/backward written against
+// the same kernels with the same arguments; the comment on each names the layer it mirrors.
+#include "plan/plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+
+#include "batchnorm/batchnorm.h"
+#include "common/elementwise.h"
+#include "common/parallel.h"
+#include "common/shape.h"
+#include "conv2d/conv2d.h"
+#include "dense/dense.h"
+#include "dropout/dropout.h"
+#include "losses/losses.h"
+#include "pool2d/pool2d.h"
+#include "residual/residual.h"
+
+namespace natverk {
+
+std::string dims_str(const Dims& d) {
+  std::string s = "(";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + (d.size() == 1 ? ",)" : ")");
+}
+
+namespace {
+
+int64_t numel(const Dims& d, const char* what) {
+  int64_t n = 1;
+  for (int64_t v : d) n = checked_mul(n, v, what);
+  return n;
+}
+
+// v holds at least n elements (a fresh vector when it must grow: the old contents are not
+// needed, so they are not copied). Sizes are rows x an op's per-example size: checked.
+template <typename U>
+U* grow(std::vector<U>& v, int64_t rows, int64_t per_row, const char* what) {
+  const int64_t n = checked_mul(rows, per_row, what);
+  checked_bytes(n, sizeof(U), what);
+  if (static_cast<int64_t>(v.size()) < n) v = std::vector<U>(static_cast<size_t>(n));
+  return v.data();
+}
+
+// dst row r = src row idx[r] (rows of `width` elements): a minibatch gathered from the data set.
+template <typename U>
+void gather_rows(U* dst, const U* src, const int64_t* idx, int64_t rows, int64_t width) {
+  parallel_for(rows, kElementwiseGrain / (width > 0 ? width : 1) + 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r)
+      std::memcpy(dst + r * width, src + idx[r] * width, sizeof(U) * static_cast<size_t>(width));
+  });
+}
+
+// argmax of each row, the first maximum (numpy.argmax's rule for finite values).
+template <typename T>
+int64_t row_argmax(const T* z, int64_t K) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < K; ++j)
+    if (z[j] > z[best]) best = j;
+  return best;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The op interface. forward returns the op's output (its own buffer, or the input itself for
+// the shape-only ops); backward takes dL/d(output) and returns dL/d(input) when need_dx, else
+// null (only the parameter gradients). Buffers are sized by reserve() before a run.
+
+template <typename T>
+struct PlanOp {
+  std::string label;  // "op 3 (dense 784->500)"
+  Dims in, out;
+  int64_t in_numel = 0, out_numel = 0;
+  bool need_dx = false;     // someone before this op has parameters (set by mark)
+  bool has_params = false;
+
+  virtual ~PlanOp() = default;
+  virtual void reserve(int64_t rows, bool training) {}
+  virtual const T* forward(const T* x, int64_t m, bool training) = 0;
+  virtual const T* backward(const T* dy, int64_t m) = 0;
+  virtual void mark(bool need_dx_in) { need_dx = need_dx_in; }
+  virtual void take_l2_in_backward(const double* lambda) {}
+  virtual bool runs_backward() const { return need_dx || has_params; }
+  virtual void describe(std::string& s, const std::string& indent) const { s += indent + label + "\n"; }
+};
+
+namespace {
+
+template <typename T>
+using OpPtr = std::unique_ptr<PlanOp<T>>;
+
+// ---- Dense (layers/dense.py): z = x W + b; dW = x^T dz, db = colsum dz, dx = dz W^T.
+template <typename T>
+struct DenseOp : PlanOp<T> {
+  T *W, *b, *dW, *db;
+  int64_t n_in, n_out;
+  const double* l2 = nullptr;  // the MATLAB placement of the L2 gradient: dW = x^T dz + l2 W
+  const T* x_ = nullptr;
+  std::vector<T> y_, dx_, db_scratch_;
+
+  void take_l2_in_backward(const double* lambda) override { l2 = lambda; }
+
+  void reserve(int64_t rows, bool training) override {
+    grow(y_, rows, n_out, "a dense output");
+    if (training && this->need_dx) grow(dx_, rows, n_in, "a dense input gradient");
+    if (training && !db) grow(db_scratch_, 1, n_out, "a dense bias gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool) override {
+    x_ = x;
+    dense_forward<T>(y_.data(), x, W, b, m, n_in, n_out, Activation::Identity);
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    T* dx = this->need_dx ? dx_.data() : nullptr;
+    const T lambda = l2 ? static_cast<T>(*l2) : T(0);
+    dense_backward<T>(dx, dW, db ? db : db_scratch_.data(), dy, x_, W, m, n_in, n_out, lambda);
+    return dx;
+  }
+};
+
+// ---- ReLU / Sigmoid / Tanh (layers/activations.py): h = f(z); dz = dh f'(h), from the output.
+template <typename T>
+struct ActivationOp : PlanOp<T> {
+  Activation act;
+  const T* h_ = nullptr;
+  std::vector<T> y_, dx_;
+
+  void reserve(int64_t rows, bool training) override {
+    grow(y_, rows, this->out_numel, "an activation output");
+    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "an activation gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool) override {
+    activation_forward<T>(y_.data(), x, m * this->out_numel, act);
+    return h_ = y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    activation_backward<T>(dx_.data(), dy, h_, m * this->in_numel, act);
+    return dx_.data();
+  }
+};
+
+// ---- Dropout (layers/dropout.py): a training call with p > 0 draws the mask of kernel seed
+// call_seed(seed, counter) and advances the layer's counter; otherwise the identity.
+template <typename T>
+struct DropoutOp : PlanOp<T> {
+  double p;
+  uint64_t seed;
+  int64_t* counter;  // the layer's 0-d int64 buffer
+  bool active_ = false;
+  std::vector<T> y_, dx_;
+  std::vector<uint8_t> mask_;
+
+  void reserve(int64_t rows, bool training) override {
+    if (!training || p == 0.0) return;
+    grow(y_, rows, this->out_numel, "a dropout output");
+    grow(mask_, rows, this->out_numel, "a dropout mask");
+    if (this->need_dx) grow(dx_, rows, this->in_numel, "a dropout gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool training) override {
+    active_ = training && p != 0.0;
+    if (!active_) return x;
+    const uint64_t call_seed = dropout_call_seed(seed, static_cast<uint64_t>(*counter));
+    dropout_forward<T>(y_.data(), mask_.data(), x, m * this->out_numel, p, call_seed);
+    ++*counter;
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    if (!active_) return dy;
+    dropout_backward<T>(dx_.data(), dy, mask_.data(), m * this->in_numel, p);
+    return dx_.data();
+  }
+};
+
+// ---- Flatten (layers/shape.py): a reshape, no data moves.
+template <typename T>
+struct FlattenOp : PlanOp<T> {
+  const T* forward(const T* x, int64_t, bool) override { return x; }
+  const T* backward(const T* dy, int64_t) override { return dy; }
+};
+
+// ---- Conv2D (layers/conv.py): conv2d_forward / conv2d_backward, db only with a bias.
+template <typename T>
+struct Conv2dOp : PlanOp<T> {
+  T *W, *b, *dW, *db;
+  int64_t K, Cw, kH, kW, sh, sw, ph, pw, dh, dw, groups;
+  const T* x_ = nullptr;
+  Conv2dShape s_{};
+  std::vector<T> y_, dx_;
+
+  Conv2dShape shape(int64_t m) const {
+    return make_conv2d_shape(m, this->in[0], this->in[1], this->in[2], K, Cw, kH, kW, sh, sw, ph, pw, dh, dw,
+                             groups);
+  }
+  void reserve(int64_t rows, bool training) override {
+    grow(y_, rows, this->out_numel, "a conv2d output");
+    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a conv2d input gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool) override {
+    if (s_.N != m) s_ = shape(m);
+    x_ = x;
+    conv2d_forward<T>(y_.data(), x, W, b, s_);
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    if (s_.N != m) s_ = shape(m);
+    T* dx = this->need_dx ? dx_.data() : nullptr;
+    conv2d_backward<T>(dx, dW, db, dy, x_, W, s_);
+    return dx;
+  }
+};
+
+// ---- MaxPool2D / AvgPool2D (layers/conv.py).
+template <typename T>
+struct Pool2dOp : PlanOp<T> {
+  bool max;
+  int64_t kH, kW, sh, sw, ph, pw;
+  Pool2dShape s_{};
+  std::vector<T> y_, dx_;
+  std::vector<int64_t> argmax_;
+
+  Pool2dShape shape(int64_t m) const {
+    return make_pool2d_shape(m, this->in[0], this->in[1], this->in[2], kH, kW, sh, sw, ph, pw);
+  }
+  void reserve(int64_t rows, bool training) override {
+    grow(y_, rows, this->out_numel, "a pooling output");
+    if (max) grow(argmax_, rows, this->out_numel, "a max-pool argmax");
+    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a pooling gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool) override {
+    if (s_.N != m) s_ = shape(m);
+    if (max) maxpool2d_forward<T>(y_.data(), argmax_.data(), x, s_);
+    else avgpool2d_forward<T>(y_.data(), x, s_);
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    if (s_.N != m) s_ = shape(m);
+    if (!max) {
+      avgpool2d_backward<T>(dx_.data(), dy, s_);
+    } else if (!maxpool2d_backward<T>(dx_.data(), dy, argmax_.data(), s_)) {
+      throw std::runtime_error(this->label + ": argmax holds an index outside the input plane");
+    }
+    return dx_.data();
+  }
+};
+
+// ---- GlobalAvgPool2D (layers/conv.py): (C, H, W) -> (C,).
+template <typename T>
+struct GlobalAvgPoolOp : PlanOp<T> {
+  std::vector<T> y_, dx_;
+  void reserve(int64_t rows, bool training) override {
+    grow(y_, rows, this->out_numel, "a global pooling output");
+    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a global pooling gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool) override {
+    global_avgpool_forward<T>(y_.data(), x, m, this->in[0], this->in[1] * this->in[2]);
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    global_avgpool_backward<T>(dx_.data(), dy, m, this->in[0], this->in[1] * this->in[2]);
+    return dx_.data();
+  }
+};
+
+// ---- BatchNorm1D / BatchNorm2D (layers/normalization.py): training normalises with the batch
+// statistics and updates the layer's running_mean / running_var in place; evaluation uses them.
+template <typename T>
+struct BatchNormOp : PlanOp<T> {
+  T *gamma, *beta, *dgamma, *dbeta, *running_mean, *running_var;
+  int64_t C, S;
+  double eps, momentum;
+  const T* x_ = nullptr;
+  std::vector<T> y_, dx_, mean_, invstd_;
+
+  void reserve(int64_t rows, bool training) override {
+    grow(y_, rows, this->out_numel, "a batch-norm output");
+    grow(mean_, 1, C, "batch-norm statistics");
+    grow(invstd_, 1, C, "batch-norm statistics");
+    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a batch-norm gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool training) override {
+    if (training) {
+      if (m * S < 2)
+        throw std::invalid_argument(this->label + ": training needs more than one value per channel to estimate "
+                                    "a variance, got a batch of " + std::to_string(m) + " of shape " +
+                                    dims_str(this->in) + " (use a larger batch, or eval mode)");
+      x_ = x;
+      batchnorm_forward_train<T>(y_.data(), mean_.data(), invstd_.data(), running_mean, running_var, x, gamma, beta,
+                                 m, C, S, eps, momentum);
+    } else {
+      for (int64_t c = 0; c < C; ++c)
+        if (!(running_var[c] >= 0)) throw std::invalid_argument(this->label + ": running_var must be >= 0");
+      batchnorm_forward_eval<T>(y_.data(), x, gamma, beta, running_mean, running_var, m, C, S, eps);
+    }
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    T* dx = this->need_dx ? dx_.data() : nullptr;
+    batchnorm_backward<T>(dx, dgamma, dbeta, dy, x_, mean_.data(), invstd_.data(), gamma, m, C, S, true);
+    return dx;
+  }
+};
+
+// ---- Residual (layers/container.py): y = x + f(x) by the residual kernel; dx = dy + df^T(dy).
+template <typename T>
+struct ResidualOp : PlanOp<T> {
+  std::vector<OpPtr<T>> branch;
+  std::vector<T> y_, dx_;
+
+  void reserve(int64_t rows, bool training) override {
+    for (auto& op : branch) op->reserve(rows, training);
+    grow(y_, rows, this->out_numel, "a residual output");
+    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a residual gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool training) override {
+    const T* h = x;
+    for (auto& op : branch) h = op->forward(h, m, training);
+    add_forward<T>(y_.data(), x, h, m * this->out_numel);
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    const T* g = dy;
+    for (auto it = branch.rbegin(); it != branch.rend() && (*it)->runs_backward(); ++it) g = (*it)->backward(g, m);
+    if (!this->need_dx) return nullptr;
+    add_forward<T>(dx_.data(), dy, g, m * this->in_numel);
+    return dx_.data();
+  }
+  void mark(bool need_dx_in) override {
+    this->need_dx = need_dx_in;
+    bool seen = need_dx_in;
+    for (auto& op : branch) {
+      op->mark(seen);
+      seen = seen || op->has_params;
+    }
+  }
+  void describe(std::string& s, const std::string& indent) const override {
+    s += indent + this->label + "\n";
+    for (const auto& op : branch) op->describe(s, indent + "  ");
+  }
+};
+
+template <typename T>
+void set_shapes(PlanOp<T>& op, const Dims& in, Dims out) {
+  op.in = in;
+  op.out = std::move(out);
+  op.in_numel = numel(op.in, "an op's input");
+  op.out_numel = numel(op.out, "an op's output");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Building
+
+template <typename T>
+Plan<T>::Plan(Dims input) : input_(std::move(input)) {
+  if (input_.empty()) throw std::invalid_argument("the input shape (without the batch axis) must not be empty");
+  for (int64_t d : input_)
+    if (d < 1) throw std::invalid_argument("the input shape " + dims_str(input_) + " has a size below 1");
+  numel(input_, "the input");
+  building_.push_back(&ops_);
+  shapes_.push_back(input_);
+}
+
+template <typename T>
+Plan<T>::~Plan() = default;
+
+template <typename T>
+void Plan<T>::add(std::unique_ptr<PlanOp<T>> op) {
+  shapes_.back() = op->out;
+  building_.back()->push_back(std::move(op));
+}
+
+template <typename T>
+T* Plan<T>::add_param(T* w, T* g, int64_t n, const std::string& name, PlanOp<T>* owner, bool dense_weight) {
+  if (!w || !g) throw std::invalid_argument(name + ": a parameter needs its value and gradient arrays");
+  PlanParam<T> p;
+  p.w = w;
+  p.g = g;
+  p.n = n;
+  p.name = name;
+  p.owner = owner;
+  p.dense_weight = dense_weight;
+  params_.push_back(p);
+  return w;
+}
+
+namespace {
+std::string op_label(size_t depth, size_t index, const std::string& what) {
+  return "op " + std::to_string(index) + (depth > 1 ? " of a residual branch" : "") + " (" + what + ")";
+}
+}  // namespace
+
+template <typename T>
+void Plan<T>::check_building() const {
+  if (finalized_) throw std::logic_error("the plan has already run: ops cannot be added any more");
+}
+
+template <typename T>
+void Plan<T>::dense(T* W, T* b, T* dW, T* db, int64_t n_in, int64_t n_out) {
+  check_building();
+  auto op = std::make_unique<DenseOp<T>>();
+  op->label = op_label(building_.size(), building_.back()->size(),
+                          "dense " + std::to_string(n_in) + "->" + std::to_string(n_out));
+  const Dims& in = shapes_.back();
+  if (in.size() != 1 || in[0] != n_in)
+    throw std::invalid_argument(op->label + ": expects inputs of shape (" + std::to_string(n_in) + ",), got " +
+                                dims_str(in) + (in.size() != 1 ? "; put a flatten before it" : ""));
+  if (n_out < 1) throw std::invalid_argument(op->label + ": needs at least one output");
+  if ((b == nullptr) != (db == nullptr)) throw std::invalid_argument(op->label + ": b and db come together");
+  set_shapes(*op, in, {n_out});
+  if (!b) {
+    zero_bias_.emplace_back(static_cast<size_t>(n_out), T(0));  // dense_forward always adds a bias
+    b = zero_bias_.back().data();
+  }
+  op->W = add_param(W, dW, checked_mul(n_in, n_out, "a dense weight"), op->label + ".W", op.get(), true);
+  op->b = b;
+  op->dW = dW;
+  op->db = db;
+  if (db) add_param(b, db, n_out, op->label + ".b", op.get());
+  op->n_in = n_in;
+  op->n_out = n_out;
+  op->has_params = true;
+  add(std::move(op));
+}
+
+template <typename T>
+void Plan<T>::activation(Activation act) {
+  check_building();
+  auto op = std::make_unique<ActivationOp<T>>();
+  op->label = op_label(building_.size(), building_.back()->size(), std::string("activation ") + activation_name(act));
+  op->act = act;
+  set_shapes(*op, shapes_.back(), shapes_.back());
+  add(std::move(op));
+}
+
+template <typename T>
+void Plan<T>::dropout(double p, uint64_t seed, int64_t* counter) {
+  check_building();
+  auto op = std::make_unique<DropoutOp<T>>();
+  op->label = op_label(building_.size(), building_.back()->size(), "dropout p=" + std::to_string(p));
+  if (!(p >= 0.0 && p < 1.0)) throw std::invalid_argument(op->label + ": p must be in [0, 1)");
+  if (!counter || *counter < 0) throw std::invalid_argument(op->label + ": the call counter must be >= 0");
+  op->p = p;
+  op->seed = seed;
+  op->counter = counter;
+  set_shapes(*op, shapes_.back(), shapes_.back());
+  add(std::move(op));
+}
+
+template <typename T>
+void Plan<T>::flatten() {
+  check_building();
+  auto op = std::make_unique<FlattenOp<T>>();
+  op->label = op_label(building_.size(), building_.back()->size(), "flatten");
+  set_shapes(*op, shapes_.back(), {numel(shapes_.back(), "flatten's output")});
+  add(std::move(op));
+}
+
+template <typename T>
+void Plan<T>::conv2d(T* W, T* b, T* dW, T* db, int64_t K, int64_t Cw, int64_t kH, int64_t kW, int64_t sh,
+                     int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups) {
+  check_building();
+  auto op = std::make_unique<Conv2dOp<T>>();
+  op->label = op_label(building_.size(), building_.back()->size(), "conv2d ->" + std::to_string(K));
+  const Dims& in = shapes_.back();
+  if (in.size() != 3)
+    throw std::invalid_argument(op->label + ": expects (C, H, W) inputs, got " + dims_str(in));
+  if ((b == nullptr) != (db == nullptr)) throw std::invalid_argument(op->label + ": b and db come together");
+  op->K = K, op->Cw = Cw, op->kH = kH, op->kW = kW, op->sh = sh, op->sw = sw, op->ph = ph, op->pw = pw;
+  op->dh = dh, op->dw = dw, op->groups = groups;
+  op->in = in;
+  Conv2dShape s;
+  try {
+    s = op->shape(1);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(op->label + ": " + e.what());
+  }
+  set_shapes(*op, in, {K, s.Ho, s.Wo});
+  op->W = add_param(W, dW, numel({K, Cw, kH, kW}, "a conv2d weight"), op->label + ".W", op.get());
+  op->b = b;
+  op->dW = dW;
+  op->db = db;
+  if (db) add_param(b, db, K, op->label + ".b", op.get());
+  op->has_params = true;
+  add(std::move(op));
+}
+
+namespace {
+template <typename T>
+std::unique_ptr<Pool2dOp<T>> make_pool(bool max, const Dims& in, const std::string& label, int64_t kH, int64_t kW,
+                                       int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  auto op = std::make_unique<Pool2dOp<T>>();
+  op->label = label;
+  if (in.size() != 3) throw std::invalid_argument(label + ": expects (C, H, W) inputs, got " + dims_str(in));
+  op->max = max, op->kH = kH, op->kW = kW, op->sh = sh, op->sw = sw, op->ph = ph, op->pw = pw;
+  op->in = in;
+  Pool2dShape s;
+  try {
+    s = op->shape(1);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(label + ": " + e.what());
+  }
+  set_shapes(*op, in, {in[0], s.Ho, s.Wo});
+  return op;
+}
+}  // namespace
+
+template <typename T>
+void Plan<T>::maxpool2d(int64_t kH, int64_t kW, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  check_building();
+  add(make_pool<T>(true, shapes_.back(), op_label(building_.size(), building_.back()->size(), "maxpool2d"), kH, kW,
+                   sh, sw, ph, pw));
+}
+
+template <typename T>
+void Plan<T>::avgpool2d(int64_t kH, int64_t kW, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  check_building();
+  add(make_pool<T>(false, shapes_.back(), op_label(building_.size(), building_.back()->size(), "avgpool2d"), kH, kW,
+                   sh, sw, ph, pw));
+}
+
+template <typename T>
+void Plan<T>::global_avgpool2d() {
+  check_building();
+  auto op = std::make_unique<GlobalAvgPoolOp<T>>();
+  op->label = op_label(building_.size(), building_.back()->size(), "global_avgpool2d");
+  const Dims& in = shapes_.back();
+  if (in.size() != 3) throw std::invalid_argument(op->label + ": expects (C, H, W) inputs, got " + dims_str(in));
+  set_shapes(*op, in, {in[0]});
+  add(std::move(op));
+}
+
+template <typename T>
+void Plan<T>::batchnorm(T* gamma, T* beta, T* dgamma, T* dbeta, T* running_mean, T* running_var, int64_t C,
+                        double eps, double momentum) {
+  check_building();
+  auto op = std::make_unique<BatchNormOp<T>>();
+  op->label = op_label(building_.size(), building_.back()->size(), "batchnorm " + std::to_string(C));
+  const Dims& in = shapes_.back();
+  if ((in.size() != 1 && in.size() != 3) || in[0] != C)
+    throw std::invalid_argument(op->label + ": expects (" + std::to_string(C) + ",) or (" + std::to_string(C) +
+                                ", H, W) inputs, got " + dims_str(in));
+  if (!(eps > 0) || !std::isfinite(eps)) throw std::invalid_argument(op->label + ": eps must be finite and > 0");
+  if (!(momentum >= 0 && momentum <= 1)) throw std::invalid_argument(op->label + ": momentum must be in [0, 1]");
+  if (!running_mean || !running_var) throw std::invalid_argument(op->label + ": needs its running statistics");
+  set_shapes(*op, in, in);
+  op->gamma = add_param(gamma, dgamma, C, op->label + ".gamma", op.get());
+  op->beta = add_param(beta, dbeta, C, op->label + ".beta", op.get());
+  op->dgamma = dgamma, op->dbeta = dbeta, op->running_mean = running_mean, op->running_var = running_var;
+  op->C = C;
+  op->S = op->in_numel / C;
+  op->eps = eps;
+  op->momentum = momentum;
+  op->has_params = true;
+  add(std::move(op));
+}
+
+template <typename T>
+void Plan<T>::begin_residual() {
+  check_building();
+  auto op = std::make_unique<ResidualOp<T>>();
+  op->label = op_label(building_.size(), building_.back()->size(), "residual");
+  set_shapes(*op, shapes_.back(), shapes_.back());
+  OpList* list = building_.back();
+  list->push_back(std::move(op));
+  building_.push_back(&static_cast<ResidualOp<T>*>(list->back().get())->branch);
+  shapes_.push_back(shapes_.back());
+}
+
+template <typename T>
+void Plan<T>::end_residual() {
+  check_building();
+  if (building_.size() < 2) throw std::logic_error("end_residual() without begin_residual()");
+  const Dims fx = shapes_.back();
+  building_.pop_back();
+  shapes_.pop_back();
+  auto* res = static_cast<ResidualOp<T>*>(building_.back()->back().get());
+  if (fx != res->in)
+    throw std::invalid_argument(res->label + ": the branch maps shape " + dims_str(res->in) + " to " + dims_str(fx) +
+                                "; it must keep the shape");
+  for (const auto& op : res->branch) res->has_params = res->has_params || op->has_params;
+}
+
+template <typename T>
+const Dims& Plan<T>::output_dims() const {
+  return shapes_.front();
+}
+
+template <typename T>
+void Plan<T>::set_loss(LossKind kind, const T* class_weights) {
+  check_building();
+  const Dims& out = shapes_.front();
+  if (building_.size() != 1) throw std::logic_error("set_loss(): a residual is still open");
+  if (out.size() != 1)
+    throw std::invalid_argument("the loss needs (m, K) outputs, but the last op gives " + dims_str(out) +
+                                " per example");
+  loss_ = kind;
+  has_class_weights_ = class_weights != nullptr;
+  if (class_weights && kind != LossKind::cross_entropy)
+    throw std::invalid_argument("class weights belong to the cross-entropy loss");
+  if (class_weights) class_weights_.assign(class_weights, class_weights + out[0]);
+  loss_set_ = true;
+}
+
+template <typename T>
+void Plan<T>::set_optimizer(OptimizerKind kind, const std::vector<T*>& v, const std::vector<T*>& s,
+                            const std::vector<bool>& decay, bool l2_in_backward) {
+  check_building();
+  const size_t n = params_.size();
+  if (v.size() != n || s.size() != n || decay.size() != n)
+    throw std::invalid_argument("the optimizer needs state for all " + std::to_string(n) + " parameters");
+  for (size_t i = 0; i < n; ++i) {
+    if (optimizer_uses_v(kind) && !v[i])
+      throw std::invalid_argument(params_[i].name + ": optimizer '" + optimizer_kind_name(kind) + "' needs its v array");
+    if (optimizer_uses_s(kind) && !s[i])
+      throw std::invalid_argument(params_[i].name + ": optimizer '" + optimizer_kind_name(kind) + "' needs its s array");
+    params_[i].v = optimizer_uses_v(kind) ? v[i] : nullptr;
+    params_[i].s = optimizer_uses_s(kind) ? s[i] : nullptr;
+    params_[i].decay = decay[i];
+    if (l2_in_backward && decay[i] && !params_[i].dense_weight)
+      throw std::invalid_argument(params_[i].name + ": only dense weights can take their L2 gradient in backward");
+  }
+  for (auto& p : params_)
+    if (l2_in_backward && p.decay) p.owner->take_l2_in_backward(&l2_);
+  l2_in_backward_ = l2_in_backward;
+  opt_ = kind;
+  optimizer_set_ = true;
+}
+
+template <typename T>
+std::string Plan<T>::describe() const {
+  std::string s = "input " + dims_str(input_) + "\n";
+  for (const auto& op : ops_) op->describe(s, "");
+  s += "output " + dims_str(shapes_.front());
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+template <typename T>
+void Plan<T>::finalize() {
+  if (finalized_) return;
+  if (building_.size() != 1) throw std::logic_error("a residual is still open (end_residual() missing)");
+  bool seen = false;  // an op with parameters before this one: its input gradient is needed
+  for (auto& op : ops_) {
+    op->mark(seen);
+    seen = seen || op->has_params;
+  }
+  finalized_ = true;
+}
+
+template <typename T>
+void Plan<T>::reserve(int64_t rows, bool training) {
+  int64_t& cap = training ? capacity_train_ : capacity_eval_;
+  if (rows <= cap) return;
+  for (auto& op : ops_) op->reserve(rows, training);
+  if (training) {
+    const int64_t K = shapes_.front()[0];
+    grow(dout_, rows, K, "the loss gradient");
+    if (loss_ == LossKind::cross_entropy) grow(probs_, rows, K, "the softmax probabilities");
+  }
+  cap = rows;
+}
+
+template <typename T>
+const T* Plan<T>::run_forward(const T* X, int64_t m, bool training) {
+  const T* h = X;
+  for (auto& op : ops_) h = op->forward(h, m, training);
+  return h;
+}
+
+template <typename T>
+PlanStepResult Plan<T>::loss_and_backward(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay,
+                                          double max_loss) {
+  PlanStepResult r;
+  const int64_t K = shapes_.front()[0];
+  const T* z = run_forward(X, m, true);
+
+  // The L2 penalty at the weights this batch's gradient is taken at (Optimizer.penalty).
+  if (weight_decay != 0.0) {
+    double psi = 0.0;
+    for (const auto& p : params_)
+      if (p.decay) psi += sum_of_squares<T>(p.w, p.n);
+    r.penalty = 0.5 * weight_decay * psi;
+  }
+  const T* cw = has_class_weights_ ? class_weights_.data() : nullptr;
+  switch (loss_) {
+    case LossKind::cross_entropy: r.data_loss = softmax_cross_entropy_forward<T>(probs_.data(), z, y.labels, cw, m, K); break;
+    case LossKind::mse: r.data_loss = mse_forward<T>(z, y.values, m, K, true); break;
+    case LossKind::bce_with_logits: r.data_loss = bce_with_logits_forward<T>(z, y.values, m, K, true); break;
+  }
+  // Loss.accuracy: argmax against labels, or (z > 0) against (t >= 0.5) elementwise.
+  if (y.acc_labels) {
+    r.correct = 0;
+    for (int64_t i = 0; i < m; ++i) r.correct += row_argmax(z + i * K, K) == y.acc_labels[i];
+  } else if (y.acc_mask) {
+    r.correct = 0;
+    for (int64_t i = 0; i < m * K; ++i) r.correct += (z[i] > T(0)) == (y.acc_mask[i] != 0);
+  }
+  const double total = r.data_loss + r.penalty;
+  if (!(std::isfinite(total) && total <= max_loss)) return r;
+  l2_ = weight_decay;
+
+  switch (loss_) {
+    case LossKind::cross_entropy: softmax_cross_entropy_backward<T>(dout_.data(), probs_.data(), y.labels, cw, m, K); break;
+    case LossKind::mse: mse_backward<T>(dout_.data(), z, y.values, m, K, true); break;
+    case LossKind::bce_with_logits: bce_with_logits_backward<T>(dout_.data(), z, y.values, m, K, true); break;
+  }
+  const T* g = dout_.data();
+  for (auto it = ops_.rbegin(); it != ops_.rend() && (*it)->runs_backward(); ++it) g = (*it)->backward(g, m);
+  r.updated = true;
+  return r;
+}
+
+template <typename T>
+void Plan<T>::update(const OptimizerHyper& hp, double weight_decay) {
+  const double wd = l2_in_backward_ ? 0.0 : weight_decay;  // else it is in the gradients already
+  for (const auto& p : params_) optimizer_update<T>(opt_, p.w, p.v, p.s, p.g, p.n, hp, p.decay ? wd : 0.0);
+}
+
+namespace {
+// The plan's lock for one run: a second thread is told, not made to race on the buffers.
+struct RunLock {
+  std::unique_lock<std::mutex> lock;
+  explicit RunLock(std::mutex& m) : lock(m, std::try_to_lock) {
+    if (!lock.owns_lock()) throw std::runtime_error("this Plan is already running in another thread");
+  }
+};
+}  // namespace
+
+template <typename T>
+PlanStepResult Plan<T>::step(const T* X, int64_t m, const PlanTargets<T>& y, const OptimizerHyper& hp,
+                             double weight_decay, double max_loss) {
+  RunLock lock(busy_);
+  if (!loss_set_ || !optimizer_set_) throw std::logic_error("step() needs set_loss() and set_optimizer() first");
+  finalize();
+  reserve(m, true);
+  PlanStepResult r = loss_and_backward(X, m, y, weight_decay, max_loss);
+  if (r.updated) update(hp, weight_decay);
+  return r;
+}
+
+template <typename T>
+PlanStepResult Plan<T>::gradients(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay) {
+  RunLock lock(busy_);
+  if (!loss_set_) throw std::logic_error("gradients() needs set_loss() first");
+  finalize();
+  reserve(m, true);
+  return loss_and_backward(X, m, y, weight_decay, std::numeric_limits<double>::infinity());
+}
+
+template <typename T>
+void Plan<T>::forward(T* out, const T* X, int64_t m) {
+  RunLock lock(busy_);
+  finalize();
+  reserve(m, false);
+  const T* z = run_forward(X, m, false);
+  const int64_t n = m * numel(shapes_.front(), "the output");
+  if (z != out) std::memcpy(out, z, sizeof(T) * static_cast<size_t>(n));
+}
+
+template <typename T>
+PlanEpochResult Plan<T>::epoch(const T* X, int64_t N, const PlanTargets<T>& y, const int64_t* order,
+                               int64_t n_order, int64_t batch_size, OptimizerHyper hp, double weight_decay,
+                               double max_loss, const std::function<bool()>& interrupted) {
+  RunLock lock(busy_);
+  if (!loss_set_ || !optimizer_set_) throw std::logic_error("epoch() needs set_loss() and set_optimizer() first");
+  if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
+  for (int64_t i = 0; i < n_order; ++i)
+    if (order[i] < 0 || order[i] >= N)
+      throw std::invalid_argument("order[" + std::to_string(i) + "] = " + std::to_string(order[i]) +
+                                  " is not a row of X (0.." + std::to_string(N - 1) + ")");
+  finalize();
+  const int64_t bs = std::min(batch_size, std::max<int64_t>(n_order, 1));
+  reserve(bs, true);
+  const int64_t D = numel(input_, "the input"), K = shapes_.front()[0];
+  T* xb = grow(batch_x_, bs, D, "the minibatch");
+  PlanTargets<T> tb;
+  if (y.labels) tb.labels = grow(batch_labels_, bs, 1, "the minibatch labels");
+  if (y.values) tb.values = grow(batch_values_, bs, K, "the minibatch targets");
+  if (y.acc_labels) tb.acc_labels = y.acc_labels == y.labels ? tb.labels : grow(batch_acc_labels_, bs, 1, "labels");
+  if (y.acc_mask) tb.acc_mask = grow(batch_acc_mask_, bs, K, "the minibatch accuracy mask");
+
+  PlanEpochResult r;
+  for (int64_t b = 0, start = 0; start < n_order; ++b, start += bs) {
+    if (interrupted && interrupted()) {
+      r.interrupted = true;
+      break;
+    }
+    const int64_t m = std::min(bs, n_order - start);
+    const int64_t* idx = order + start;
+    gather_rows(xb, X, idx, m, D);
+    if (y.labels) gather_rows(batch_labels_.data(), y.labels, idx, m, 1);
+    if (y.values) gather_rows(batch_values_.data(), y.values, idx, m, K);
+    if (y.acc_labels && y.acc_labels != y.labels) gather_rows(batch_acc_labels_.data(), y.acc_labels, idx, m, 1);
+    if (y.acc_mask) gather_rows(batch_acc_mask_.data(), y.acc_mask, idx, m, K);
+    PlanStepResult s;
+    try {
+      s = loss_and_backward(xb, m, tb, weight_decay, max_loss);
+    } catch (const std::exception& e) {
+      r.stopped = b;
+      r.error = e.what();
+      break;
+    }
+    r.data_loss.push_back(s.data_loss);
+    r.penalty.push_back(s.penalty);
+    r.correct.push_back(s.correct);
+    r.rows.push_back(m);
+    if (!s.updated) {
+      r.stopped = b;
+      break;
+    }
+    update(hp, weight_decay);
+    ++hp.t;
+    ++r.steps;
+  }
+  return r;
+}
+
+template class Plan<float>;
+template class Plan<double>;
+
+}  // namespace natverk

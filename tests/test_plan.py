@@ -1,0 +1,796 @@
+"""The C++ step plan (natverk._core.Plan, cpp/plan/plan.h; issue 11, one training engine).
+
+N steps through the plan must leave the weights, gradients, batch-norm running statistics,
+dropout counters and optimizer state bit-identical (np.array_equal) to N steps of the Python
+layer loop (forward / loss / backward / Optimizer.step, exactly as Sequential.fit runs it),
+for every supported op and their combinations, float32 and float64, every optimizer, with and
+without weight decay and dropout, batch size 1, odd sizes and a last partial batch; fit with
+the plan must give the layer loop's history and state; a central-difference gradient check
+runs through the plan; bad input gives clear Python exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import natverk
+from natverk import DivergenceError, _core
+from natverk.layers import (
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Residual,
+    Sigmoid,
+    Stack,
+    Tanh,
+)
+from natverk.losses import BCE, MSE, CrossEntropy
+from natverk.models import _plan
+from natverk.optimizers import SGD, Adam, Momentum, RMSprop
+from reference import central_difference_inplace
+from tolerances import FINITE_DIFFERENCE
+
+DTYPES = [np.float32, np.float64]
+
+
+# ------------------------------------------------------------------ the models
+
+
+def _mlp(seed=0):
+    return natverk.Sequential(Dense(6, 9, seed=seed), ReLU(), Dense(9, 7, seed=seed + 1), Sigmoid(),
+                              Dense(7, 5, bias=False, seed=seed + 2), Tanh(), Dense(5, 3, seed=seed + 3))
+
+
+def _mlp_dropout(seed=0):
+    return natverk.Sequential(Dropout(0.1, seed=seed + 7), Dense(6, 9, seed=seed), ReLU(), Dropout(0.4, seed=seed + 8),
+                              Dense(9, 7, seed=seed + 1), Tanh(), Dropout(0.0, seed=1), Dense(7, 3, seed=seed + 2))
+
+
+def _mlp_batchnorm(seed=0):
+    return natverk.Sequential(Dense(6, 8, seed=seed), BatchNorm1D(8, momentum=0.2), ReLU(), Dense(8, 8, seed=seed + 1),
+                              BatchNorm1D(8, eps=1e-3), Tanh(), Dense(8, 3, seed=seed + 2))
+
+
+def _mlp_residual(seed=0):
+    return natverk.Sequential(
+        Dense(6, 8, seed=seed),
+        Residual(Dense(8, 8, seed=seed + 1), ReLU(), Dropout(0.25, seed=seed + 9), Dense(8, 8, seed=seed + 2)),
+        ReLU(),
+        Stack(Dense(8, 8, seed=seed + 3), Tanh()),
+        Residual(Residual(Dense(8, 8, seed=seed + 4)), Sigmoid()),
+        Residual(),
+        Dense(8, 3, seed=seed + 5),
+    )
+
+
+def _cnn(seed=0):
+    return natverk.Sequential(
+        Conv2D(2, 4, 3, padding=1, seed=seed), BatchNorm2D(4), ReLU(), MaxPool2D(2),
+        Conv2D(4, 6, (3, 2), stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2, bias=False, seed=seed + 1),
+        Tanh(), AvgPool2D(2, stride=1, padding=1), Flatten(), Dropout(0.3, seed=seed + 5),
+        Dense(6 * 3 * 4, 3, seed=seed + 2),
+    )
+
+
+def _cnn_residual(seed=0):
+    return natverk.Sequential(
+        Conv2D(2, 4, 3, padding=1, seed=seed), ReLU(),
+        Residual(Conv2D(4, 4, 3, padding=1, seed=seed + 1), BatchNorm2D(4), ReLU()),
+        MaxPool2D(3, stride=2, padding=1), GlobalAvgPool2D(), Dense(4, 3, seed=seed + 2),
+    )
+
+
+def _flatten_first(seed=0):
+    return natverk.Sequential(Flatten(), Dense(2 * 6 * 6, 5, seed=seed), ReLU(), Dense(5, 3, seed=seed + 1))
+
+
+MODELS = {  # name -> (factory, per-example input shape, smallest batch the layers accept)
+    "mlp": (_mlp, (6,), 1),
+    "mlp_dropout": (_mlp_dropout, (6,), 1),
+    "mlp_batchnorm": (_mlp_batchnorm, (6,), 2),
+    "mlp_residual": (_mlp_residual, (6,), 1),
+    "cnn": (_cnn, (2, 6, 6), 1),
+    "cnn_residual": (_cnn_residual, (2, 6, 6), 1),
+    "flatten_first": (_flatten_first, (2, 6, 6), 1),
+}
+
+OPTIMIZERS = {
+    "sgd": lambda wd: SGD(0.05, weight_decay=wd),
+    "momentum": lambda wd: Momentum(0.05, beta=0.8, weight_decay=wd),
+    "rmsprop": lambda wd: RMSprop(0.01, beta2=0.95, weight_decay=wd),
+    "adam": lambda wd: Adam(0.01, beta1=0.85, beta2=0.97, weight_decay=wd),
+}
+
+
+def _data(shape, n=20, classes=3, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, *shape)).astype(dtype)
+    y = rng.integers(0, classes, n)
+    return X, y
+
+
+def _batches(n, min_batch, seed=0):
+    """A batch of 1 (where allowed), odd sizes and a last partial batch, in shuffled order."""
+    order = np.random.default_rng(seed).permutation(n)
+    sizes = [min_batch, 7, 7, n - min_batch - 14]
+    cuts = np.cumsum([0] + sizes)
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+# ------------------------------------------------------------------ the reference and the checks
+
+
+def layer_loop(model, opt, loss_fn, X, T, batches):
+    """Sequential.fit's per-batch work, written out: what the plan must reproduce."""
+    out_rows = []
+    for idx in batches:
+        out = model.forward(X[idx], training=True)
+        with np.errstate(invalid="ignore", over="ignore"):
+            loss = loss_fn.forward_trusted(np.ascontiguousarray(out), T[idx])
+        penalty = opt.penalty(model.parameters())
+        model.backward(loss_fn.backward(), need_input_grad=False)
+        opt.step(model.parameters())
+        out_rows.append((loss, penalty, loss_fn.accuracy(out, T[idx])))
+    return out_rows
+
+
+def snapshot(model, opt) -> dict[str, np.ndarray]:
+    """Everything a step changes: parameters, gradients, buffers, optimizer state and count."""
+    out = {}
+    for name, value, grad in model.parameters():
+        out[f"param/{name}"] = value.copy()
+        out[f"grad/{name}"] = None if grad is None else grad.copy()
+    for name, value in model.buffers():
+        out[f"buffer/{name}"] = np.array(value, copy=True)
+    for name, st in opt.state.items():
+        for k, a in st.items():
+            out[f"opt/{name}/{k}"] = a.copy()
+    out["iterations"] = np.array(opt.iterations)
+    return out
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
+    for k in a:
+        if a[k] is None or b[k] is None:
+            assert a[k] is None and b[k] is None, k
+            continue
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        if not np.array_equal(a[k], b[k]):
+            diff = np.abs(a[k].astype(np.float64) - b[k].astype(np.float64))
+            where = np.unravel_index(np.argmax(diff), diff.shape)
+            raise AssertionError(f"{k}: not bit-identical, largest difference {diff.max():.3g} at {where}")
+
+
+def twins(factory, dtype, opt_factory):
+    """Two identical models with identical fresh optimizers."""
+    a, b = factory().astype(dtype), factory().astype(dtype)
+    return a, opt_factory(), b, opt_factory()
+
+
+def plan_steps(model, opt, loss_fn, X, T, batches):
+    mp = _plan.build_plan(model, opt, loss_fn, X.shape[1:], np.dtype(X.dtype))
+    assert mp is not None, "the model should be supported"
+    Y, acc = mp.targets(T)
+    rows = []
+    for idx in batches:
+        loss, penalty, correct, updated = mp.step(np.ascontiguousarray(X[idx]), Y[idx],
+                                                  None if acc is None else acc[idx])
+        assert updated
+        rows.append((loss, penalty, mp.accuracy(correct, len(idx))))
+    return rows
+
+
+def _same_rows(a, b):
+    for (la, pa, aa), (lb, pb, ab) in zip(a, b, strict=True):
+        assert la == lb and pa == pb, (la, lb, pa, pb)
+        assert aa == ab or (np.isnan(aa) and np.isnan(ab)), (aa, ab)
+
+
+# ------------------------------------------------------------------ bit-identity: steps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("weight_decay", [0.0, 0.03])
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_plan_steps_are_bit_identical_to_the_layer_loop(model_name, opt_name, weight_decay, dtype):
+    factory, shape, min_batch = MODELS[model_name]
+    X, y = _data(shape, dtype=dtype)
+    a, oa, b, ob = twins(factory, dtype, lambda: OPTIMIZERS[opt_name](weight_decay))
+    batches = _batches(len(X), min_batch) * 2  # twice: the optimizer state and counters carry over
+    ref = layer_loop(a, oa, CrossEntropy(), X, y, batches)
+    got = plan_steps(b, ob, CrossEntropy(), X, y, batches)
+    _same_rows(ref, got)
+    assert_identical(snapshot(a, oa), snapshot(b, ob))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss_name", ["class_weights", "mse", "mse_one_output", "bce"])
+def test_every_loss_is_bit_identical(loss_name, dtype):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((20, 6)).astype(dtype)
+    if loss_name == "class_weights":
+        loss, T, K = (lambda: CrossEntropy(class_weights=[0.5, 2.0, 1.0])), rng.integers(0, 3, 20), 3
+    elif loss_name == "mse":
+        loss, T, K = MSE, rng.standard_normal((20, 3)), 3
+    elif loss_name == "mse_one_output":
+        loss, T, K = MSE, rng.standard_normal((20, 1)), 1
+    else:
+        loss, T, K = BCE, rng.uniform(0, 1, (20, 3)).round(1), 3  # 0.5 exactly: the accuracy's edge
+    factory = lambda: natverk.Sequential(Dense(6, 8, seed=0), Tanh(), Dropout(0.2, seed=4), Dense(8, K, seed=1))  # noqa: E731
+    for opt_name in sorted(OPTIMIZERS):
+        a, oa, b, ob = twins(factory, dtype, lambda: OPTIMIZERS[opt_name](0.01))
+        la, lb = loss(), loss()
+        Ta = la.check_targets(T, (20, K))
+        batches = _batches(20, 1)
+        _same_rows(layer_loop(a, oa, la, X, Ta, batches), plan_steps(b, ob, lb, X, Ta, batches))
+        assert_identical(snapshot(a, oa), snapshot(b, ob))
+
+
+def test_decay_all_and_weights_only_are_bit_identical():
+    X, y = _data((6,))
+    for mode in ("weights", "all"):
+        a, oa, b, ob = twins(_mlp_batchnorm, np.float64, lambda: Adam(0.01, weight_decay=0.1, decay=mode))
+        batches = _batches(20, 2)
+        _same_rows(layer_loop(a, oa, CrossEntropy(), X, y, batches), plan_steps(b, ob, CrossEntropy(), X, y, batches))
+        assert_identical(snapshot(a, oa), snapshot(b, ob))
+
+
+# ------------------------------------------------------------------ bit-identity: epochs and fit
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_plan_epoch_equals_the_layer_loop(model_name, dtype):
+    factory, shape, min_batch = MODELS[model_name]
+    X, y = _data(shape, n=23, dtype=dtype)
+    for bs in sorted({min_batch, 5, 23, 64}):  # batch size 1 (where allowed), a partial last batch, one batch
+        if 23 % bs and 23 % bs < min_batch:
+            continue
+        a, oa, b, ob = twins(factory, dtype, lambda: Adam(0.01, weight_decay=0.02))
+        order = np.random.default_rng(bs).permutation(23)
+        batches = [order[i:i + bs] for i in range(0, 23, bs)]
+        ref = layer_loop(a, oa, CrossEntropy(), X, y, batches)
+        mp = _plan.plan_for_fit(b, ob, CrossEntropy(), X, y, bs, X.shape[1:], None)
+        assert mp is not None
+        r = mp.epoch(order, bs)
+        assert r["steps"] == len(batches) and r["stopped"] is None and r["error"] is None
+        got = [(r["data_loss"][i], r["penalty"][i], mp.accuracy(int(r["correct"][i]), int(r["rows"][i])))
+               for i in range(len(batches))]
+        _same_rows(ref, got)
+        assert_identical(snapshot(a, oa), snapshot(b, ob))
+
+
+def _fit_both(factory, X, y, dtype=np.float64, **kwargs):
+    """fit with the plan and with the layer loop (plan disabled): (histories, snapshots)."""
+    out = []
+    for enabled in (True, False):
+        model = factory().astype(dtype)
+        _plan.ENABLED = enabled
+        try:
+            h = model.fit(X, y, verbose=0, **{k: (v() if callable(v) and k == "optimizer" else v)
+                                             for k, v in kwargs.items()})
+        finally:
+            _plan.ENABLED = True
+        out.append((h, snapshot(model, model.optimizer)))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_fit_with_the_plan_equals_fit_with_the_layer_loop(model_name, dtype):
+    factory, shape, _ = MODELS[model_name]
+    X, y = _data(shape, n=26, dtype=dtype)
+    Xv, yv = _data(shape, n=9, seed=1, dtype=dtype)
+    from natverk.schedules import ExponentialDecay
+
+    (ha, sa), (hb, sb) = _fit_both(factory, X, y, dtype, epochs=3, batch_size=8, seed=5,
+                                   optimizer=lambda: Momentum(0.05, weight_decay=0.01),
+                                   validation_data=(Xv, yv), lr_schedule=ExponentialDecay(0.05))
+    assert ha == hb
+    assert_identical(sa, sb)
+
+
+def test_fit_uses_the_plan_and_advances_what_the_layer_loop_advances(monkeypatch):
+    calls = []
+    real = _plan.ModelPlan.epoch
+
+    def spy(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_plan.ModelPlan, "epoch", spy)
+    X, y = _data((6,), n=30)
+    model = _mlp_dropout()
+    opt = Adam(0.01)
+    model.fit(X, y, epochs=2, batch_size=7, optimizer=opt, seed=0, verbose=0)
+    assert len(calls) == 2  # one call per epoch
+    assert opt.iterations == 2 * 5 and int(model.layers[0].counter) == 10
+    # the plan's gradients are published on the layers, as a backward pass leaves them
+    assert all(g is not None for _, _, g in model.parameters())
+
+
+def test_fit_resumed_with_the_plan_is_bit_identical_to_one_run():
+    X, y = _data((2, 6, 6), n=24)
+    one = _cnn()
+    one.fit(X, y, epochs=4, batch_size=5, optimizer=Adam(0.01, weight_decay=0.01), seed=3, verbose=0)
+    two = _cnn()
+    two.fit(X, y, epochs=2, batch_size=5, optimizer=Adam(0.01, weight_decay=0.01), seed=3, verbose=0)
+    _plan.ENABLED = False
+    try:
+        two.fit(X, y, epochs=1, batch_size=5, seed=3, verbose=0)  # the layer loop in between
+    finally:
+        _plan.ENABLED = True
+    two.fit(X, y, epochs=1, batch_size=5, seed=3, verbose=0)
+    assert_identical(snapshot(one, one.optimizer), snapshot(two, two.optimizer))
+
+
+def test_fit_with_augmentation_steps_through_the_plan(monkeypatch):
+    steps = []
+    real = _plan.ModelPlan.step
+    monkeypatch.setattr(_plan.ModelPlan, "step", lambda self, *a, **k: steps.append(1) or real(self, *a, **k))
+
+    def augment(xb, rng):
+        return xb[..., ::-1] * rng.uniform(0.5, 1.5)  # flips and scales; float64 out of float32 in
+
+    X, y = _data((2, 6, 6), n=21, dtype=np.float32)
+    (ha, sa), (hb, sb) = _fit_both(_cnn_residual, X, y, np.float32, epochs=2, batch_size=6, seed=1,
+                                   optimizer=lambda: RMSprop(0.01), augment=augment)
+    assert steps and ha == hb
+    assert_identical(sa, sb)
+
+
+class Doubler(Layer):
+    """A layer of the user's own: the plan cannot run it."""
+
+    def forward(self, x, training=None):
+        x = self._input(x, None, "")
+        return self._remember_output(2 * x)
+
+    def backward(self, grad):
+        return 2 * self._grad(grad)
+
+
+class MyDense(Dense):
+    """A subclass of a built-in layer may override anything: not planned either."""
+
+
+@pytest.mark.parametrize("make", [
+    lambda: natverk.Sequential(Dense(6, 4, seed=0), Doubler(), Dense(4, 3, seed=1)),
+    lambda: natverk.Sequential(MyDense(6, 4, seed=0), ReLU(), Dense(4, 3, seed=1)),
+    lambda: (lambda r: natverk.Sequential(Dense(6, 4, seed=0), r, Dense(4, 4, seed=1), r, Dense(4, 3, seed=2)))(ReLU()),
+])
+def test_unsupported_layers_fall_back_to_the_layer_loop(make):
+    X, y = _data((6,))
+    model = make()
+    assert _plan.build_plan(model, SGD(0.1), CrossEntropy(), (6,), np.dtype(np.float64)) is None
+    (ha, sa), (hb, sb) = _fit_both(make, X, y, epochs=2, batch_size=6, seed=0, optimizer=lambda: SGD(0.1))
+    assert ha == hb
+    assert_identical(sa, sb)
+
+
+def test_custom_losses_and_optimizers_fall_back():
+    class MyLoss(CrossEntropy):
+        pass
+
+    class MySGD(SGD):
+        pass
+
+    model = _mlp()
+    assert _plan.build_plan(model, SGD(0.1), MyLoss(), (6,), np.dtype(np.float64)) is None
+    assert _plan.build_plan(model, MySGD(0.1), CrossEntropy(), (6,), np.dtype(np.float64)) is None
+
+
+def test_a_callback_that_replaces_a_weight_makes_fit_plan_again():
+    from natverk.callbacks import Callback
+
+    class Reinit(Callback):
+        def on_epoch_end(self, model, logs):
+            if logs["epoch"] == 1:
+                model.layers[0].W = model.layers[0].W * 0.5  # a new array: the old plan is stale
+
+    X, y = _data((6,))
+    (ha, sa), (hb, sb) = _fit_both(_mlp, X, y, epochs=3, batch_size=6, seed=0, optimizer=lambda: Momentum(0.1),
+                                   callbacks=[Reinit()])
+    assert ha == hb
+    assert_identical(sa, sb)
+
+
+def test_float64_data_into_a_float32_model():
+    X, y = _data((2, 6, 6), n=14)  # float64 data; the model is float32: its first layer converts
+    (ha, sa), (hb, sb) = _fit_both(_flatten_first, X, y, np.float32, epochs=2, batch_size=4, seed=0,
+                                   optimizer=lambda: SGD(0.1))
+    assert ha == hb
+    assert_identical(sa, sb)
+    # a first layer that computes before converting: the layer loop runs (its rounding)
+    model = natverk.Sequential(Sigmoid(), Dense(6, 3, seed=0)).astype(np.float32)
+    assert _plan.plan_for_fit(model, SGD(0.1), CrossEntropy(), _data((6,))[0], _data((6,))[1], 4, (6,), None) is None
+
+
+# ------------------------------------------------------------------ stopping
+
+
+def test_divergence_stops_before_the_update_as_the_layer_loop_does():
+    X, y = _data((6,), n=40)
+    errors, states = [], []
+    for enabled in (True, False):
+        model = natverk.Sequential(Dense(6, 16, seed=0), ReLU(), Dropout(0.2, seed=1), Dense(16, 3, seed=2))
+        _plan.ENABLED = enabled
+        try:
+            with pytest.raises(DivergenceError) as info:
+                model.fit(X, y, epochs=3, batch_size=8, optimizer=SGD(1e30), seed=0, verbose=0)
+        finally:
+            _plan.ENABLED = True
+        errors.append((str(info.value), info.value.epoch, info.value.step))
+        states.append(snapshot(model, model.optimizer))
+    assert errors[0] == errors[1]
+    assert_identical(*states)
+
+
+def test_max_loss_and_kernel_errors_stop_the_epoch_where_the_layer_loop_stops():
+    X, y = _data((6,), n=40)
+    for kwargs in (dict(optimizer=lambda: Adam(1e4), max_loss=2.0),):
+        out = []
+        for enabled in (True, False):
+            model = _mlp()
+            _plan.ENABLED = enabled
+            try:
+                with pytest.raises(DivergenceError, match="exceeds max_loss") as info:
+                    model.fit(X, y, epochs=5, batch_size=8, seed=0, verbose=0,
+                              **{k: v() if k == "optimizer" else v for k, v in kwargs.items()})
+            finally:
+                _plan.ENABLED = True
+            out.append((str(info.value), snapshot(model, model.optimizer)))
+        assert out[0][0] == out[1][0]
+        assert_identical(out[0][1], out[1][1])
+    # class weights of only-zero-weight labels in a batch: the loss kernel's ValueError, same text
+    y0 = np.where(np.arange(40) < 8, 0, y)
+    msgs = []
+    for enabled in (True, False):
+        _plan.ENABLED = enabled
+        try:
+            with pytest.raises(ValueError) as info:
+                _mlp().fit(X, y0, epochs=1, batch_size=8, shuffle=False, optimizer=SGD(0.1), verbose=0,
+                           loss=CrossEntropy(class_weights=[0.0, 1.0, 1.0]))
+        finally:
+            _plan.ENABLED = True
+        msgs.append(str(info.value))
+    assert msgs[0] == msgs[1] and "sum to zero" in msgs[0]
+
+
+def test_inputs_the_layers_reject_leave_the_error_to_them():
+    X, y = _data((6,), n=21)
+    # batch norm on a last batch of one example
+    with pytest.raises(ValueError, match="training needs more than one value per channel"):
+        _mlp_batchnorm().fit(X, y, epochs=1, batch_size=10, optimizer=SGD(0.1), verbose=0)
+    X[17, 2] = np.nan
+    msgs = []
+    for enabled in (True, False):
+        _plan.ENABLED = enabled
+        try:
+            with pytest.raises(ValueError, match="contains NaN or Inf") as info:
+                _mlp().fit(X, y, epochs=1, batch_size=10, optimizer=SGD(0.1), verbose=0)
+        finally:
+            _plan.ENABLED = True
+        msgs.append(str(info.value))
+    assert msgs[0] == msgs[1]
+
+
+def test_the_epoch_hands_back_a_keyboard_interrupt():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((200_000, 2)), rng.integers(0, 2, 200_000)
+    model = natverk.Sequential(Dense(2, 2, seed=0))
+    opt = SGD(0.01)
+    mp = _plan.plan_for_fit(model, opt, CrossEntropy(), X, y, 1, (2,), None)
+
+    def interrupt_once_running():
+        # Ctrl-C while the epoch runs in C++ (a signal before that would hit the test itself):
+        # the plan's lock says when it does; an evaluation forward changes no state
+        while True:
+            try:
+                mp.plan.forward(X[:1])
+            except RuntimeError:
+                break
+            time.sleep(0.0005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt_once_running)
+    sender.start()
+    r = mp.epoch(np.arange(200_000), 1)
+    sender.join()
+    assert isinstance(r["interrupt"], KeyboardInterrupt)
+    assert 0 < r["steps"] < 200_000 and opt.iterations == r["steps"]
+    # what it did is exactly the first `steps` batches (the plan against the layer loop: above)
+    twin, topt = natverk.Sequential(Dense(2, 2, seed=0)), SGD(0.01)
+    _plan.plan_for_fit(twin, topt, CrossEntropy(), X, y, 1, (2,), None).epoch(np.arange(int(r["steps"])), 1)
+    assert_identical(snapshot(model, opt), snapshot(twin, topt))
+
+
+def test_a_second_thread_is_told_the_plan_is_busy():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((50_000, 2)), rng.integers(0, 2, 50_000)
+    mp = _plan.plan_for_fit(natverk.Sequential(Dense(2, 2, seed=0)), SGD(0.01), CrossEntropy(), X, y, 1, (2,), None)
+    worker = threading.Thread(target=mp.epoch, args=(np.arange(50_000), 1))
+    worker.start()
+    seen = False
+    while worker.is_alive() and not seen:
+        try:
+            mp.step(X[:2], y[:2], None)
+        except RuntimeError as err:
+            seen = "already running in another thread" in str(err)
+        time.sleep(0.001)
+    worker.join()
+    assert seen
+
+
+# ------------------------------------------------------------------ forward, gradients, the dropout seed
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_plan_forward_is_predict_in_evaluation_mode(model_name):
+    factory, shape, min_batch = MODELS[model_name]
+    X, y = _data(shape, n=17)
+    model = factory()
+    model.fit(X, y, epochs=1, batch_size=4 if min_batch == 1 else 5, optimizer=SGD(0.05), seed=0, verbose=0)
+    mp = _plan.build_plan(model, model.optimizer, CrossEntropy(), shape, np.dtype(np.float64))
+    counters = [np.array(v) for _, v in model.buffers()]
+    np.testing.assert_array_equal(mp.forward(X), model.predict_logits(X))
+    for before, (_, after) in zip(counters, model.buffers()):
+        np.testing.assert_array_equal(before, after)  # evaluation changes no state
+
+
+def test_gradient_check_through_the_plan():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((5, 2, 5, 5))
+    y = rng.integers(0, 3, 5)
+    model = natverk.Sequential(
+        Conv2D(2, 3, 3, padding=1, seed=0), BatchNorm2D(3), Tanh(),
+        Residual(Conv2D(3, 3, 3, padding=1, seed=1), Sigmoid()), AvgPool2D(2), Flatten(),
+        Dropout(0.3, seed=2), Dense(12, 6, seed=3), BatchNorm1D(6), ReLU(), Dense(6, 3, seed=4),
+    )
+    model.astype(np.float64)
+    mp = _plan.build_plan(model, SGD(0.0), CrossEntropy(), X.shape[1:], np.dtype(np.float64))
+    counter = model.layers[6].counter
+    wd = 0.05
+
+    def loss() -> float:
+        counter[...] = 0  # the same dropout mask at every evaluation
+        data, penalty, _ = mp.plan.gradients(X, y, weight_decay=wd)
+        return data + penalty
+
+    loss()
+    grads = {name: g.copy() for (name, _, _), (_, _, g) in zip(model.parameters(), mp._grads) if g is not None}
+    for (name, value, _), p in zip(model.parameters(), model.parameters()):
+        numeric = central_difference_inplace(loss, value)
+        expected = grads[name] + (wd * value if p.decay else 0.0)  # the penalty's gradient is the update's
+        np.testing.assert_allclose(expected, numeric, rtol=FINITE_DIFFERENCE.rtol, atol=FINITE_DIFFERENCE.atol,
+                                   err_msg=name)
+
+
+def test_dropout_call_seed_is_numpys_seed_sequence():
+    rng = np.random.default_rng(1)
+    seeds = [0, 1, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1, *rng.integers(0, 2**63 - 1, 40).tolist()]
+    calls = [0, 1, 2, 1000, 2**31, 2**32 - 1, 2**32, 2**32 + 5, 2**62]
+    for seed in seeds:
+        layer = Dropout(0.5, seed=seed)
+        for call in calls:
+            assert _core.dropout_call_seed(seed, call) == layer.call_seed(call), (seed, call)
+
+
+# ------------------------------------------------------------------ the MATLAB network
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
+def test_train_runs_the_plan_bit_identical_to_the_matlab_calls_past_one_gemm_block(optimizer, dtype):
+    # batches of 300 rows span two GEMM k-blocks (256): lambda must enter where back_propagation
+    # puts it (dW = h^T dz + lambda W) for the roundings to agree
+    from natverk.train import train_step_by_step
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 5)).astype(dtype)
+    y = rng.integers(0, 3, 600)
+    params = natverk.initialize_weights([5, 12, 7, 3], seed=0, dtype=dtype)
+    a, b = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
+    h = natverk.train(a, X, y, epochs=2, learning_rate=0.01, minibatch_size=300, lambda_=0.02, optimizer=optimizer,
+                      seed=3, verbose=0, eval_every=1)
+    rng_b, t, losses = np.random.default_rng(3), 0, []
+    for _ in range(2):
+        epoch_losses = []
+        for idx in natverk.minibatches(600, 300, rng_b):
+            t += optimizer == "adam"
+            epoch_losses.append(train_step_by_step(b, X[idx], y[idx], 0.01, 0.02, "relu", optimizer, t=max(t, 1)))
+        losses.append(float(np.mean(epoch_losses)))
+    assert h["loss"] == losses
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_train_stops_before_the_diverging_update():
+    from natverk.train import train_step_by_step
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 4)), rng.integers(0, 3, 64)
+    params = natverk.initialize_weights([4, 8, 3], seed=0)
+    twin = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(DivergenceError) as info:
+        natverk.train(params, X, y, epochs=5, learning_rate=1e30, minibatch_size=16, optimizer="sgd", seed=0,
+                      verbose=0)
+    # the MATLAB loop up to the batch whose loss diverged, without that batch's update
+    shuffle, done = np.random.default_rng(0), False
+    for epoch in range(1, 6):
+        for step, idx in enumerate(natverk.minibatches(64, 16, shuffle), start=1):
+            before = {k: v.copy() for k, v in twin.items()}
+            if not np.isfinite(train_step_by_step(twin, X[idx], y[idx], 1e30, 0.0, "relu", "sgd")):
+                twin, done = before, True
+                assert (epoch, step) == (info.value.epoch, info.value.step)
+                break
+        if done:
+            break
+    assert done
+    for k in params:
+        np.testing.assert_array_equal(params[k], twin[k], err_msg=k)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _small_plan(dtype=np.float64, optimizer="momentum"):
+    W, b = np.ones((3, 2), dtype), np.zeros(2, dtype)
+    p = _core.Plan(dtype, (3,))
+    p.dense(W, b, np.zeros_like(W), np.zeros_like(b))
+    p.set_loss("cross_entropy")
+    state = [np.zeros_like(W), np.zeros_like(b)]
+    p.set_optimizer(optimizer, state, state, [True, False])
+    return p
+
+
+def test_bad_building_raises_clear_errors():
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        _core.Plan(np.int32, (3,))
+    with pytest.raises(ValueError, match="input shape"):
+        _core.Plan(np.float64, ())
+    p = _core.Plan(np.float32, (3,))
+    W = np.ones((3, 2))
+    with pytest.raises(TypeError, match=r"W must have the same dtype as the plan \(float32\)"):
+        p.dense(W, None, np.zeros_like(W), None)
+    frozen = np.ones((3, 2), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="W is read-only"):
+        p.dense(frozen, None, np.zeros_like(frozen), None)
+    with pytest.raises(ValueError, match=r"dW and W must have the same shape"):
+        p.dense(np.ones((3, 2), np.float32), None, np.zeros((2, 3), np.float32), None)
+    with pytest.raises(ValueError, match=r"op 0 \(dense 4->2\): expects inputs of shape \(4,\), got \(3,\)"):
+        p.dense(np.ones((4, 2), np.float32), None, np.zeros((4, 2), np.float32), None)
+    with pytest.raises(TypeError, match="W must be a NumPy array, got list"):
+        p.dense([[1.0]], None, np.zeros((1, 1), np.float32), None)
+    with pytest.raises(ValueError, match="activation must be"):
+        p.activation("swish")
+    c = _core.Plan(np.float64, (2, 5, 5))
+    with pytest.raises(ValueError, match="put a flatten before it"):
+        c.dense(np.ones((50, 2)), None, np.zeros((50, 2)), None)
+    with pytest.raises(ValueError, match=r"conv2d.*larger than the padded input"):
+        c.conv2d(np.ones((3, 2, 7, 7)), None, np.zeros((3, 2, 7, 7)), None)
+    with pytest.raises(ValueError, match="weight has 1 input channels per group"):
+        c.conv2d(np.ones((3, 1, 3, 3)), None, np.zeros((3, 1, 3, 3)), None)
+    c.begin_residual()
+    c.maxpool2d((2, 2), (2, 2))
+    with pytest.raises(ValueError, match="must keep the shape"):
+        c.end_residual()
+    with pytest.raises(RuntimeError, match="without begin_residual"):
+        _core.Plan(np.float64, (3,)).end_residual()
+    with pytest.raises(TypeError, match="counter must be the layer's int64 call counter"):
+        _core.Plan(np.float64, (3,)).dropout(0.5, 1, np.zeros((), np.float64))
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+        _core.Plan(np.float64, (3,)).dropout(1.0, 1, np.zeros((), np.int64))
+    q = _core.Plan(np.float64, (3,))
+    q.dense(np.ones((3, 2)), np.zeros(2), np.zeros((3, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match="one entry per parameter"):
+        q.set_optimizer("sgd", [None], [None], [True])
+    with pytest.raises(ValueError, match="needs its v array"):
+        q.set_optimizer("adam", [None, None], [None, None], [True, False])
+    with pytest.raises(ValueError, match="optimizer must be 'sgd'"):
+        q.set_optimizer("lbfgs", [None, None], [None, None], [True, False])
+    with pytest.raises(ValueError, match=r"class_weights must have shape \(2,\)"):
+        q.set_loss("cross_entropy", np.ones(3))
+    with pytest.raises(ValueError, match="loss must be"):
+        q.set_loss("hinge")
+    conv = _core.Plan(np.float64, (1, 4, 4))
+    conv.conv2d(np.ones((2, 1, 3, 3)), None, np.zeros((2, 1, 3, 3)), None)
+    conv.flatten()
+    conv.set_loss("mse")
+    with pytest.raises(ValueError, match="only dense weights can take their L2 gradient in backward"):
+        conv.set_optimizer("sgd", [None], [None], [True], l2_in_backward=True)
+
+
+def test_bad_running_input_raises_clear_errors():
+    p = _small_plan()
+    X, y = np.ones((4, 3)), np.array([0, 1, 1, 0])
+    with pytest.raises(RuntimeError, match="needs set_loss"):
+        _core.Plan(np.float64, (3,)).step(X, y, 0.1)
+    with pytest.raises(TypeError, match=r"X must have the same dtype as the plan \(float64\)"):
+        p.step(X.astype(np.float32), y, 0.1)
+    with pytest.raises(ValueError, match=r"X must have shape \(m, 3\) for this plan, got \(4, 2\)"):
+        p.step(np.ones((4, 2)), y, 0.1)
+    with pytest.raises(ValueError, match="X is empty"):
+        p.step(np.ones((0, 3)), y[:0], 0.1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        p.step(np.ones((3, 4)).T, y, 0.1)
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at row 2\)"):
+        p.step(np.where(np.arange(12).reshape(4, 3) == 7, np.nan, 1.0), y, 0.1)
+    with pytest.raises(ValueError, match="is not a class label in 0..1"):
+        p.step(X, np.array([0, 1, 2, 0]), 0.1)
+    with pytest.raises(ValueError, match=r"one label per row \(4\)"):
+        p.step(X, y[:3], 0.1)
+    with pytest.raises(ValueError, match="learning_rate must be >= 0"):
+        p.step(X, y, -0.1)
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\)"):
+        p.step(X, y, 0.1, beta=1.0)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        p.step(X, y, 0.1, weight_decay=-1.0)
+    with pytest.raises(TypeError, match="learning_rate must be a real number"):
+        p.step(X, y, "fast")
+    with pytest.raises(ValueError, match="max_loss must be a positive number"):
+        p.step(X, y, 0.1, max_loss=0.0)
+    with pytest.raises(ValueError, match=r"t \(the Adam step count\) must be >= 1"):
+        _small_plan(optimizer="adam").step(X, y, 0.1, t=0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        p.epoch(X, y, np.arange(4), 0, 0.1)
+    with pytest.raises(ValueError, match=r"order\[1\] = 9 is not a row of X"):
+        p.epoch(X, y, np.array([0, 9]), 2, 0.1)
+    with pytest.raises(TypeError, match="order must be an integer array"):
+        p.epoch(X, y, np.arange(4.0), 2, 0.1)
+    p.step(X, y, 0.1)
+    with pytest.raises(RuntimeError, match="ops cannot be added any more"):
+        p.flatten()
+    m = _core.Plan(np.float64, (3,))
+    m.dense(np.ones((3, 2)), None, np.zeros((3, 2)), None)
+    m.set_loss("bce_with_logits")
+    m.set_optimizer("sgd", [None], [None], [True])
+    with pytest.raises(ValueError, match=r"y must have shape \(4, 2\)"):
+        m.step(X, np.ones((4, 3)), 0.1)
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 1\]"):
+        m.step(X, np.full((4, 2), 2.0), 0.1)
+    with pytest.raises(TypeError, match="y must have the same dtype as the plan"):
+        m.step(X, np.ones((4, 2), np.float32), 0.1)
+
+
+def test_the_plan_describes_itself():
+    model = _mlp_residual()
+    mp = _plan.build_plan(model, SGD(0.1), CrossEntropy(), (6,), np.dtype(np.float64))
+    text = repr(mp.plan)
+    assert "op 1 (residual)" in text and "op 0 of a residual branch (dense 8->8)" in text
+    assert mp.plan.input_shape == (6,) and mp.plan.output_shape == (3,) and mp.plan.loss == "cross_entropy"
+    assert mp.plan.num_parameters == len(model.parameters())
+
+
+def test_a_callback_that_changes_a_setting_makes_fit_plan_again():
+    from natverk.callbacks import Callback
+
+    class Anneal(Callback):
+        def on_epoch_end(self, model, logs):
+            model.layers[3].p = 0.1 * logs["epoch"]  # the dropout rate the plan copied
+            model.layers[1].momentum = 0.5
+
+    factory = lambda: natverk.Sequential(Dense(6, 8, seed=0), BatchNorm1D(8), ReLU(), Dropout(0.4, seed=1),  # noqa: E731
+                                         Dense(8, 3, seed=2))
+    X, y = _data((6,))
+    (ha, sa), (hb, sb) = _fit_both(factory, X, y, epochs=3, batch_size=6, seed=0, optimizer=lambda: SGD(0.1),
+                                   callbacks=[Anneal()])
+    assert ha == hb
+    assert_identical(sa, sb)
