@@ -104,6 +104,16 @@ class _Builder:
         self.refs.append((layer, attr, w))
         return w, g
 
+    def _weight_and_bias(self, layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """W, b, dW, db of a Dense or Conv2D; b and db None without a bias (its db is published as None)."""
+        W, dW = self._param(layer, "W", "dW")
+        if layer.use_bias:
+            b, db = self._param(layer, "b", "db")
+        else:
+            b = db = None
+            self.grads.append((layer, "db", None))
+        return W, b, dW, db
+
     def add(self, layer) -> None:
         kind = type(layer)
         p = self.plan
@@ -128,13 +138,7 @@ class _Builder:
                 self.add(child)
             p.end_residual()
         elif kind is Dense:
-            W, dW = self._param(layer, "W", "dW")
-            if layer.use_bias:
-                b, db = self._param(layer, "b", "db")
-            else:
-                b = db = None
-                self.grads.append((layer, "db", None))
-            p.dense(W, b, dW, db)
+            p.dense(*self._weight_and_bias(layer))
         elif kind in _ACTIVATIONS:
             p.activation(layer._kind)
         elif kind is Dropout:
@@ -148,13 +152,7 @@ class _Builder:
             p.flatten()
         elif kind is Conv2D:
             self.has_conv = True
-            W, dW = self._param(layer, "W", "dW")
-            if layer.use_bias:
-                b, db = self._param(layer, "b", "db")
-            else:
-                b = db = None
-                self.grads.append((layer, "db", None))
-            p.conv2d(W, b, dW, db, layer.stride, layer.padding, layer.dilation, layer.groups)
+            p.conv2d(*self._weight_and_bias(layer), layer.stride, layer.padding, layer.dilation, layer.groups)
         elif kind is MaxPool2D:
             p.maxpool2d(layer.kernel_size, layer.stride, layer.padding)
         elif kind is AvgPool2D:
