@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _positive_int(text: str) -> int:
@@ -39,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--threads", type=_positive_int, default=None)
-    sp.add_argument("--output", "-o", default="spiral_decision_boundary.png", help="PNG to write")
+    sp.add_argument("--out", default="results", help="output folder for the figure, created if missing "
+                    "(default: results, like reproduce)")
+    sp.add_argument("--output", "-o", default=None,
+                    help="PNG to write instead of <--out>/spiral_decision_boundary.png")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("config", help="print the build and run-time configuration")
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         label_noise=args.label_noise,
         activation=args.activation,
         seed=args.seed,
-        output=args.output,
+        output=args.output if args.output is not None else Path(args.out) / "spiral_decision_boundary.png",
         dtype=args.dtype,
         verbose=0 if args.quiet else 1,
     )

@@ -36,7 +36,7 @@ def spiral(
     beta1: float = 0.9,
     beta2: float = 0.99,
     seed: int | None = 0,
-    output: str | Path | None = "spiral_decision_boundary.png",
+    output: str | Path | None = "results/spiral_decision_boundary.png",
     dtype: str = "float64",
     verbose: int = 1,
 ) -> dict:
@@ -50,6 +50,10 @@ def spiral(
     not the network (the thesis' 0.934 test accuracy is above the 0.85 a
     test set with 20 % relabelling would allow).
 
+    ``output`` is the PNG to write (None: no figure). Its folder is created if missing, as
+    ``reproduce --out`` does: by default the figure goes to ``results/``, beside the thesis
+    reports and out of the source tree, never loose in the current folder.
+
     Returns a dict with ``train_accuracy``, ``test_accuracy``, ``seconds``,
     ``parameters``, ``history`` and ``figure`` (the path written, or None).
     """
@@ -57,8 +61,8 @@ def spiral(
         output = Path(output)
         if output.suffix.lower() != ".png":
             raise ValueError(f"output must be a .png path, got {str(output)!r}")
-        if not output.parent.exists():
-            raise FileNotFoundError(f"output folder {str(output.parent)!r} does not exist")
+        if output.parent.exists() and not output.parent.is_dir():
+            raise NotADirectoryError(f"output folder {str(output.parent)!r} is a file, not a folder")
     rng = np.random.default_rng(seed)
     X_train, y_train, _, _ = import_nonlinear_data(
         n_per_class, 2, nodes[-1], noise_rate, seed=rng, dtype=dtype, label_noise=label_noise
@@ -99,6 +103,8 @@ def spiral(
             X_train,
             title=f"Spiral, lambda = {lambda_:g}: train {train_acc:.3f}, test {test_acc:.3f}",
         )
+        # Created only now, after training: a failed run leaves no empty folder behind.
+        output.parent.mkdir(parents=True, exist_ok=True)
         # Written to a temporary name and renamed: no half-written PNG on failure.
         tmp = output.with_name(output.name + ".tmp")
         fig.savefig(tmp, dpi=120, format="png")

@@ -20,17 +20,36 @@ from ._provenance import PathScrubber, command_line, git_state, natverk_version
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a reader sees the
-    old file or the new one, never half of one."""
+    old file or the new one, never half of one. The file gets the mode any new file gets
+    (0666 less the umask), like the PNGs beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+        # mkstemp creates the file 0600 (private, because its name is guessable while it is
+        # open); a report is meant to be read by others, so give it a normal file's mode.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask. Linux reports it in /proc (read-only); elsewhere it can only be read
+    by setting it, so set it back at once (as natverk.models.save does)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_figure(fig, path: Path) -> str:

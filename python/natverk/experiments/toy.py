@@ -32,10 +32,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..importdata import import_linear_data, import_nonlinear_data
-from ..neuralnet import initialize_weights
 from ..search import MLPTrial, balance_principle, linear_search, logspace_search
-from ..train import train
-from ..utils import check_accuracy, decision_boundary, normalization
+from ..search.trial import accuracies, num_threads
+from ..utils import decision_boundary, normalization
 from ._report import Report, mean_std
 
 THESIS_TABLE2 = {"none": (0.0, 0.998, 0.906), "logspace": (0.032, 0.945, 0.949),
@@ -95,6 +94,17 @@ def make_data(setup: ToySetup, seed: int):
     return X_tr, y_tr, X_val, y_val, X_te, y_te
 
 
+def _chosen(search) -> dict:
+    """A search's chosen row, with ``trial_seed``: the seed of the one network that scored it.
+    The table's searches train each lambda once, so the best lambda's row is one network."""
+    best = dict(search.best)
+    trials = [row for row in search.rows if row["lambda"] == best["lambda"]]
+    if len(trials) != 1:
+        raise RuntimeError(f"{search.method} search: lambda {best['lambda']} was trained {len(trials)} times; "
+                           f"the table reports one network per number")
+    return {**best, "trial_seed": trials[0]["seed"]}
+
+
 def run_methods(setup: ToySetup, seed: int, jobs: int) -> dict:
     """The four ways to choose lambda on one seed's data: each a row with lambda and accuracies."""
     data = make_data(setup, seed)
@@ -103,15 +113,15 @@ def run_methods(setup: ToySetup, seed: int, jobs: int) -> dict:
     rows, seconds = {}, {}
     t0 = time.perf_counter()
     none = trial(0.0, seed)
-    rows["none"] = {"lambda": 0.0, **none}
+    rows["none"] = {"lambda": 0.0, **none, "trial_seed": seed}
     seconds["none"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     log = logspace_search(trial, *setup.log_range, setup.n_logspace, seed=seed, jobs=jobs)
-    rows["logspace"] = dict(log.best)
+    rows["logspace"] = _chosen(log)
     seconds["logspace"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     lin = linear_search(trial, setup.linear_range[0], setup.linear_range[1], setup.linear_step, seed=seed, jobs=jobs)
-    rows["linear"] = dict(lin.best)
+    rows["linear"] = _chosen(lin)
     seconds["linear"] = time.perf_counter() - t0
     X_tr, y_tr, X_val, y_val, X_te, y_te = data
     t0 = time.perf_counter()
@@ -121,26 +131,65 @@ def run_methods(setup: ToySetup, seed: int, jobs: int) -> dict:
                             # damped: whole-set phi/psi once per epoch, not per minibatch (see the
                             # module docstring); the cap at the search range's top is a safeguard
                             update="epoch", lambda_max=setup.log_range[1])
-    rows["balance"] = dict(bal.row)
+    rows["balance"] = {**bal.row, "trial_seed": seed}
     seconds["balance"] = time.perf_counter() - t0
     for method, row in rows.items():
+        # seed: the table's seed (data, search draws); trial_seed: the one network the row scored.
         # time_s of a chosen row: the wall time of the whole method on this seed (all its trials)
         row.update(method=method, seed=seed, problem=setup.kind, time_s=seconds[method])
-    return {"rows": rows, "data": data, "logspace": log, "linear": lin, "balance": bal}
+    return {"rows": rows, "data": data, "trial": trial, "logspace": log, "linear": lin, "balance": bal}
 
 
-def fit_for_figure(setup: ToySetup, data, lambda_: float, seed: int):
-    X_tr, y_tr, _, _, X_te, y_te = data
-    params = initialize_weights(setup.nodes, seed=seed)
-    train(params, X_tr, y_tr, setup.epochs, setup.learning_rate, setup.minibatch_size, lambda_, "relu",
-          optimizer="adam", seed=seed, verbose=0)
-    train_acc, _ = check_accuracy(X_tr, y_tr, params, lambda_, "relu")
-    test_acc, _ = check_accuracy(X_te, y_te, params, lambda_, "relu")
-    return params, train_acc, test_acc
+@dataclass(frozen=True)
+class Panel:
+    """One decision-boundary panel: a CSV row and the network its numbers came from."""
+
+    label: str
+    row: dict
+    parameters: dict
+
+
+def figure_panels(result: dict, extra_lambdas=()) -> list[Panel]:
+    """The networks behind one seed's table rows, plus a network per ``(label, lambda)`` in
+    ``extra_lambdas``, as figure panels.
+
+    A panel is never a fresh training run of its own: the lambda = 0, logspace and linear rows
+    are rebuilt with :meth:`MLPTrial.fit` from the row's lambda and ``trial_seed`` (a trial is a
+    pure function of both), the balance row's network is the one :func:`balance_principle`
+    returned, and an extra lambda becomes a row of its own (``method`` ``figure-trial``, beside
+    the searches' ``*-trial`` rows) that the CSV and the report's panel table carry. Every
+    panel's network is re-scored and must give its row's accuracies exactly, so a figure cannot
+    drift from its table.
+    """
+    trial, rows = result["trial"], result["rows"]
+    panels = []
+    for method in METHODS:
+        row = rows[method]
+        if method == "balance":
+            parameters = result["balance"].parameters
+        else:
+            parameters, _ = trial.fit(row["lambda"], row["trial_seed"])
+        panels.append(Panel(METHOD_TITLES[method], row, parameters))
+    for label, lam in extra_lambdas:
+        seed = rows["none"]["seed"]
+        parameters, _ = trial.fit(lam, seed)
+        with num_threads(trial.threads):
+            scores = accuracies(parameters, trial, trial.activation)
+        row = {"lambda": float(lam), "seed": seed, **scores, "trial_seed": seed, "method": "figure-trial",
+               "problem": rows["none"]["problem"]}
+        panels.append(Panel(label, row, parameters))
+    for panel in panels:
+        with num_threads(trial.threads):
+            scores = accuracies(panel.parameters, trial, trial.activation)
+        for key, value in scores.items():
+            if value != panel.row[key]:
+                raise RuntimeError(f"{panel.label}: the figure's network scores {key} {value}, the table's row "
+                                   f"{panel.row[key]}; the figure would not show the reported model")
+    return panels
 
 
 def _toy_table(name: str, title: str, setup: ToySetup, thesis: dict, out, quick: bool, seeds, jobs: int,
-               figure_lambdas) -> dict:
+               extra_lambdas=()) -> dict:
     start = time.perf_counter()
     if quick:
         setup = quick_setup(setup)
@@ -189,35 +238,48 @@ def _toy_table(name: str, title: str, setup: ToySetup, thesis: dict, out, quick:
     report.add("Findings (the thesis: regularisation raises test accuracy on noisy data; logspace finds a better "
                "lambda than linear search):\n" + "\n".join(findings))
 
-    # Figures from the first seed's data: boundaries at the requested lambdas.
+    # The figure draws the first seed's networks: the very ones behind that seed's table rows
+    # (see figure_panels), each panel titled with its row's numbers, which a table below repeats.
     first = per_seed[0]
-    lambdas = figure_lambdas(first)
+    panels = figure_panels(first, extra_lambdas)
+    extra_rows = [p.row for p in panels if p.row.get("method") == "figure-trial"]
+    report.add_rows(extra_rows)
+    all_rows.extend(extra_rows)
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.2 * len(lambdas), 4))
-    for i, (label, lam) in enumerate(lambdas):
-        params, tr, te = fit_for_figure(setup, first["data"], lam, seeds[0])
-        ax = fig.add_subplot(1, len(lambdas), i + 1)
-        decision_boundary(params, lam, "relu", first["data"][1], first["data"][0], ax=ax,
+    X_tr, y_tr = first["data"][0], first["data"][1]
+    fig = Figure(figsize=(4.2 * len(panels), 4.4))
+    for i, panel in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        decision_boundary(panel.parameters, panel.row["lambda"], "relu", y_tr, X_tr, ax=ax,
                           step=0.02 if quick else 0.005,  # the thesis' 0.005 grid; coarser for smoke tests
-                          title=f"{label}: lambda = {lam:.3g}\ntrain {tr:.3f}, test {te:.3f}")
+                          title=f"{panel.label}\nlambda = {panel.row['lambda']:.3g}\n"
+                                f"train {panel.row['train_accuracy']:.3f}, test {panel.row['test_accuracy']:.3f}")
     figure_name = {"table2": "figure4", "table3": "figure5"}[name]
-    report.add_figure(fig, f"{figure_name}.png", f"{figure_name.capitalize()}: decision boundaries with the "
+    figure_title = {"table2": "Figure 4", "table3": "Figure 5"}[name]
+    report.add_table(["panel", "method (CSV)", "lambda", "seed", "trial seed", "train acc", "val acc", "test acc"],
+                     [[p.label, p.row["method"], f"{p.row['lambda']:.6g}", p.row["seed"], p.row["trial_seed"],
+                       p.row["train_accuracy"],
+                       p.row["val_accuracy"], p.row["test_accuracy"]] for p in panels],
+                     caption=f"{figure_title}'s panels, left to right: seed {first['rows']['none']['seed']}'s "
+                             f"rows of the table above (and of the CSV), each panel the network that row scored:")
+    report.add_figure(fig, f"{figure_name}.png", f"{figure_title}: decision boundaries with the "
                       f"training data (seed {seeds[0]})")
     wall = time.perf_counter() - start
-    return {"report": report, "rows": all_rows, "wall_s": wall}
+    return {"report": report, "rows": all_rows, "wall_s": wall,
+            "panels": [{"label": p.label, **p.row} for p in panels]}
 
 
 def table2(out, quick: bool = False, seeds=(0, 1, 2), jobs: int = 1, **_ignored) -> dict:
     """Table 2 and Figure 4: linear 2-D data around f(x) = -x."""
+    # The thesis' Figure 4 also shows an over-regularised boundary at lambda = 0.551; it is
+    # drawn as an extra panel whose numbers are a CSV row (method "figure-trial") and a panel-table row.
     return _toy_table(
         "table2", "Table 2 / Figure 4: two classes of linear 2-D data, lambda by method", LINEAR_FULL,
-        THESIS_TABLE2, out, quick, seeds, jobs,
-        lambda first: [("no regularisation", 0.0), ("best logspace", first["rows"]["logspace"]["lambda"]),
-                       ("thesis' large lambda", 0.551)],
+        THESIS_TABLE2, out, quick, seeds, jobs, extra_lambdas=[("the thesis' large lambda", 0.551)],
     )
 
 
@@ -226,5 +288,4 @@ def table3(out, quick: bool = False, seeds=(0, 1, 2), jobs: int = 1, **_ignored)
     return _toy_table(
         "table3", "Table 3 / Figure 5: four classes of spiral data (20 % label noise), lambda by method",
         SPIRAL_FULL, THESIS_TABLE3, out, quick, seeds, jobs,
-        lambda first: [("no regularisation", 0.0), ("regularised (best logspace)", first["rows"]["logspace"]["lambda"])],
     )

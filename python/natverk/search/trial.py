@@ -187,6 +187,19 @@ class MLPTrial:
         Returns ``train_accuracy``, ``val_accuracy``, ``test_accuracy`` and
         ``final_loss`` (mean minibatch loss, penalty included, of the last epoch).
         """
+        with num_threads(self.threads):
+            parameters, history = self.fit(lambda_, seed)
+            return {
+                **accuracies(parameters, self, self.activation),
+                "final_loss": float(history["loss"][-1]),
+            }
+
+    def fit(self, lambda_: float, seed: int) -> tuple[dict, dict]:
+        """The network ``trial(lambda_, seed)`` scores: ``(parameters, history)``.
+
+        The one place a trial trains, so a report that draws a row's network
+        (a decision-boundary figure) gets the very weights the row's numbers came from.
+        """
         init_rng, shuffle_rng = split_seed(seed)
         with num_threads(self.threads):
             parameters = initialize_weights(self.nodes, seed=init_rng, dtype=self.dtype)
@@ -208,10 +221,7 @@ class MLPTrial:
                 eval_every=self.epochs,  # accuracy once, at the end: the search reports only that
                 verbose=0,
             )
-            return {
-                **accuracies(parameters, self, self.activation),
-                "final_loss": float(history["loss"][-1]),
-            }
+        return parameters, history
 
 
 def accuracies(parameters: dict, data: Any, activation: str) -> dict[str, float]:
