@@ -310,6 +310,81 @@ def test_balance_with_a_fixed_lambda_epoch_is_natverk_train(data):
     assert result.epoch_lambdas.tolist() == [0.05] and result.lambdas.tolist() == [0.05]
 
 
+def _balance_by_the_matlab_functions(X, y, nodes, epochs, learning_rate, minibatch_size, gamma, lambda0, seed,
+                                     optimizer, update, lambda_max, lr_decay, dtype):
+    """The balance principle's loop as balance.py wrote it before it ran on the step plan: per
+    minibatch forward_propagation (lambda 0: phi and psi at x_k), lambda by eq. 47,
+    back_propagation with that lambda, gradient_descent_<optimizer> (apply_optimizer)."""
+    from natverk.search.balance import balance_lambda
+    from natverk.train import apply_optimizer
+
+    init_rng, shuffle_rng = split_seed(seed)
+    X = np.ascontiguousarray(X, dtype=dtype)
+    params = natverk.initialize_weights(nodes, seed=init_rng, dtype=dtype)
+    lambdas, phis, psis = [], [], []
+
+    def phi_psi(Xb, yb):
+        _, _, cache = natverk.forward_propagation(Xb, yb, params, 0.0, "relu")
+        return float(cache["no_reg_loss"]), 0.5 * float(cache["psi"]), cache
+
+    def record(lam, phi, psi):
+        lambdas.append(lam), phis.append(phi), psis.append(psi)
+
+    if update == "epoch":
+        phi, psi, _ = phi_psi(X, y)
+        lam = lambda0 if lambda0 is not None else balance_lambda(phi, psi, gamma, lambda_max)
+        record(lam, phi, psi)
+    t = iteration = 0
+    for epoch in range(1, epochs + 1):
+        lr = natverk.exponential_decay(learning_rate, epoch) if lr_decay else learning_rate
+        for idx in natverk.minibatches(X.shape[0], minibatch_size, shuffle_rng):
+            phi, psi, cache = phi_psi(X[idx], y[idx])
+            if update == "iteration":
+                lam = lambda0 if iteration == 0 and lambda0 is not None else balance_lambda(phi, psi, gamma, lambda_max)
+                record(lam, phi, psi)
+            gradients = natverk.back_propagation(cache, y[idx], params, lam, "relu")
+            t += optimizer == "adam"
+            apply_optimizer(gradients, params, optimizer, lr, 0.9, 0.9, 0.99, t)
+            iteration += 1
+        if update == "epoch" and epoch < epochs:
+            phi, psi, _ = phi_psi(X, y)
+            lam = balance_lambda(phi, psi, gamma, lambda_max)
+            record(lam, phi, psi)
+    return params, lambdas, phis, psis
+
+
+@pytest.mark.parametrize(
+    "update,optimizer,lambda0,lambda_max,lr_decay,dtype,m,batch",
+    [
+        ("iteration", "adam", None, None, False, np.float64, 100, 32),
+        ("iteration", "momentum", 0.01, 0.05, True, np.float32, 100, 32),
+        ("iteration", "vanilla", None, None, False, np.float32, 600, 300),  # 300 rows: two GEMM k-blocks
+        ("iteration", "rmsprop", None, 0.02, False, np.float64, 600, 300),
+        ("epoch", "rmsprop", None, None, False, np.float64, 100, 16),
+        ("epoch", "sgd", 0.02, None, True, np.float32, 100, 32),
+        ("epoch", "adam", None, None, False, np.float64, 600, 300),
+    ],
+)  # fmt: skip
+def test_balance_on_the_plan_gives_the_matlab_functions_weights(update, optimizer, lambda0, lambda_max, lr_decay,
+                                                                 dtype, m, batch):
+    """balance_principle trains through the step plan (forward_loss, then backward_update with
+    the lambda chosen in between); the loop it replaced, written with the MATLAB-style functions,
+    gives the same lambdas, phi, psi and weights, bit for bit."""
+    rng = np.random.default_rng(5)
+    X, y = natverk.generate_linear_2d(m, 1, 1, 0, 0.3, seed=rng)
+    nodes = [2, 32, 16, 2]
+    kwargs = dict(epochs=4, learning_rate=1e-2, minibatch_size=batch, gamma=1.5, lambda0=lambda0, seed=7,
+                  optimizer=optimizer, update=update, lambda_max=lambda_max, lr_decay=lr_decay)
+    result = balance_principle(X, y, nodes, dtype=dtype, **kwargs)
+    params, lambdas, phis, psis = _balance_by_the_matlab_functions(X, y, nodes, dtype=dtype, **kwargs)
+    assert result.lambdas.tolist() == lambdas
+    assert result.phi.tolist() == phis and result.psi.tolist() == psis
+    assert set(result.parameters) == set(params)
+    for key in params:
+        assert result.parameters[key].dtype == dtype
+        np.testing.assert_array_equal(result.parameters[key], params[key], err_msg=key)
+
+
 def test_balance_epoch_update_uses_the_whole_training_set_and_lambda_max_caps(data):
     X_tr, y_tr = data[0], data[1]
     result = balance_principle(

@@ -4,8 +4,8 @@
 // state, running statistics, dropout counters), so they stay alive as long as the plan does;
 // it never copies them. Every array is checked here, once, when it is handed over: the plan's
 // dtype, C-contiguous, writeable where the plan writes, the shape its op needs. The running
-// methods (step, gradients, forward, epoch) check their batch the same way and then run with
-// the GIL released.
+// methods (step, gradients, forward_loss, backward_update, forward, epoch) check their batch the
+// same way and then run with the GIL released.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -231,6 +231,50 @@ py::array_t<V> to_array(const std::vector<V>& v) {
 }
 
 py::object correct_or_none(int64_t c) { return c < 0 ? py::object(py::none()) : py::object(py::int_(c)); }
+
+// What step, epoch and backward_update take: the optimizer's hyper-parameters and the weight
+// decay, checked, and finite in the plan's dtype.
+struct RunHyper {
+  OptimizerHyper h;
+  double wd;
+};
+
+template <typename T>
+RunHyper run_hyper(const Plan<T>& pl, const py::object& lr, const py::object& beta, const py::object& beta1,
+                   const py::object& beta2, const py::object& eps, const py::object& t, const py::object& wd_obj) {
+  const RunHyper r{hyper(lr, beta, beta1, beta2, eps, t, pl.optimizer_kind()), weight_decay_arg(wd_obj)};
+  hyper_in_dtype<T>(r.h, r.wd, pl.optimizer_kind());
+  return r;
+}
+
+// A batch (X, y) as the running methods take it: X checked against the plan's input (and for
+// NaN/Inf when check_finite), the targets against its loss; `hold` keeps converted arrays alive
+// for the call.
+template <typename T>
+struct Batch {
+  const T* x = nullptr;
+  int64_t rows = 0;
+  PlanTargets<T> y;
+  std::vector<py::object> hold;
+};
+
+template <typename T>
+Batch<T> run_batch(const Plan<T>& pl, const py::array& X, const py::object& y_obj, const py::object& acc_obj,
+                   bool check_finite) {
+  Batch<T> b;
+  b.x = batch_input<T>(X, pl, check_finite, &b.rows);
+  b.y = batch_targets<T>(pl, y_obj, acc_obj, b.rows, b.hold);
+  return b;
+}
+
+// Row indices into X (epoch's order, forward_loss's rows): a 1-D integer array, as int64.
+py::array_t<int64_t, py::array::c_style> row_indices(const py::object& obj, const char* name) {
+  const py::array a = as_array(obj, name);
+  if (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
+    throw py::type_error(std::string(name) + " must be an integer array of row indices, got dtype " + dtype_str(a));
+  require_ndim(a, name, 1);
+  return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+}
 
 }  // namespace
 
@@ -496,17 +540,13 @@ void bind_plan(py::module_& m) {
             const py::array X = as_array(X_obj, "X");
             return p.visit([&](auto& pl) -> py::tuple {
               using T = typename std::decay_t<decltype(pl)>::value_type;
-              const OptimizerHyper h = hyper(lr, beta, beta1, beta2, eps, t, pl.optimizer_kind());
-              const double wd = weight_decay_arg(wd_obj), max_loss = max_loss_arg(max_loss_obj);
-              hyper_in_dtype<T>(h, wd, pl.optimizer_kind());
-              int64_t rows = 0;
-              const T* x = batch_input<T>(X, pl, as_bool(check_obj, "check_finite"), &rows);
-              std::vector<py::object> hold;
-              const PlanTargets<T> tg = batch_targets<T>(pl, y_obj, acc_obj, rows, hold);
+              const RunHyper hp = run_hyper(pl, lr, beta, beta1, beta2, eps, t, wd_obj);
+              const double max_loss = max_loss_arg(max_loss_obj);
+              const Batch<T> b = run_batch(pl, X, y_obj, acc_obj, as_bool(check_obj, "check_finite"));
               PlanStepResult r;
               {
                 py::gil_scoped_release release;
-                r = pl.step(x, rows, tg, h, wd, max_loss);
+                r = pl.step(b.x, b.rows, b.y, hp.h, hp.wd, max_loss);
               }
               return py::make_tuple(r.data_loss, r.penalty, correct_or_none(r.correct), r.updated);
             });
@@ -528,14 +568,11 @@ void bind_plan(py::module_& m) {
               using T = typename std::decay_t<decltype(pl)>::value_type;
               const double wd = weight_decay_arg(wd_obj);
               require_float_arg<T>(wd, "weight_decay");
-              int64_t rows = 0;
-              const T* x = batch_input<T>(X, pl, true, &rows);
-              std::vector<py::object> hold;
-              const PlanTargets<T> tg = batch_targets<T>(pl, y_obj, acc_obj, rows, hold);
+              const Batch<T> b = run_batch(pl, X, y_obj, acc_obj, true);
               PlanStepResult r;
               {
                 py::gil_scoped_release release;
-                r = pl.gradients(x, rows, tg, wd);
+                r = pl.gradients(b.x, b.rows, b.y, wd);
               }
               return py::make_tuple(r.data_loss, r.penalty, correct_or_none(r.correct));
             });
@@ -543,6 +580,51 @@ void bind_plan(py::module_& m) {
           py::arg("X"), py::arg("y"), py::arg("weight_decay") = 0.0, py::arg("accuracy_targets") = py::none(),
           "Forward, loss and backward on (X, y) in training mode, without an update: the gradients land in the "
           "gradient arrays. Returns (data_loss, penalty, correct).")
+      .def(
+          "forward_loss",
+          [](PyPlan& p, const py::object& X_obj, const py::object& y_obj, const py::object& rows_obj,
+             const py::object& acc_obj, const py::object& check_obj) -> py::tuple {
+            const py::array X = as_array(X_obj, "X");
+            py::array_t<int64_t, py::array::c_style> rows;
+            if (!rows_obj.is_none()) {
+              rows = row_indices(rows_obj, "rows");
+              require_nonempty(rows, "rows");
+            }
+            return p.visit([&](auto& pl) -> py::tuple {
+              using T = typename std::decay_t<decltype(pl)>::value_type;
+              const Batch<T> b = run_batch(pl, X, y_obj, acc_obj, as_bool(check_obj, "check_finite"));
+              const int64_t* idx = rows_obj.is_none() ? nullptr : rows.data();
+              const int64_t m = rows_obj.is_none() ? b.rows : static_cast<int64_t>(rows.size());
+              PlanStepResult r;
+              {
+                py::gil_scoped_release release;
+                r = pl.forward_loss(b.x, b.rows, b.y, idx, m);
+              }
+              return py::make_tuple(r.data_loss, r.psi, correct_or_none(r.correct));
+            });
+          },
+          py::arg("X"), py::arg("y"), py::arg("rows") = py::none(), py::arg("accuracy_targets") = py::none(),
+          py::arg("check_finite") = true,
+          "The first half of step() on the rows `rows` of (X, y) (None: all of them), copied into the plan: "
+          "the training forward pass and the data loss, nothing updated. Returns (data_loss, psi, correct), "
+          "psi = sum ||w||^2 over the decayed parameters (the penalty is weight_decay/2 * psi); nothing is "
+          "checked. backward_update() finishes the step with a weight decay chosen from them (the balance "
+          "principle's lambda = phi / (gamma psi/2)); the pair gives step()'s bits.")
+      .def(
+          "backward_update",
+          [](PyPlan& p, const py::object& lr, const py::object& beta, const py::object& beta1,
+             const py::object& beta2, const py::object& eps, const py::object& t, const py::object& wd_obj) {
+            p.visit([&](auto& pl) {
+              const RunHyper hp = run_hyper(pl, lr, beta, beta1, beta2, eps, t, wd_obj);
+              py::gil_scoped_release release;
+              pl.backward_update(hp.h, hp.wd);
+            });
+          },
+          py::arg("learning_rate"), py::arg("beta") = 0.9, py::arg("beta1") = 0.9, py::arg("beta2") = 0.99,
+          py::arg("eps") = 1e-8, py::arg("t") = 1, py::arg("weight_decay") = 0.0,
+          "The second half of step(): backward and one optimizer pass for the batch of the last forward_loss() "
+          "with weight decay weight_decay (t: Adam's step count). RuntimeError when no forward_loss() is pending "
+          "(any other run since discards it).")
       .def(
           "forward",
           [](PyPlan& p, const py::object& X_obj) -> py::array {
@@ -572,20 +654,12 @@ void bind_plan(py::module_& m) {
             const py::array X = as_array(X_obj, "X");
             const int64_t bs = as_int64(bs_obj, "batch_size");
             if (bs < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(bs));
-            const py::array order_arr = as_array(order_obj, "order");
-            if (order_arr.dtype().kind() != 'i' && order_arr.dtype().kind() != 'u')
-              throw py::type_error("order must be an integer array of row indices, got dtype " + dtype_str(order_arr));
-            require_ndim(order_arr, "order", 1);
-            const auto order = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(order_arr);
+            const auto order = row_indices(order_obj, "order");
             return p.visit([&](auto& pl) -> py::dict {
               using T = typename std::decay_t<decltype(pl)>::value_type;
-              const OptimizerHyper h = hyper(lr, beta, beta1, beta2, eps, t, pl.optimizer_kind());
-              const double wd = weight_decay_arg(wd_obj), max_loss = max_loss_arg(max_loss_obj);
-              hyper_in_dtype<T>(h, wd, pl.optimizer_kind());
-              int64_t N = 0;
-              const T* x = batch_input<T>(X, pl, as_bool(check_obj, "check_finite"), &N);
-              std::vector<py::object> hold;
-              const PlanTargets<T> tg = batch_targets<T>(pl, y_obj, acc_obj, N, hold);
+              const RunHyper hp = run_hyper(pl, lr, beta, beta1, beta2, eps, t, wd_obj);
+              const double max_loss = max_loss_arg(max_loss_obj);
+              const Batch<T> b = run_batch(pl, X, y_obj, acc_obj, as_bool(check_obj, "check_finite"));
               const int64_t* op = order.data();
               const int64_t n_order = order.size();
               // Ctrl-C: the signal handlers run between batches, at most every 50 ms (the GIL is
@@ -614,7 +688,7 @@ void bind_plan(py::module_& m) {
               PlanEpochResult r;
               {
                 py::gil_scoped_release release;
-                r = pl.epoch(x, N, tg, op, n_order, bs, h, wd, max_loss, interrupted);
+                r = pl.epoch(b.x, b.rows, b.y, op, n_order, bs, hp.h, hp.wd, max_loss, interrupted);
               }
               py::dict d;
               d["data_loss"] = to_array(r.data_loss);

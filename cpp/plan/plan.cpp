@@ -46,13 +46,22 @@ U* grow(std::vector<U>& v, int64_t rows, int64_t per_row, const char* what) {
   return v.data();
 }
 
-// dst row r = src row idx[r] (rows of `width` elements): a minibatch gathered from the data set.
+// dst row r = src row idx[r] (rows of `width` elements): a minibatch gathered from the data set
+// (idx null: src row r).
 template <typename U>
 void gather_rows(U* dst, const U* src, const int64_t* idx, int64_t rows, int64_t width) {
   parallel_for(rows, kElementwiseGrain / (width > 0 ? width : 1) + 1, [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r)
-      std::memcpy(dst + r * width, src + idx[r] * width, sizeof(U) * static_cast<size_t>(width));
+      std::memcpy(dst + r * width, src + (idx ? idx[r] : r) * width, sizeof(U) * static_cast<size_t>(width));
   });
+}
+
+// Every index is a row of the N-row data set (epoch's order, forward_loss's rows).
+void check_rows(const int64_t* idx, int64_t n, int64_t N, const char* name) {
+  for (int64_t i = 0; i < n; ++i)
+    if (idx[i] < 0 || idx[i] >= N)
+      throw std::invalid_argument(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
+                                  " is not a row of X (0.." + std::to_string(N - 1) + ")");
 }
 
 // argmax of each row, the first maximum (numpy.argmax's rule for finite values).
@@ -676,18 +685,17 @@ const T* Plan<T>::run_forward(const T* X, int64_t m, bool training) {
 }
 
 template <typename T>
-PlanStepResult Plan<T>::loss_and_backward(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay,
-                                          double max_loss) {
+PlanStepResult Plan<T>::forward_and_loss(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay,
+                                         bool want_psi) {
   PlanStepResult r;
   const int64_t K = shapes_.front()[0];
-  const T* z = run_forward(X, m, true);
+  const T* z = last_output_ = run_forward(X, m, true);
 
   // The L2 penalty at the weights this batch's gradient is taken at (Optimizer.penalty).
-  if (weight_decay != 0.0) {
-    double psi = 0.0;
+  if (want_psi || weight_decay != 0.0) {
     for (const auto& p : params_)
-      if (p.decay) psi += sum_of_squares<T>(p.w, p.n);
-    r.penalty = 0.5 * weight_decay * psi;
+      if (p.decay) r.psi += sum_of_squares<T>(p.w, p.n);
+    r.penalty = 0.5 * weight_decay * r.psi;
   }
   const T* cw = has_class_weights_ ? class_weights_.data() : nullptr;
   switch (loss_) {
@@ -703,17 +711,30 @@ PlanStepResult Plan<T>::loss_and_backward(const T* X, int64_t m, const PlanTarge
     r.correct = 0;
     for (int64_t i = 0; i < m * K; ++i) r.correct += (z[i] > T(0)) == (y.acc_mask[i] != 0);
   }
-  const double total = r.data_loss + r.penalty;
-  if (!(std::isfinite(total) && total <= max_loss)) return r;
-  l2_ = weight_decay;
+  return r;
+}
 
+template <typename T>
+void Plan<T>::backward(int64_t m, const PlanTargets<T>& y, double weight_decay) {
+  const int64_t K = shapes_.front()[0];
+  l2_ = weight_decay;
+  const T* cw = has_class_weights_ ? class_weights_.data() : nullptr;
   switch (loss_) {
     case LossKind::cross_entropy: softmax_cross_entropy_backward<T>(dout_.data(), probs_.data(), y.labels, cw, m, K); break;
-    case LossKind::mse: mse_backward<T>(dout_.data(), z, y.values, m, K, true); break;
-    case LossKind::bce_with_logits: bce_with_logits_backward<T>(dout_.data(), z, y.values, m, K, true); break;
+    case LossKind::mse: mse_backward<T>(dout_.data(), last_output_, y.values, m, K, true); break;
+    case LossKind::bce_with_logits: bce_with_logits_backward<T>(dout_.data(), last_output_, y.values, m, K, true); break;
   }
   const T* g = dout_.data();
   for (auto it = ops_.rbegin(); it != ops_.rend() && (*it)->runs_backward(); ++it) g = (*it)->backward(g, m);
+}
+
+template <typename T>
+PlanStepResult Plan<T>::loss_and_backward(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay,
+                                          double max_loss) {
+  PlanStepResult r = forward_and_loss(X, m, y, weight_decay, false);
+  const double total = r.data_loss + r.penalty;
+  if (!(std::isfinite(total) && total <= max_loss)) return r;
+  backward(m, y, weight_decay);
   r.updated = true;
   return r;
 }
@@ -738,6 +759,7 @@ template <typename T>
 PlanStepResult Plan<T>::step(const T* X, int64_t m, const PlanTargets<T>& y, const OptimizerHyper& hp,
                              double weight_decay, double max_loss) {
   RunLock lock(busy_);
+  pending_rows_ = -1;
   if (!loss_set_ || !optimizer_set_) throw std::logic_error("step() needs set_loss() and set_optimizer() first");
   finalize();
   reserve(m, true);
@@ -749,6 +771,7 @@ PlanStepResult Plan<T>::step(const T* X, int64_t m, const PlanTargets<T>& y, con
 template <typename T>
 PlanStepResult Plan<T>::gradients(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay) {
   RunLock lock(busy_);
+  pending_rows_ = -1;
   if (!loss_set_) throw std::logic_error("gradients() needs set_loss() first");
   finalize();
   reserve(m, true);
@@ -758,6 +781,7 @@ PlanStepResult Plan<T>::gradients(const T* X, int64_t m, const PlanTargets<T>& y
 template <typename T>
 void Plan<T>::forward(T* out, const T* X, int64_t m) {
   RunLock lock(busy_);
+  pending_rows_ = -1;
   finalize();
   reserve(m, false);
   const T* z = run_forward(X, m, false);
@@ -766,26 +790,73 @@ void Plan<T>::forward(T* out, const T* X, int64_t m) {
 }
 
 template <typename T>
+PlanTargets<T> Plan<T>::batch_buffers(const PlanTargets<T>& y, int64_t rows) {
+  const int64_t D = numel(input_, "the input"), K = shapes_.front()[0];
+  grow(batch_x_, rows, D, "the minibatch");
+  PlanTargets<T> tb;
+  if (y.labels) tb.labels = grow(batch_labels_, rows, 1, "the minibatch labels");
+  if (y.values) tb.values = grow(batch_values_, rows, K, "the minibatch targets");
+  if (y.acc_labels) tb.acc_labels = y.acc_labels == y.labels ? tb.labels : grow(batch_acc_labels_, rows, 1, "labels");
+  if (y.acc_mask) tb.acc_mask = grow(batch_acc_mask_, rows, K, "the minibatch accuracy mask");
+  return tb;
+}
+
+template <typename T>
+void Plan<T>::gather_batch(const T* X, const PlanTargets<T>& y, const int64_t* idx, int64_t m) {
+  const int64_t D = numel(input_, "the input"), K = shapes_.front()[0];
+  gather_rows(batch_x_.data(), X, idx, m, D);
+  if (y.labels) gather_rows(batch_labels_.data(), y.labels, idx, m, 1);
+  if (y.values) gather_rows(batch_values_.data(), y.values, idx, m, K);
+  if (y.acc_labels && y.acc_labels != y.labels) gather_rows(batch_acc_labels_.data(), y.acc_labels, idx, m, 1);
+  if (y.acc_mask) gather_rows(batch_acc_mask_.data(), y.acc_mask, idx, m, K);
+}
+
+template <typename T>
+PlanStepResult Plan<T>::forward_loss(const T* X, int64_t N, const PlanTargets<T>& y, const int64_t* rows,
+                                     int64_t m) {
+  RunLock lock(busy_);
+  pending_rows_ = -1;
+  if (!loss_set_) throw std::logic_error("forward_loss() needs set_loss() first");
+  if (m < 1) throw std::invalid_argument("forward_loss() needs at least one row");
+  if (rows) check_rows(rows, m, N, "rows");
+  else if (m > N) throw std::invalid_argument("forward_loss(): " + std::to_string(m) + " rows of a " +
+                                              std::to_string(N) + "-row X");
+  finalize();
+  reserve(m, true);
+  const PlanTargets<T> tb = batch_buffers(y, m);
+  gather_batch(X, y, rows, m);
+  PlanStepResult r = forward_and_loss(batch_x_.data(), m, tb, 0.0, true);
+  pending_rows_ = m;
+  pending_y_ = tb;
+  return r;
+}
+
+template <typename T>
+void Plan<T>::backward_update(const OptimizerHyper& hp, double weight_decay) {
+  RunLock lock(busy_);
+  const int64_t m = pending_rows_;
+  pending_rows_ = -1;
+  if (!optimizer_set_) throw std::logic_error("backward_update() needs set_optimizer() first");
+  if (m < 0)
+    throw std::logic_error("backward_update() finishes the step forward_loss() began; there is none pending "
+                           "(another run in between discards it)");
+  backward(m, pending_y_, weight_decay);
+  update(hp, weight_decay);
+}
+
+template <typename T>
 PlanEpochResult Plan<T>::epoch(const T* X, int64_t N, const PlanTargets<T>& y, const int64_t* order,
                                int64_t n_order, int64_t batch_size, OptimizerHyper hp, double weight_decay,
                                double max_loss, const std::function<bool()>& interrupted) {
   RunLock lock(busy_);
+  pending_rows_ = -1;
   if (!loss_set_ || !optimizer_set_) throw std::logic_error("epoch() needs set_loss() and set_optimizer() first");
   if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
-  for (int64_t i = 0; i < n_order; ++i)
-    if (order[i] < 0 || order[i] >= N)
-      throw std::invalid_argument("order[" + std::to_string(i) + "] = " + std::to_string(order[i]) +
-                                  " is not a row of X (0.." + std::to_string(N - 1) + ")");
+  check_rows(order, n_order, N, "order");
   finalize();
   const int64_t bs = std::min(batch_size, std::max<int64_t>(n_order, 1));
   reserve(bs, true);
-  const int64_t D = numel(input_, "the input"), K = shapes_.front()[0];
-  T* xb = grow(batch_x_, bs, D, "the minibatch");
-  PlanTargets<T> tb;
-  if (y.labels) tb.labels = grow(batch_labels_, bs, 1, "the minibatch labels");
-  if (y.values) tb.values = grow(batch_values_, bs, K, "the minibatch targets");
-  if (y.acc_labels) tb.acc_labels = y.acc_labels == y.labels ? tb.labels : grow(batch_acc_labels_, bs, 1, "labels");
-  if (y.acc_mask) tb.acc_mask = grow(batch_acc_mask_, bs, K, "the minibatch accuracy mask");
+  const PlanTargets<T> tb = batch_buffers(y, bs);
 
   PlanEpochResult r;
   for (int64_t b = 0, start = 0; start < n_order; ++b, start += bs) {
@@ -794,15 +865,10 @@ PlanEpochResult Plan<T>::epoch(const T* X, int64_t N, const PlanTargets<T>& y, c
       break;
     }
     const int64_t m = std::min(bs, n_order - start);
-    const int64_t* idx = order + start;
-    gather_rows(xb, X, idx, m, D);
-    if (y.labels) gather_rows(batch_labels_.data(), y.labels, idx, m, 1);
-    if (y.values) gather_rows(batch_values_.data(), y.values, idx, m, K);
-    if (y.acc_labels && y.acc_labels != y.labels) gather_rows(batch_acc_labels_.data(), y.acc_labels, idx, m, 1);
-    if (y.acc_mask) gather_rows(batch_acc_mask_.data(), y.acc_mask, idx, m, K);
+    gather_batch(X, y, order + start, m);
     PlanStepResult s;
     try {
-      s = loss_and_backward(xb, m, tb, weight_decay, max_loss);
+      s = loss_and_backward(batch_x_.data(), m, tb, weight_decay, max_loss);
     } catch (const std::exception& e) {
       r.stopped = b;
       r.error = e.what();

@@ -85,6 +85,8 @@ struct PlanTargets {
 
 struct PlanStepResult {
   double data_loss = 0, penalty = 0;
+  double psi = 0;        // sum ||w||^2 over the decayed parameters (penalty = wd/2 psi); forward_loss() always
+                         // computes it, step(), gradients() and epoch() only when wd != 0
   int64_t correct = -1;  // rows (elements for BCE) predicted right; -1 when not counted
   bool updated = false;  // false: the loss check stopped the step before backward
 };
@@ -156,6 +158,18 @@ class Plan {
   // forward, loss and backward only: the gradients land in the gradient arrays, nothing is
   // updated (the dropout counters and running statistics do advance, as in a step).
   PlanStepResult gradients(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay);
+  // step() in two halves, for a caller that chooses the weight decay from the forward pass (the
+  // balance principle, thesis eq. 47: lambda = phi / (gamma psi) at the weights the step starts
+  // from). forward_loss gathers rows[0..m) of X / y (rows null: the first m rows) into the plan's
+  // own batch buffers, so the caller's arrays need not outlive the call, and runs the training
+  // forward pass and the data loss; it returns data_loss, psi and the accuracy count (penalty 0:
+  // the weight decay is not known yet) and checks nothing. backward_update(hp, wd) then runs
+  // backward and the update with weight decay wd. The pair gives the bits step() gives with the
+  // same wd. Any other run in between (step, gradients, forward, epoch) overwrites the forward
+  // pass's buffers, so it discards the pending half-step and backward_update throws
+  // std::logic_error; a second forward_loss replaces it.
+  PlanStepResult forward_loss(const T* X, int64_t N, const PlanTargets<T>& y, const int64_t* rows, int64_t m);
+  void backward_update(const OptimizerHyper& hp, double weight_decay);
   // Evaluation mode (running statistics, no dropout): out (m, output_dims).
   void forward(T* out, const T* X, int64_t m);
   // Every minibatch of one epoch: batch b holds the rows order[b*bs : (b+1)*bs] of X / y
@@ -175,8 +189,19 @@ class Plan {
   void finalize();
   void reserve(int64_t rows, bool training);
   const T* run_forward(const T* X, int64_t m, bool training);
+  // The forward pass and the loss of one batch (psi when want_psi or wd != 0); backward() then takes
+  // the gradients of that batch with weight decay wd; loss_and_backward is the two with the loss
+  // check between them (step, gradients and epoch).
+  PlanStepResult forward_and_loss(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay,
+                                  bool want_psi);
+  void backward(int64_t m, const PlanTargets<T>& y, double weight_decay);
   PlanStepResult loss_and_backward(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay,
                                    double max_loss);
+  // The batch buffers (batch_x_ and targets shaped like y, pointed to by the result) for `rows`
+  // rows, and the gather of rows idx[0..m) (idx null: the first m rows) of X and y into them
+  // (forward_loss and epoch).
+  PlanTargets<T> batch_buffers(const PlanTargets<T>& y, int64_t rows);
+  void gather_batch(const T* X, const PlanTargets<T>& y, const int64_t* idx, int64_t m);
   void update(const OptimizerHyper& hp, double weight_decay);
 
   Dims input_;
@@ -194,6 +219,7 @@ class Plan {
   bool optimizer_set_ = false;
   bool l2_in_backward_ = false;
   double l2_ = 0.0;  // this run's weight decay, read by the dense ops that take it in backward
+  const T* last_output_ = nullptr;  // the training forward pass's output (the loss gradient reads it)
   bool finalized_ = false;
 
   // loss workspace: probs (cross-entropy) and dL/d(output), rows x K
@@ -203,6 +229,8 @@ class Plan {
   std::vector<T> batch_values_;
   std::vector<uint8_t> batch_acc_mask_;
   int64_t capacity_train_ = 0, capacity_eval_ = 0;
+  int64_t pending_rows_ = -1;  // forward_loss(): the rows of the half-step backward_update() finishes
+  PlanTargets<T> pending_y_;    // its targets, in the batch buffers
   std::mutex busy_;
 };
 

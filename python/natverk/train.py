@@ -45,15 +45,6 @@ def _epoch_order(m: int, batch_size: int, rng: np.random.Generator | None = None
     return rng.permutation(m) if rng is not None else np.arange(m)
 
 
-def _writable(parameters: dict, key: str) -> np.ndarray:
-    """``parameters[key]`` as the C-contiguous, writable array the step plan updates in place
-    (replaced in the dict if it was not one already, as the optimizers' own calls require)."""
-    a = parameters[key]
-    if not (a.flags.c_contiguous and a.flags.writeable):
-        a = parameters[key] = np.array(a, order="C")
-    return a
-
-
 def apply_optimizer(gradients: Mapping[str, np.ndarray], parameters: dict, optimizer: str, learning_rate: float,
                     beta: float = 0.9, beta1: float = 0.9, beta2: float = 0.99, t: int = 1) -> dict:
     """``gradient_descent_<optimizer>`` by name, as the MATLAB ``Main`` script picks its
@@ -170,10 +161,6 @@ def train(
     if every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
 
-    L = num_layers(parameters)
-    for l in range(1, L + 1):
-        _writable(parameters, f"W{l}")
-        _writable(parameters, f"b{l}")
     # forward_propagation + back_propagation + gradient_descent_<optimizer> as one C++ plan over
     # the dict's own arrays (bit-identical to the three calls: see train_step_by_step)
     from .models._plan import matlab_plan

@@ -400,13 +400,19 @@ def matlab_plan(parameters: dict, activation: str, optimizer: str) -> Any:
     weight decay of each step; it decays the weights ``W_l`` only, and its gradient enters as
     ``back_propagation`` adds it (``dW_l = h^T dz + lambda W_l``, ``l2_in_backward``), so the
     plan's steps are bit-identical to ``forward_propagation`` + ``back_propagation`` +
-    ``gradient_descent_*``. The parameters must be C-contiguous and writeable."""
+    ``gradient_descent_*``. A ``W_l`` or ``b_l`` that is not a C-contiguous, writeable array is
+    replaced in the dict by a copy that is (the plan updates them in place), as the optimizers'
+    own calls require."""
     from .._validation import num_layers
     from ..optimizers._update import state
     from ..optimizers.table import resolve
 
     spec = resolve(optimizer)
     L = num_layers(parameters)
+    for key in (f"{name}{l}" for l in range(1, L + 1) for name in "Wb"):
+        a = parameters[key]
+        if not (a.flags.c_contiguous and a.flags.writeable):
+            parameters[key] = np.array(a, order="C")
     W1 = parameters["W1"]
     plan = _core.Plan(W1.dtype, (W1.shape[0],))
     v, s, decay = [], [], []

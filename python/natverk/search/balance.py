@@ -39,9 +39,11 @@ from typing import Any
 import numpy as np
 
 from .._divergence import check_loss
+from .._validation import as_labels
+from ..models._plan import matlab_plan
+from ..neuralnet import forward_propagation, initialize_weights
 from ..optimizers.table import resolve
-from ..neuralnet import back_propagation, forward_propagation, initialize_weights
-from ..train import apply_optimizer, minibatches
+from ..train import minibatches
 from ..utils.exponential_decay import exponential_decay
 from ._result import SearchResult
 from .trial import MLPTrial, accuracies, num_threads, split_seed
@@ -132,9 +134,11 @@ def balance_principle(
 ) -> BalanceResult:
     """Train one network choosing lambda by the balance principle (thesis §2.5, eq. 47).
 
-    The training loop is :func:`natverk.train`'s (shuffle every epoch, walk
-    minibatches, forward, backward, optimizer step), with lambda updated as
-    it goes:
+    It trains with :func:`natverk.train`'s step plan
+    (:func:`natverk.models._plan.matlab_plan`: shuffle every epoch, walk
+    minibatches, forward, backward, optimizer step), each step in two halves
+    (``forward_loss``, then ``backward_update`` with the lambda chosen from
+    it), so lambda is updated as it goes:
 
     ``update="iteration"`` (the thesis): iteration k computes the forward pass
     on its minibatch at the current weights x_k, sets
@@ -219,13 +223,18 @@ def balance_principle(
 
     start = time.perf_counter()
     init_rng, shuffle_rng = split_seed(seed)
-    X, y = spec.X_train, spec.y_train
+    X = spec.X_train
+    y = as_labels(spec.y_train, X.shape[0], spec.nodes[-1], "y_train")
+    adam = resolve(spec.optimizer).name == "adam"
     lambdas: list[float] = []
     phis: list[float] = []
     psis: list[float] = []
     epoch_lambdas: list[float] = []
     with num_threads(spec.threads):
         parameters = initialize_weights(spec.nodes, seed=init_rng, dtype=spec.dtype)
+        # train()'s plan over the dict's own arrays: the lambda of each step is its weight decay,
+        # entering as back_propagation's L2 gradient does
+        plan = matlab_plan(parameters, spec.activation, spec.optimizer)
         if update == "epoch":
             phi, psi = _phi_psi(X, y, parameters, spec.activation)
             lam = lambda0 if lambda0 is not None else balance_lambda(phi, psi, gamma, lambda_max)
@@ -237,9 +246,9 @@ def balance_principle(
         for epoch in range(1, spec.epochs + 1):
             lr = exponential_decay(spec.learning_rate, epoch) if spec.lr_decay else spec.learning_rate
             for step, idx in enumerate(minibatches(X.shape[0], spec.minibatch_size, shuffle_rng), start=1):
-                batch_X, batch_y = X[idx], y[idx]
-                phi, psi, cache = _phi_psi(batch_X, batch_y, parameters, spec.activation, with_cache=True,
-                                           where=(epoch, step, lr))
+                # x_k's phi and psi from the step's own forward pass (X was checked by MLPTrial)
+                phi, sum_sq, _ = plan.forward_loss(X, y, rows=idx, check_finite=False)
+                phi, psi = _checked(phi, 0.5 * sum_sq, (epoch, step, lr))
                 if update == "iteration":
                     lam = (
                         lambda0
@@ -254,10 +263,9 @@ def balance_principle(
                         "iteration": iteration, "epoch": epoch, "batch": idx, "parameters": parameters,
                         "lambda_": lam, "phi": phi, "psi": psi,
                     })  # fmt: skip
-                gradients = back_propagation(cache, batch_y, parameters, lam, spec.activation)
-                if resolve(spec.optimizer).name == "adam":
-                    t += 1
-                apply_optimizer(gradients, parameters, spec.optimizer, lr, spec.beta, spec.beta1, spec.beta2, t)
+                t += adam  # Adam's step count (the other optimizers ignore t)
+                plan.backward_update(lr, beta=spec.beta, beta1=spec.beta1, beta2=spec.beta2, t=max(t, 1),
+                                     weight_decay=lam)
                 iteration += 1
             epoch_lambdas.append(lam)
             if update == "epoch" and epoch < spec.epochs:
@@ -281,20 +289,25 @@ def balance_principle(
     )
 
 
-def _phi_psi(X, y, parameters, activation, with_cache=False, where=None):
-    """phi (mean cross-entropy) and psi (1/2 sum ||W_l||^2) at ``parameters``.
+def _phi_psi(X, y, parameters, activation):
+    """phi (mean cross-entropy) and psi (1/2 sum ||W_l||^2) of the whole training set at
+    ``parameters`` (``update="epoch"``).
 
-    The forward pass runs with lambda = 0: its probs and cache do not depend
-    on lambda, and phi must be the loss without the penalty. Raises
-    FloatingPointError when either is not finite (a diverged run): the shared
-    DivergenceError where ``where = (epoch, step, learning_rate)`` of a
-    minibatch is known."""
+    ``forward_propagation`` with lambda = 0 (its probs and cache do not depend on lambda, and phi
+    must be the loss without the penalty), not the plan: the plan's training buffers, gradient
+    buffers included, would grow to the whole training set for the rest of the run."""
     _, _, cache = forward_propagation(X, y, parameters, 0.0, activation)
-    phi, psi = float(cache["no_reg_loss"]), 0.5 * float(cache["psi"])
+    return _checked(float(cache["no_reg_loss"]), 0.5 * float(cache["psi"]))
+
+
+def _checked(phi, psi, where=None):
+    """``(phi, psi)``, raising when either is not finite (a diverged run): the shared
+    DivergenceError where ``where = (epoch, step, learning_rate)`` of a minibatch is known,
+    FloatingPointError otherwise."""
     if where is not None:
         epoch, step, lr = where
         check_loss(phi, epoch=epoch, step=step, learning_rate=lr)
         check_loss(psi, epoch=epoch, step=step, learning_rate=lr, what="psi = 1/2 sum ||W||^2")
     if not (math.isfinite(phi) and math.isfinite(psi)):
         raise FloatingPointError(f"phi = {phi}, psi = {psi}: the training diverged, lower the learning rate")
-    return (phi, psi, cache) if with_cache else (phi, psi)
+    return phi, psi
