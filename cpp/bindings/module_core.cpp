@@ -25,7 +25,6 @@ void bind_dropout(py::module_& m);
 void bind_residual(py::module_& m);
 void bind_losses(py::module_& m);
 void bind_optimizers(py::module_& m);
-void bind_mlp(py::module_& m);
 void bind_plan(py::module_& m);
 }  // namespace bind
 }  // namespace natverk
@@ -86,6 +85,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_residual(m);
   bind::bind_losses(m);
   bind::bind_optimizers(m);
-  bind::bind_mlp(m);
   bind::bind_plan(m);
 }

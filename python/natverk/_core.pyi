@@ -161,27 +161,6 @@ def dropout_call_seed(seed: int, call: int) -> int: ...
 # residual
 def add(a: _F, b: _F) -> _F: ...
 
-# the MATLAB network's whole training step, in place (cpp/mlp/mlp_step.h)
-def mlp_train_step(
-    X: _F,
-    y: npt.NDArray[np.integer],
-    weights: list[_F] | tuple[_F, ...],
-    biases: list[_F] | tuple[_F, ...],
-    activation: _Act,
-    lambda_: float,
-    optimizer: Literal["vanilla", "momentum", "rmsprop", "adam"],
-    learning_rate: float,
-    beta: float = 0.9,
-    beta1: float = 0.9,
-    beta2: float = 0.99,
-    t: int = 1,
-    eps: float = 1e-8,
-    v_weights: list[_F] | tuple[_F, ...] | None = None,
-    v_biases: list[_F] | tuple[_F, ...] | None = None,
-    s_weights: list[_F] | tuple[_F, ...] | None = None,
-    s_biases: list[_F] | tuple[_F, ...] | None = None,
-) -> tuple[float, float, float]: ...
-
 # the step plan (cpp/plan/plan.h): a network's whole training step as one C++ op list over the
 # caller's arrays (parameters, gradients, optimizer state, running statistics, dropout counters)
 class Plan:
@@ -262,6 +241,25 @@ class Plan:
         weight_decay: float = 0.0,
         accuracy_targets: npt.NDArray[np.integer] | npt.NDArray[np.bool_] | None = None,
     ) -> tuple[float, float, int | None]: ...
+    # step() in two halves, the weight decay chosen in between (the balance principle)
+    def forward_loss(
+        self,
+        X: _F,
+        y: npt.NDArray[np.integer] | _F,
+        rows: npt.NDArray[np.integer] | None = None,
+        accuracy_targets: npt.NDArray[np.integer] | npt.NDArray[np.bool_] | None = None,
+        check_finite: bool = True,
+    ) -> tuple[float, float, int | None]: ...
+    def backward_update(
+        self,
+        learning_rate: float,
+        beta: float = 0.9,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+        t: int = 1,
+        weight_decay: float = 0.0,
+    ) -> None: ...
     def forward(self, X: _F) -> _F: ...
     def epoch(
         self,
