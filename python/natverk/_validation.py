@@ -104,9 +104,11 @@ def as_labels(y, m: int, n_classes: int, name: str = "y") -> np.ndarray:
 
 
 def as_activation(activation: str) -> str:
-    if activation not in ("relu", "sigmoid", "tanh"):
-        raise ValueError(f"activation must be 'relu', 'sigmoid' or 'tanh', got {activation!r}")
-    return activation
+    """The kernels' name for ``activation`` (case-insensitive: "ReLU" is "relu"; see
+    :func:`natverk.activations.activation_name`, the one place names are read)."""
+    from .activations import activation_name
+
+    return activation_name(activation)
 
 
 def as_lambda(lambda_: float) -> float:

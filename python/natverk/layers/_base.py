@@ -94,6 +94,35 @@ def prefixed(err: Exception, prefix: str) -> Exception:
 # ---------------------------------------------------------------- argument checks
 
 
+class _Unset:
+    """The default of a size argument left out (``Dense(units)``, ``Conv2D(filters, kernel_size)``):
+    not None, so that an explicit ``Dense(None, 3)`` is still refused as the bad size it is."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __reduce__(self):
+        return (_Unset, ())
+
+
+UNSET = _Unset()
+
+
+def as_layer_activation(activation: Any) -> str | None:
+    """A layer's ``activation=``: the kernels' name, or None for none (any case; see
+    :func:`natverk.activations.activation_name`)."""
+    from ..activations import activation_name
+
+    return activation_name(activation, "activation", allow_none=True)
+
+
 INT64_MAX = 2**63 - 1
 
 

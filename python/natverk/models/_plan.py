@@ -139,6 +139,8 @@ class _Builder:
             p.end_residual()
         elif kind is Dense:
             p.dense(*self._weight_and_bias(layer))
+            if layer.activation is not None:  # Dense(..., activation=): the activation layer's op after it
+                p.activation(layer.activation)
         elif kind in _ACTIVATIONS:
             p.activation(layer._kind)
         elif kind is Dropout:
@@ -153,6 +155,8 @@ class _Builder:
         elif kind is Conv2D:
             self.has_conv = True
             p.conv2d(*self._weight_and_bias(layer), layer.stride, layer.padding, layer.dilation, layer.groups)
+            if layer.activation is not None:  # Conv2D(..., activation=): the activation layer's op after it
+                p.activation(layer.activation)
         elif kind is MaxPool2D:
             p.maxpool2d(layer.kernel_size, layer.stride, layer.padding)
         elif kind is AvgPool2D:
