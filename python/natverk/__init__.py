@@ -30,6 +30,7 @@ from .importdata import (
     load_isic,
     load_mnist,
 )
+from .interop import from_torch, to_torch_state_dict
 from .models import Sequential, load
 from .neuralnet import back_propagation, forward_propagation, initialize_weights
 from .optimizers import (
@@ -98,4 +99,6 @@ __all__ = [
     "search",
     "Sequential",
     "load",
+    "from_torch",
+    "to_torch_state_dict",
 ]
