@@ -93,6 +93,7 @@ def test_predict_and_evaluate_run_in_eval_mode_in_batches():
     X, y = bars(50, seed=1)
     model = small_cnn(dropout=True)
     model.train()
+    model.weights_ready = True  # predict with the initial weights on purpose (no fit here)
     p = model.predict(X, batch_size=7)
     assert p.dtype == np.int64 and p.shape == (50,) and set(np.unique(p)) <= {0, 1}
     logits = model.predict_logits(X, batch_size=7)
@@ -197,9 +198,9 @@ def test_fit_rejects_bad_data_before_touching_the_weights():
     X, y = bars(20, seed=13)
     model = small_cnn()
     before = {n: v.copy() for n, v, _ in model.parameters()}
-    with pytest.raises(ValueError, match=r"targets\[3\] = 2 is not a class label in 0..1"):
+    with pytest.raises(ValueError, match=r"y\[3\] = 2 is not a class label in 0..1"):
         model.fit(X, np.where(np.arange(20) == 3, 2, y), 1, 4, verbose=0)
-    with pytest.raises(ValueError, match="vector of 20 labels"):
+    with pytest.raises(ValueError, match="X and y have different lengths: X has 20 examples, y has 10"):
         model.fit(X, y[:10], 1, 4, verbose=0)
     with pytest.raises(ValueError, match="layer 0: Conv2D.*2 channels"):
         model.fit(np.repeat(X, 2, axis=1), y, 1, 4, verbose=0)

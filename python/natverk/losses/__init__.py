@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _core
 
-__all__ = ["Loss", "CrossEntropy", "MSE", "BCE", "get_loss", "LOSSES"]
+__all__ = ["Loss", "CrossEntropy", "MSE", "BCE", "get_loss", "loss_name", "LOSSES"]
 
 
 def _outputs(outputs, name: str) -> np.ndarray:
@@ -35,20 +35,31 @@ def _outputs(outputs, name: str) -> np.ndarray:
     return z
 
 
-def _float_targets(targets, shape: tuple, name: str, dtype=np.float64) -> np.ndarray:
+def _float_targets(targets, shape: tuple, name: str, dtype=np.float64, argument: str | None = None) -> np.ndarray:
+    """``argument`` (e.g. "y") is what the messages call the targets; "<name>: targets" without it."""
+    who = argument or f"{name}: targets"
     t = np.asarray(targets)
     if t.dtype.kind not in "fiub":
-        raise TypeError(f"{name}: targets must be a real numeric array, got dtype {t.dtype}")
+        raise TypeError(f"{who} must be a real numeric array, got dtype {t.dtype}")
     shape = tuple(shape)
     if t.shape != shape:
         if t.size == int(np.prod(shape)) and t.shape[:1] == shape[:1]:
             t = t.reshape(shape)  # e.g. (N,) targets for (N, 1) outputs
         else:
-            raise ValueError(f"{name}: targets have shape {t.shape} but the outputs have shape {shape}")
+            outputs = "the model's outputs" if argument else "the outputs"
+            raise ValueError(f"{who} has shape {t.shape} but {outputs} have shape {shape}")
     t = np.ascontiguousarray(t, dtype=dtype)
     if not np.isfinite(t).all():
-        raise ValueError(f"{name}: targets contain NaN or Inf")
+        raise ValueError(f"{who} contains NaN or Inf")
     return t
+
+
+def _one_hot(y: np.ndarray) -> bool:
+    """Whether ``y`` is (N, K >= 2) of zeros and ones with exactly one 1 per row."""
+    if y.ndim != 2 or y.shape[1] < 2 or y.shape[0] == 0 or y.dtype.kind not in "biuf":
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(((y == 0) | (y == 1)).all() and (y.sum(axis=1) == 1).all())
 
 
 class Loss:
@@ -87,9 +98,10 @@ class Loss:
     def config(self) -> dict:
         return {}
 
-    def check_targets(self, targets, shape: tuple) -> np.ndarray:
-        """Validate ``targets`` for outputs of ``shape`` (N, K); returns them as an array."""
-        return _float_targets(targets, shape, type(self).__name__)
+    def check_targets(self, targets, shape: tuple, argument: str | None = None) -> np.ndarray:
+        """Validate ``targets`` for outputs of ``shape`` (N, K); returns them as an array.
+        ``argument`` is the name the messages give the targets (``fit`` passes "y")."""
+        return _float_targets(targets, shape, type(self).__name__, argument=argument)
 
     def _need_forward(self) -> None:
         if getattr(self, "_cache", None) is None:
@@ -121,22 +133,29 @@ class CrossEntropy(Loss):
     def config(self) -> dict:
         return {"class_weights": None if self.class_weights is None else self.class_weights.tolist()}
 
-    def check_targets(self, targets, shape: tuple) -> np.ndarray:
-        """Integer labels, one per row of (N, K) outputs, each in 0..K-1, as int64."""
+    def check_targets(self, targets, shape: tuple, argument: str | None = None) -> np.ndarray:
+        """Integer labels, one per row of (N, K) outputs, each in 0..K-1, as int64. ``argument``
+        is the name the messages give the targets (``fit`` passes "y"; "CrossEntropy: targets"
+        without it)."""
+        who = argument or "CrossEntropy: targets"
         n, K = int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
         y = np.asarray(targets)
+        if _one_hot(y):
+            raise ValueError(f"{who} looks one-hot encoded (shape {y.shape}); cross-entropy takes integer class "
+                             f"labels 0..K-1: pass {argument or 'targets'}.argmax(axis=1)")
         if y.dtype.kind == "f" and y.size and np.isfinite(y).all() and (y == np.round(y)).all():
             y = y.astype(np.int64)  # whole-number float labels
         if y.dtype.kind not in "iu":
-            raise TypeError(f"CrossEntropy: targets must be integer class labels, got dtype {y.dtype}")
+            raise TypeError(f"{who} must be integer class labels, got dtype {y.dtype}")
         if y.ndim == 2 and 1 in y.shape:
             y = y.reshape(-1)
         if y.ndim != 1 or y.shape[0] != n:
-            raise ValueError(f"CrossEntropy: targets must be a vector of {n} labels, got shape {y.shape}")
+            raise ValueError(f"{who} must be a vector of {n} labels, got shape {y.shape}")
         bad = (y < 0) | (y >= K)
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"CrossEntropy: targets[{i}] = {y[i]} is not a class label in 0..{K - 1}")
+            outputs = f" (the model has {K} outputs)" if argument else ""
+            raise ValueError(f"{who}[{i}] = {y[i]} is not a class label in 0..{K - 1}{outputs}")
         return np.ascontiguousarray(y, dtype=np.int64)
 
     def _weights(self, z: np.ndarray) -> np.ndarray | None:
@@ -209,13 +228,13 @@ class BCE(Loss):
         self._cache = None
 
     @staticmethod
-    def _check_range(t: np.ndarray) -> None:
+    def _check_range(t: np.ndarray, argument: str | None = None) -> None:
         if ((t < 0) | (t > 1)).any():
-            raise ValueError("BCE: targets must lie in [0, 1]")
+            raise ValueError(f"{argument or 'BCE: targets'} must lie in [0, 1] for the bce loss")
 
-    def check_targets(self, targets, shape: tuple) -> np.ndarray:
-        t = _float_targets(targets, shape, "BCE")
-        self._check_range(t)
+    def check_targets(self, targets, shape: tuple, argument: str | None = None) -> np.ndarray:
+        t = _float_targets(targets, shape, "BCE", argument=argument)
+        self._check_range(t, argument)
         return t
 
     def forward(self, outputs, targets) -> float:
@@ -241,17 +260,38 @@ class BCE(Loss):
 
 LOSSES: dict[str, type[Loss]] = {"cross_entropy": CrossEntropy, "mse": MSE, "bce": BCE}
 _BY_CLASS = {cls.__name__: cls for cls in LOSSES.values()}
+# Other spellings of the same losses, read case-insensitively with "-" and " " as "_" (as the
+# optimizer table reads "Adam"): the class names and Keras' / scikit-learn's words.
+_ALIASES: dict[str, str] = {
+    "crossentropy": "cross_entropy", "categorical_crossentropy": "cross_entropy",
+    "sparse_categorical_crossentropy": "cross_entropy", "log_loss": "cross_entropy",
+    "mean_squared_error": "mse", "squared_error": "mse",
+    "binary_crossentropy": "bce", "binary_cross_entropy": "bce",
+}
+
+
+def loss_name(name: Any) -> str | None:
+    """The canonical name ("cross_entropy", "mse", "bce") for a spelling of it, else None."""
+    if not isinstance(name, str):
+        return None
+    key = name.lower().replace("-", "_").replace(" ", "_")
+    key = _ALIASES.get(key, key)
+    return key if key in LOSSES else None
 
 
 def get_loss(name_or_obj: Any) -> Loss:
-    """A loss object from ``"cross_entropy"``, ``"mse"``, ``"bce"`` or a :class:`Loss` (returned as is)."""
+    """A loss object from a name or a :class:`Loss` (returned as is). Names are read
+    case-insensitively: ``"cross_entropy"`` (also ``"CrossEntropy"``,
+    ``"categorical_crossentropy"``), ``"mse"`` (``"MSE"``, ``"mean_squared_error"``),
+    ``"bce"`` (``"BCE"``, ``"binary_crossentropy"``)."""
     if isinstance(name_or_obj, Loss):
         return name_or_obj
     if isinstance(name_or_obj, str):
-        cls = LOSSES.get(name_or_obj.lower())
-        if cls is not None:
-            return cls()
-        raise ValueError(f"unknown loss {name_or_obj!r}; choose one of {sorted(LOSSES)} or pass a Loss object")
+        key = loss_name(name_or_obj)
+        if key is not None:
+            return LOSSES[key]()
+        raise ValueError(f"unknown loss {name_or_obj!r}; choose one of {sorted(LOSSES)} (any case) or pass a "
+                         "Loss object")
     raise TypeError(f"loss must be a name {sorted(LOSSES)} or a Loss object, got {type(name_or_obj).__name__}")
 
 

@@ -698,6 +698,7 @@ def _load(archive: _Archive, Sequential):
     model.optimizer = opt
     model.loss = loss
     model.epoch, model.seed = epoch, seed
+    model.weights_ready = True  # loaded weights are meant to be used: predict needs no fit first
     model.lr_schedule = schedule
     if meta["training"]:
         model.train()
