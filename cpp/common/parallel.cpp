@@ -13,6 +13,12 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sched.h>
+
+#include <cerrno>
+#endif
+
 namespace natverk {
 namespace {
 
@@ -30,7 +36,8 @@ constexpr int kMaxThreads = 1024;
 // 0 us 178k, 10 us 165k, 50 us 110k (it falls asleep in the gaps, then both
 // sides wait), 200 us 239k; (a) 39k -> 44k. libgomp and OpenBLAS poll far
 // longer. NATVERK_SPIN_US (0 ... 100000) overrides it, e.g. 0 to share the cores
-// with another busy pool.
+// with another busy pool. On a shared machine the pool stops polling by itself
+// (Contention below).
 std::chrono::microseconds spin_time() {
   long us = 200;
   if (const char* env = std::getenv("NATVERK_SPIN_US")) {
@@ -40,7 +47,12 @@ std::chrono::microseconds spin_time() {
   }
   return std::chrono::microseconds(us);
 }
-const std::chrono::microseconds kSpin = spin_time();
+const int64_t kSpinNs = std::chrono::duration_cast<std::chrono::nanoseconds>(spin_time()).count();
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -50,28 +62,13 @@ inline void cpu_relax() {
 #endif
 }
 
-// Poll `done` until it returns true or kSpin has passed; true if it did.
-template <typename Pred>
-bool spin_until(Pred done) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpin;
-  for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      if (done()) return true;
-      cpu_relax();
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return done();
-  }
-}
-
 int initial_threads() {
-  int hw = static_cast<int>(std::thread::hardware_concurrency());
-  if (hw <= 0) hw = 1;
   if (const char* env = std::getenv("NATVERK_NUM_THREADS")) {
     char* end = nullptr;
     long v = std::strtol(env, &end, 10);
     if (end != env && *end == '\0' && v >= 1 && v <= kMaxThreads) return static_cast<int>(v);
   }
-  return hw;
+  return std::min(usable_cpus(), kMaxThreads);
 }
 
 class Pool {
@@ -103,6 +100,13 @@ class Pool {
       run_serial(n, chunks, fn, ctx);
       return;
     }
+    const int64_t t0 = now_ns();
+    if (fallback_.serial(t0)) {
+      // The workers have lately cost more than they saved (detail::SerialFallback):
+      // the same chunks on this thread, no worker woken.
+      run_serial(n, chunks, fn, ctx);
+      return;
+    }
     start_workers(threads() - 1);
     if (workers_.empty()) {
       run_serial(n, chunks, fn, ctx);
@@ -123,13 +127,22 @@ class Pool {
     const Job job{fn, ctx, n, chunks};
     int ran = 0;
     for (int c; (c = claim(gen, chunks)) >= 0; ++ran) run_chunk(job, c);
+    const int64_t t_own = now_ns();
     const auto all_done = [&] { return done_.load(std::memory_order_acquire) + ran == chunks; };
     if (!spin_until(all_done)) {
       std::unique_lock<std::mutex> lk(m_);
       cv_done_.wait(lk, all_done);
     }
-    std::lock_guard<std::mutex> lk(m_);  // error_ is written under m_
-    if (error_) std::rethrow_exception(error_);
+    {
+      std::lock_guard<std::mutex> lk(m_);  // error_ is written under m_
+      if (error_) std::rethrow_exception(error_);
+    }
+    // The caller's own chunks took (t_own - t0) / ran each, so all of them on
+    // this thread alone would have taken about chunks times that.
+    if (ran > 0) {
+      const int64_t t_end = now_ns();
+      fallback_.record(t_end, t_end - t0, (t_own - t0) / ran * chunks);
+    }
   }
 
   int plan(int64_t n, int64_t grain) const {
@@ -158,6 +171,32 @@ class Pool {
       if (c >= chunks) return -1;
       if (claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire))
         return c;
+    }
+  }
+
+  // Poll `done` until it returns true or kSpinNs has passed; true if it did.
+  // No poll while the spin back-off is on; a poll that finds itself
+  // descheduled turns it on and stops (detail::SpinBackoff).
+  template <typename Pred>
+  bool spin_until(Pred done) {
+    const int64_t start = now_ns();
+    if (kSpinNs <= 0 || !spin_.may_spin(start)) return done();
+    const int64_t deadline = start + kSpinNs;
+    for (int64_t last = start;;) {
+      for (int i = 0; i < 64; ++i) {
+        if (done()) {
+          spin_.undisturbed(now_ns() - start);
+          return true;
+        }
+        cpu_relax();
+      }
+      const int64_t t = now_ns();
+      if (spin_.observe_gap(t, t - last)) return done();
+      if (t >= deadline) {
+        spin_.undisturbed(t - start);
+        return done();
+      }
+      last = t;
     }
   }
 
@@ -251,6 +290,8 @@ class Pool {
   std::atomic<int> done_{0};           // chunks finished by workers in this job
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;
+  detail::SpinBackoff spin_;          // shared by the workers and the caller
+  detail::SerialFallback fallback_;   // only under busy_
 };
 
 Pool& pool() {
@@ -274,6 +315,28 @@ void set_num_threads(int n) {
 int hardware_threads() {
   int hw = static_cast<int>(std::thread::hardware_concurrency());
   return hw > 0 ? hw : 1;
+}
+
+int usable_cpus() {
+#if defined(__linux__)
+  // The affinity mask can be larger than cpu_set_t (machines with > 1024 CPUs):
+  // grow it until the kernel accepts it.
+  for (int ncpu = 1024; ncpu <= (1 << 20); ncpu *= 2) {
+    cpu_set_t* set = CPU_ALLOC(ncpu);
+    if (set == nullptr) break;
+    const size_t size = CPU_ALLOC_SIZE(ncpu);
+    CPU_ZERO_S(size, set);
+    if (sched_getaffinity(0, size, set) == 0) {
+      const int count = CPU_COUNT_S(size, set);
+      CPU_FREE(set);
+      if (count > 0) return count;
+      break;
+    }
+    CPU_FREE(set);
+    if (errno != EINVAL) break;
+  }
+#endif
+  return hardware_threads();
 }
 
 int plan_chunks(int64_t n, int64_t grain) { return pool().plan(n, grain); }
