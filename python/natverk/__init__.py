@@ -39,6 +39,7 @@ from .optimizers import (
     gradient_descent_rmsprop,
     gradient_descent_vanilla,
 )
+from .plotting import plot_history
 from .simulatedata import generate_linear_2d, generate_nonlinear_2d
 from .train import minibatches, train
 from .utils import (
@@ -101,4 +102,5 @@ __all__ = [
     "load",
     "from_torch",
     "to_torch_state_dict",
+    "plot_history",
 ]
