@@ -123,6 +123,36 @@ void bind_conv2d(py::module_& m) {
       py::arg("need_dx") = true, py::arg("need_dw") = true, py::arg("need_db") = true,
       "(dx, dweight, dbias) of conv2d_forward given dy (N, K, Ho, Wo); summed over the batch. "
       "An output not asked for is None.");
+
+  m.def(
+      "set_conv_algo",
+      [](const py::object& name_obj) {
+        const std::string name = as_str(name_obj, "algorithm");
+        try {
+          set_conv_algo(parse_conv_algo(name));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("algorithm"),
+      "Force a convolution algorithm for every call where it applies ('im2col', 'winograd2', "
+      "'winograd4'), or 'auto' for the measured rule. Overrides NATVERK_CONV_ALGO.");
+  m.def(
+      "get_conv_algo", []() { return std::string(conv_algo_name(conv_algo())); },
+      "The forced convolution algorithm, or 'auto'.");
+  m.def(
+      "conv2d_algorithm",
+      [](const py::object& x_obj, const py::object& weight_obj, const py::object& stride_obj,
+         const py::object& padding_obj, const py::object& dilation_obj, const py::object& groups_obj) {
+        const py::array x = as_array(x_obj, "x"), weight = as_array(weight_obj, "weight");
+        const Conv2dShape s = conv_shape(x, weight, as_int64_pair(stride_obj, "stride"),
+                                         as_int64_pair(padding_obj, "padding"),
+                                         as_int64_pair(dilation_obj, "dilation"), as_int64(groups_obj, "groups"));
+        return std::string(conv_algo_name(conv2d_algorithm(s)));
+      },
+      py::arg("x"), py::arg("weight"), py::arg("stride") = Pair{1, 1}, py::arg("padding") = Pair{0, 0},
+      py::arg("dilation") = Pair{1, 1}, py::arg("groups") = 1,
+      "The algorithm conv2d_forward/conv2d_backward run for these arrays' shapes and this geometry.");
 }
 
 }  // namespace bind

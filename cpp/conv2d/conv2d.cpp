@@ -1,6 +1,9 @@
-// conv2d.cpp -- im2col + GEMM convolution (see conv2d.h for the maths).
+// conv2d.cpp -- the convolution entry points: the choice of algorithm, and the
+// im2col + GEMM algorithm itself (see conv2d.h for the maths).
 #include "conv2d/conv2d.h"
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -11,6 +14,7 @@
 #include "common/parallel.h"
 #include "common/scratch.h"
 #include "common/shape.h"
+#include "conv2d/winograd.h"
 #include "gemm/gemm.h"
 
 namespace natverk {
@@ -44,6 +48,63 @@ Conv2dShape make_conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_
                 "the im2col workspace");
   return s;
 }
+
+// ---- the choice of algorithm
+
+namespace {
+// -1: NATVERK_CONV_ALGO not read yet
+std::atomic<int> g_conv_algo{-1};
+}  // namespace
+
+const char* conv_algo_name(ConvAlgo a) {
+  switch (a) {
+    case ConvAlgo::Im2col: return "im2col";
+    case ConvAlgo::Winograd2: return "winograd2";
+    case ConvAlgo::Winograd4: return "winograd4";
+    default: return "auto";
+  }
+}
+
+ConvAlgo parse_conv_algo(const std::string& name) {
+  for (ConvAlgo a : {ConvAlgo::Auto, ConvAlgo::Im2col, ConvAlgo::Winograd2, ConvAlgo::Winograd4})
+    if (name == conv_algo_name(a)) return a;
+  throw std::invalid_argument("conv algorithm must be one of auto, im2col, winograd2, winograd4, got '" +
+                              name + "'");
+}
+
+ConvAlgo conv_algo() {
+  const int v = g_conv_algo.load(std::memory_order_relaxed);
+  if (v >= 0) return static_cast<ConvAlgo>(v);
+  const char* env = std::getenv("NATVERK_CONV_ALGO");
+  ConvAlgo a = ConvAlgo::Auto;
+  if (env && *env) {
+    try {
+      a = parse_conv_algo(env);
+    } catch (const std::invalid_argument&) {
+      throw std::invalid_argument(std::string("NATVERK_CONV_ALGO='") + env +
+                                  "' is not one of auto, im2col, winograd2, winograd4");
+    }
+  }
+  int expected = -1;  // a concurrent set_conv_algo wins over the environment
+  g_conv_algo.compare_exchange_strong(expected, static_cast<int>(a));
+  return static_cast<ConvAlgo>(g_conv_algo.load(std::memory_order_relaxed));
+}
+
+void set_conv_algo(ConvAlgo a) { g_conv_algo.store(static_cast<int>(a), std::memory_order_relaxed); }
+
+ConvAlgo conv2d_algorithm(const Conv2dShape& s) {
+  const ConvAlgo forced = conv_algo();
+  const bool wino = winograd_applies(s);
+  if (forced != ConvAlgo::Auto) return (forced == ConvAlgo::Im2col || wino) ? forced : ConvAlgo::Im2col;
+  if (!wino) return ConvAlgo::Im2col;
+  // The measured rule (benchmarks/README.md, "Convolution algorithms"): with few channels
+  // the transforms cost more than the multiplications they save (ncnn uses Winograd only
+  // from 16 channels on, too).
+  if (s.C < 16 || s.K < 16) return ConvAlgo::Im2col;
+  return ConvAlgo::Winograd4;
+}
+
+// ---- im2col + GEMM
 
 namespace {
 
@@ -118,8 +179,10 @@ bool is_pointwise(const Conv2dShape& s) {
 
 }  // namespace
 
+namespace {
+
 template <typename T>
-void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
+void im2col_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
   const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
   // Sized (and checked) before the parallel region, so an impossible size fails on the caller.
@@ -150,8 +213,7 @@ void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape
 }
 
 template <typename T>
-void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
-                     const Conv2dShape& s) {
+void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const Conv2dShape& s) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
   const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
   const int64_t wsize = s.K * ckk;  // the weight's size: an existing array, cannot overflow
@@ -223,14 +285,35 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
     const Conv2dShape t = make_conv2d_shape(s.N, s.K, s.Ho, s.Wo, s.C, Kg, s.kH, s.kW, 1, 1,
                                             s.dh * (s.kH - 1) - s.ph, s.dw * (s.kW - 1) - s.pw,
                                             s.dh, s.dw, G);
-    conv2d_forward<T>(dX, dY, rotated.data(), nullptr, t);
+    im2col_forward<T>(dX, dY, rotated.data(), nullptr, t);
   }
   if (dW)
     for (int c = 1; c < chunks; ++c) {
       const T* p = partial.data() + (c - 1) * wsize;
       for (int64_t i = 0; i < wsize; ++i) dW[i] += p[i];
     }
+}
 
+}  // namespace
+
+template <typename T>
+void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
+  switch (conv2d_algorithm(s)) {
+    case ConvAlgo::Winograd2: return winograd_forward<T, 2>(Y, X, Wt, b, s);
+    case ConvAlgo::Winograd4: return winograd_forward<T, 4>(Y, X, Wt, b, s);
+    default: return im2col_forward<T>(Y, X, Wt, b, s);
+  }
+}
+
+template <typename T>
+void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
+                     const Conv2dShape& s) {
+  const int64_t HWo = s.Ho * s.Wo;
+  switch (conv2d_algorithm(s)) {
+    case ConvAlgo::Winograd2: winograd_backward<T, 2>(dX, dW, dY, X, Wt, s); break;
+    case ConvAlgo::Winograd4: winograd_backward<T, 4>(dX, dW, dY, X, Wt, s); break;
+    default: im2col_backward<T>(dX, dW, dY, X, Wt, s);
+  }
   if (db) {
     parallel_for(s.K, 1, [&](int64_t k0, int64_t k1, int) {
       for (int64_t k = k0; k < k1; ++k) {

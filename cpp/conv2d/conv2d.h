@@ -13,10 +13,19 @@
 // The sums run over the whole batch: any 1/N lives in the loss's gradient.
 //
 // Layout: X (N, C, H, W), W (K, C/groups, kH, kW), b (K), Y (N, K, Ho, Wo); all
-// C-contiguous. Outputs are overwritten. Images are processed in parallel,
-// each with a per-thread im2col buffer reused across calls.
+// C-contiguous. Outputs are overwritten. Images are processed in parallel.
+//
+// Algorithms (each with its own forward, backward-data and backward-weights):
+//   im2col     im2col + GEMM, every geometry (this file's .cpp), per-thread
+//              column buffer reused across calls;
+//   winograd2  Winograd F(2x2, 3x3), winograd4 F(4x4, 3x3): 3x3, stride 1,
+//              dilation 1, one group (winograd.h).
+// conv2d_algorithm() says which one runs for a shape: the forced one where it
+// applies (set_conv_algo / NATVERK_CONV_ALGO), else the measured rule in
+// conv2d.cpp.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace natverk {
 
@@ -37,6 +46,18 @@ struct Conv2dShape {
 Conv2dShape make_conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t Cw,
                               int64_t kH, int64_t kW, int64_t sh, int64_t sw, int64_t ph,
                               int64_t pw, int64_t dh, int64_t dw, int64_t groups);
+
+enum class ConvAlgo { Auto = 0, Im2col = 1, Winograd2 = 2, Winograd4 = 3 };
+
+const char* conv_algo_name(ConvAlgo a);
+// "auto", "im2col", "winograd2", "winograd4"; throws std::invalid_argument otherwise.
+ConvAlgo parse_conv_algo(const std::string& name);
+// The forced algorithm (Auto: none). The first call reads NATVERK_CONV_ALGO; a bad
+// value there throws std::invalid_argument naming the variable, at every call until fixed.
+ConvAlgo conv_algo();
+void set_conv_algo(ConvAlgo a);
+// The algorithm conv2d_forward / conv2d_backward run for shape s (never Auto).
+ConvAlgo conv2d_algorithm(const Conv2dShape& s);
 
 template <typename T>
 void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s);

@@ -130,6 +130,21 @@ void gemm(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, i
   parallel_for(units, grain, &run_slab<T>, &job);
 }
 
+template <typename T>
+void gemm_serial(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                 int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, T beta) {
+  if (m <= 0 || n <= 0) return;
+  // One work unit covering every row: run_slab is then exactly one thread's share of gemm().
+  Job<T> job{select_kernel<T>(), GemmArgs<T>{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false},
+             beta, true, m};
+  run_slab<T>(&job, 0, 1, 0);
+}
+
+template void gemm_serial<float>(float*, int64_t, const float*, int64_t, int64_t, const float*,
+                                 int64_t, int64_t, int64_t, int64_t, int64_t, float, float);
+template void gemm_serial<double>(double*, int64_t, const double*, int64_t, int64_t, const double*,
+                                  int64_t, int64_t, int64_t, int64_t, int64_t, double, double);
+
 template void gemm<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
                           int64_t, int64_t, int64_t, int64_t, float, float);
 template void gemm<double>(double*, int64_t, const double*, int64_t, int64_t, const double*,

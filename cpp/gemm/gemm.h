@@ -34,6 +34,24 @@ inline void gemm_rowmajor(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
           trans_b ? ldb : 1, m, n, k, alpha, beta);
 }
 
+// gemm on the calling thread only, never through the pool: for kernels that already
+// split their work at a coarser level (the Winograd convolution runs one small GEMM
+// per transform point per tile block, where a pool region per call would cost more
+// than the GEMM). Same semantics and the same bits as gemm() on one thread.
+template <typename T>
+void gemm_serial(T* C, int64_t ldc,
+                 const T* A, int64_t rsa, int64_t csa,
+                 const T* B, int64_t rsb, int64_t csb,
+                 int64_t m, int64_t n, int64_t k, T alpha, T beta);
+
+template <typename T>
+inline void gemm_serial_rowmajor(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                 T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
+                                 T beta, T* C, int64_t ldc) {
+  gemm_serial<T>(C, ldc, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, trans_b ? 1 : ldb,
+                 trans_b ? ldb : 1, m, n, k, alpha, beta);
+}
+
 // The micro-kernel blocking the current SIMD level uses (for show_config/benchmarks).
 struct GemmBlocking {
   int mr, nr, mc, kc, nc;

@@ -1,0 +1,562 @@
+// winograd.cpp -- Winograd F(2x2,3x3) and F(4x4,3x3) convolution (see winograd.h).
+//
+// Work is split over images, one contiguous range per thread. Within a range the
+// tiles are taken a block of whole tile rows ("bands") at a time, at most 128 tiles:
+// the block's transformed input V (C x T per transform point) then stays in cache
+// between its transform and its 16 or 36 GEMMs, and with n = T <= 128 the GEMM reads
+// U (K x C, rows contiguous) in place instead of packing it (gemm_kernel.inc, direct A).
+// A thread owns whole images, so the overlapping patches of backward-data's scatter
+// never race, and backward-weights sums into a private dU per chunk, added in chunk
+// order (the same bits for a given thread count, as conv2d.cpp's im2col path).
+//
+// The transforms run along a band: the vertical half of each transform over a whole
+// row (contiguous, vectorised), the horizontal half tile by tile. Their coefficients
+// are compile-time constants; fma_c drops the zeros and folds the +-1s once the loops
+// over the (m+2) rows are unrolled.
+#include "conv2d/winograd.h"
+
+#include <cstring>
+#include <vector>
+
+#include "common/cpu_features.h"
+#include "common/parallel.h"
+#include "common/scratch.h"
+#include "common/shape.h"
+#include "gemm/gemm.h"
+
+namespace natverk {
+
+bool winograd_applies(const Conv2dShape& s) {
+  return s.kH == 3 && s.kW == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 &&
+         s.groups == 1;
+}
+
+namespace {
+
+// Lavin & Gray 2016, section 4.1 (m = 2) and 4.2 (m = 4; interpolation points 0, +-1, +-2, inf).
+template <int M> struct Wino;
+template <> struct Wino<2> {
+  static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+template <> struct Wino<4> {
+  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0},
+                                      {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
+                                      {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};
+  static constexpr double AT[4][6] = {{1, 1, 1, 1, 1, 0},
+                                      {0, 1, -1, 2, -2, 0},
+                                      {0, 1, 1, 4, 4, 0},
+                                      {0, 1, -1, 8, -8, 1}};
+};
+
+// acc + c * x for a coefficient known at compile time once the loops are unrolled.
+template <typename T>
+__attribute__((always_inline)) inline T fma_c(T acc, double c, T x) {
+  if (c == 0.0) return acc;
+  if (c == 1.0) return acc + x;
+  if (c == -1.0) return acc - x;
+  return acc + static_cast<T>(c) * x;
+}
+
+struct Geom {
+  int64_t th, tw;   // tiles per output column and row
+  int64_t nq;       // tw + 1: columns per phase of a band's rows (see input_band)
+  int64_t bpb;      // bands per block
+  int64_t tmax;     // tiles per block, at most
+};
+
+template <int M>
+Geom make_geom(const Conv2dShape& s) {
+  Geom g;
+  g.th = (s.Ho + M - 1) / M;
+  g.tw = (s.Wo + M - 1) / M;
+  g.nq = g.tw + 1;
+  g.bpb = 128 / g.tw > 0 ? 128 / g.tw : 1;
+  g.tmax = g.bpb * g.tw;
+  return g;
+}
+
+// Elements of each of the three per-thread band buffers.
+template <int M>
+int64_t band_buf(const Geom& g) {
+  return (M + 2) * M * g.nq;
+}
+
+// The band's rows are kept "phase-major": element w = q*m + ph of a row is stored at
+// [ph][q]. Tile tx's patch column col is then [col % m][tx + col / m], so every
+// transform loop below runs over tiles with unit stride and vectorises; only the copies
+// in and out of the image interleave (groups of m, which GCC vectorises with shuffles).
+
+// rp[ph][q] = row[q*m + ph - off] for q < nq, zero outside [0, len).
+template <typename T, int M>
+__attribute__((always_inline)) inline void deinterleave(T* __restrict rp, const T* __restrict row,
+                                                        int64_t off, int64_t len, int64_t nq) {
+  // whole groups inside the row: q*m - off >= 0 and q*m + m - 1 - off < len
+  int64_t q0 = (off + M - 1) / M, q1 = len + off >= M ? (len + off - M) / M + 1 : 0;
+  if (q1 > nq) q1 = nq;
+  if (q1 < q0) q1 = q0;
+  for (int64_t q = q0; q < q1; ++q)
+#pragma GCC unroll 4
+    for (int ph = 0; ph < M; ++ph) rp[ph * nq + q] = row[q * M + ph - off];
+  for (int64_t q = 0; q < nq; ++q) {
+    if (q == q0) q = q1;
+    if (q >= nq) break;
+    for (int ph = 0; ph < M; ++ph) {
+      const int64_t w = q * M + ph - off;
+      rp[ph * nq + q] = (w >= 0 && w < len) ? row[w] : T(0);
+    }
+  }
+}
+
+// V[xi * ld + tx] = (B^T d B)[xi] for the tw patches over input rows ty*m - ph ... + m + 1
+// of plane x (H x W). rows, tmp: band_buf elements each.
+template <typename T, int M>
+__attribute__((always_inline)) inline void input_band(T* __restrict V, int64_t ld,
+                                                      const T* __restrict x, int64_t ty,
+                                                      const Conv2dShape& s, const Geom& g,
+                                                      T* __restrict rows, T* __restrict tmp) {
+  constexpr int A = M + 2;
+  const int64_t nq = g.nq, rl = M * nq;
+  for (int r = 0; r < A; ++r) {
+    const int64_t h = ty * M - s.ph + r;
+    if (h < 0 || h >= s.H)
+      std::memset(rows + r * rl, 0, sizeof(T) * static_cast<size_t>(rl));
+    else
+      deinterleave<T, M>(rows + r * rl, x + h * s.W, s.pw, s.W, nq);
+  }
+  // vertical half: tmp[i] = sum_r BT[i][r] rows[r], all phases at once
+#pragma GCC unroll 6
+  for (int i = 0; i < A; ++i) {
+    T* t = tmp + i * rl;
+    for (int64_t e = 0; e < rl; ++e) {
+      T acc = T(0);
+#pragma GCC unroll 6
+      for (int r = 0; r < A; ++r) acc = fma_c(acc, Wino<M>::BT[i][r], rows[r * rl + e]);
+      t[e] = acc;
+    }
+  }
+  // horizontal half: V[i][j][tx] = sum_col BT[j][col] tmp[i][tx*m + col]
+#pragma GCC unroll 6
+  for (int i = 0; i < A; ++i)
+#pragma GCC unroll 6
+    for (int j = 0; j < A; ++j) {
+      T* v = V + (i * A + j) * ld;
+      const T* t = tmp + i * rl;
+      for (int64_t tx = 0; tx < g.tw; ++tx) {
+        T acc = T(0);
+#pragma GCC unroll 6
+        for (int c = 0; c < A; ++c) acc = fma_c(acc, Wino<M>::BT[j][c], t[(c % M) * nq + tx + c / M]);
+        v[tx] = acc;
+      }
+    }
+}
+
+// Output rows ty*m ... of plane y (Ho x Wo) = A^T M A + bias, from Mv[xi * ld + tx].
+// t1, ob: band_buf elements each.
+template <typename T, int M>
+__attribute__((always_inline)) inline void output_band(T* __restrict y, int64_t ty,
+                                                       const T* __restrict Mv, int64_t ld, T bias,
+                                                       const Conv2dShape& s, const Geom& g,
+                                                       T* __restrict t1, T* __restrict ob) {
+  constexpr int A = M + 2;
+  const int64_t tw = g.tw;
+  // horizontal half: t1[i][jo][tx] = sum_j AT[jo][j] M[i][j][tx]
+#pragma GCC unroll 6
+  for (int i = 0; i < A; ++i)
+#pragma GCC unroll 4
+    for (int jo = 0; jo < M; ++jo) {
+      T* o = t1 + (i * M + jo) * tw;
+      for (int64_t tx = 0; tx < tw; ++tx) {
+        T acc = T(0);
+#pragma GCC unroll 6
+        for (int j = 0; j < A; ++j) acc = fma_c(acc, Wino<M>::AT[jo][j], Mv[(i * A + j) * ld + tx]);
+        o[tx] = acc;
+      }
+    }
+  // vertical half into ob[jo][tx], then interleaved into the output row
+  T* rowbuf = ob + M * tw;
+#pragma GCC unroll 4
+  for (int io = 0; io < M; ++io) {
+    const int64_t oh = ty * M + io;
+    if (oh >= s.Ho) break;
+    for (int64_t e = 0; e < M * tw; ++e) {
+      T acc = bias;
+#pragma GCC unroll 6
+      for (int i = 0; i < A; ++i) acc = fma_c(acc, Wino<M>::AT[io][i], t1[i * M * tw + e]);
+      ob[e] = acc;
+    }
+    T* yr = y + oh * s.Wo;
+    if (s.Wo == tw * M) {
+      for (int64_t tx = 0; tx < tw; ++tx)
+#pragma GCC unroll 4
+        for (int jo = 0; jo < M; ++jo) yr[tx * M + jo] = ob[jo * tw + tx];
+    } else {
+      for (int64_t tx = 0; tx < tw; ++tx)
+#pragma GCC unroll 4
+        for (int jo = 0; jo < M; ++jo) rowbuf[tx * M + jo] = ob[jo * tw + tx];
+      std::memcpy(yr, rowbuf, sizeof(T) * static_cast<size_t>(s.Wo));
+    }
+  }
+}
+
+// dMv[xi * ld + tx] = (A dY_t A^T)[xi] for the tiles of band ty of plane dy (Ho x Wo).
+// rows, t1: band_buf elements each.
+template <typename T, int M>
+__attribute__((always_inline)) inline void grad_band(T* __restrict dMv, int64_t ld,
+                                                     const T* __restrict dy, int64_t ty,
+                                                     const Conv2dShape& s, const Geom& g,
+                                                     T* __restrict rows, T* __restrict t1) {
+  constexpr int A = M + 2;
+  const int64_t tw = g.tw, nq = g.nq;
+  // rows[io][jo][tx] = dY[ty*m + io, tx*m + jo], zero past the edges
+  for (int io = 0; io < M; ++io) {
+    const int64_t oh = ty * M + io;
+    if (oh >= s.Ho)
+      std::memset(rows + io * M * nq, 0, sizeof(T) * static_cast<size_t>(M * nq));
+    else
+      deinterleave<T, M>(rows + io * M * nq, dy + oh * s.Wo, 0, s.Wo, nq);
+  }
+  // horizontal half: t1[io][j][tx] = sum_jo AT[jo][j] dY[io][jo][tx]
+#pragma GCC unroll 4
+  for (int io = 0; io < M; ++io)
+#pragma GCC unroll 6
+    for (int j = 0; j < A; ++j) {
+      T* o = t1 + (io * A + j) * tw;
+      const T* r = rows + io * M * nq;
+      for (int64_t tx = 0; tx < tw; ++tx) {
+        T acc = T(0);
+#pragma GCC unroll 4
+        for (int jo = 0; jo < M; ++jo) acc = fma_c(acc, Wino<M>::AT[jo][j], r[jo * nq + tx]);
+        o[tx] = acc;
+      }
+    }
+  // vertical half: dM[i][j][tx] = sum_io AT[io][i] t1[io][j][tx]
+#pragma GCC unroll 6
+  for (int i = 0; i < A; ++i)
+#pragma GCC unroll 6
+    for (int j = 0; j < A; ++j) {
+      T* o = dMv + (i * A + j) * ld;
+      for (int64_t tx = 0; tx < tw; ++tx) {
+        T acc = T(0);
+#pragma GCC unroll 4
+        for (int io = 0; io < M; ++io) acc = fma_c(acc, Wino<M>::AT[io][i], t1[(io * A + j) * tw + tx]);
+        o[tx] = acc;
+      }
+    }
+}
+
+// Plane dx (H x W) += B dV_t B^T for the tiles of band ty (the adjoint of input_band).
+// t1, pr: band_buf elements each.
+template <typename T, int M>
+__attribute__((always_inline)) inline void scatter_band(T* __restrict dx, int64_t ty,
+                                                        const T* __restrict dV, int64_t ld,
+                                                        const Conv2dShape& s, const Geom& g,
+                                                        T* __restrict t1, T* __restrict pr) {
+  constexpr int A = M + 2;
+  const int64_t nq = g.nq, rl = M * nq;
+  std::memset(t1, 0, sizeof(T) * static_cast<size_t>(A * rl));
+  // horizontal half: t1[i][tx*m + col] += sum_j BT[j][col] dV[i][j][tx] (phase-major);
+  // neighbouring patches overlap by two columns, so each col is its own pass.
+#pragma GCC unroll 6
+  for (int i = 0; i < A; ++i)
+#pragma GCC unroll 6
+    for (int c = 0; c < A; ++c) {
+      T* o = t1 + i * rl + (c % M) * nq + c / M;
+      for (int64_t tx = 0; tx < g.tw; ++tx) {
+        T acc = T(0);
+#pragma GCC unroll 6
+        for (int j = 0; j < A; ++j) acc = fma_c(acc, Wino<M>::BT[j][c], dV[(i * A + j) * ld + tx]);
+        o[tx] += acc;
+      }
+    }
+  // vertical half: pr[ph][q] = sum_i BT[i][r] t1[i][ph][q], added onto image row ty*m - ph + r
+  const int64_t off = s.pw;
+  int64_t q0 = (off + M - 1) / M, q1 = s.W + off >= M ? (s.W + off - M) / M + 1 : 0;
+  if (q1 > nq) q1 = nq;
+  if (q1 < q0) q1 = q0;
+#pragma GCC unroll 6
+  for (int r = 0; r < A; ++r) {
+    const int64_t h = ty * M - s.ph + r;
+    if (h < 0 || h >= s.H) continue;
+    for (int64_t e = 0; e < rl; ++e) {
+      T acc = T(0);
+#pragma GCC unroll 6
+      for (int i = 0; i < A; ++i) acc = fma_c(acc, Wino<M>::BT[i][r], t1[i * rl + e]);
+      pr[e] = acc;
+    }
+    T* out = dx + h * s.W;
+    for (int64_t q = q0; q < q1; ++q)
+#pragma GCC unroll 4
+      for (int ph = 0; ph < M; ++ph) out[q * M + ph - off] += pr[ph * nq + q];
+    for (int64_t q = 0; q < nq; ++q) {
+      if (q == q0) q = q1;
+      if (q >= nq) break;
+      for (int ph = 0; ph < M; ++ph) {
+        const int64_t w = q * M + ph - off;
+        if (w >= 0 && w < s.W) out[w] += pr[ph * nq + q];
+      }
+    }
+  }
+}
+
+// U[xi][k][c] = (G W[k,c] G^T)[xi], and/or UT[xi][c][k], computed in double.
+template <typename T, int M>
+void weight_transform(T* U, T* UT, const T* Wt, int64_t K, int64_t C) {
+  constexpr int A = M + 2;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      const T* w = Wt + (k * C + c) * 9;
+      double gw[A][3];  // G w
+      for (int i = 0; i < A; ++i)
+        for (int b = 0; b < 3; ++b) {
+          double acc = 0;
+          for (int a = 0; a < 3; ++a) acc += Wino<M>::G[i][a] * static_cast<double>(w[a * 3 + b]);
+          gw[i][b] = acc;
+        }
+      for (int i = 0; i < A; ++i)
+        for (int j = 0; j < A; ++j) {
+          double acc = 0;
+          for (int b = 0; b < 3; ++b) acc += gw[i][b] * Wino<M>::G[j][b];
+          const int xi = i * A + j;
+          if (U) U[(xi * K + k) * C + c] = static_cast<T>(acc);
+          if (UT) UT[(xi * C + c) * K + k] = static_cast<T>(acc);
+        }
+    }
+}
+
+thread_local Scratch t_wino;
+
+// One thread's workspace, carved from t_wino.
+template <typename T>
+struct Work {
+  T *V, *Mb, *dV, *b1, *b2;
+};
+
+template <typename T, int M>
+size_t work_elems(const Conv2dShape& s, const Geom& g, bool v, bool dv) {
+  constexpr int A = M + 2;
+  const int64_t a2t = checked_mul(A * A, g.tmax, "the Winograd workspace");
+  int64_t total = 2 * band_buf<M>(g) + checked_mul(a2t, s.K, "the Winograd workspace");
+  if (v) total += checked_mul(a2t, s.C, "the Winograd workspace");
+  if (dv) total += checked_mul(a2t, s.C, "the Winograd workspace");
+  checked_bytes(total, sizeof(T), "the Winograd workspace");
+  return static_cast<size_t>(total);
+}
+
+template <typename T, int M>
+Work<T> carve(const Conv2dShape& s, const Geom& g, bool v, bool dv) {
+  constexpr int A = M + 2;
+  T* base = static_cast<T*>(t_wino.get(work_elems<T, M>(s, g, v, dv) * sizeof(T)));
+  const int64_t a2t = A * A * g.tmax, buf = band_buf<M>(g);
+  Work<T> w{nullptr, nullptr, nullptr, base, base + buf};
+  T* p = base + 2 * buf;
+  w.Mb = p;
+  p += a2t * s.K;
+  if (v) { w.V = p; p += a2t * s.C; }
+  if (dv) w.dV = p;
+  return w;
+}
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// What one pass needs, shared by the threads.
+template <typename T>
+struct Job {
+  const Conv2dShape* s;
+  Geom g;
+  T* Y;           // forward: output
+  T* dX;          // backward: input gradient or null
+  T* dU;          // backward: per-chunk dU partial sums or null
+  const T* X;
+  const T* dY;
+  const T* U;     // forward: U[xi][k][c]; backward: UT[xi][c][k]
+  const T* b;
+};
+
+// The transforms of every tile of images [n0, n1), block by block, with the GEMMs
+// between them. always_inline: each ISA wrapper below compiles its own copy.
+template <typename T, int M>
+__attribute__((always_inline)) inline void forward_range(const Job<T>& j, int64_t n0, int64_t n1) {
+  constexpr int A = M + 2, A2 = A * A;
+  const Conv2dShape& s = *j.s;
+  const Geom& g = j.g;
+  const int64_t C = s.C, K = s.K, HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  const Work<T> w = carve<T, M>(s, g, true, false);
+  for (int64_t b0 = n0 * g.th; b0 < n1 * g.th; b0 += g.bpb) {
+    const int64_t nb = min64(g.bpb, n1 * g.th - b0), Tb = nb * g.tw;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t bi = 0; bi < nb; ++bi) {
+        const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
+        input_band<T, M>(w.V + c * Tb + bi * g.tw, C * Tb, j.X + (n * C + c) * HW, ty, s, g, w.b1, w.b2);
+      }
+    // M_xi (K x Tb) = U_xi (K x C) V_xi (C x Tb)
+    for (int xi = 0; xi < A2; ++xi)
+      gemm_serial_rowmajor<T>(false, false, K, Tb, C, T(1), j.U + xi * K * C, C, w.V + xi * C * Tb,
+                              Tb, T(0), w.Mb + xi * K * Tb, Tb);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t bi = 0; bi < nb; ++bi) {
+        const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
+        output_band<T, M>(j.Y + (n * K + k) * HWo, ty, w.Mb + k * Tb + bi * g.tw, K * Tb,
+                          j.b ? j.b[k] : T(0), s, g, w.b1, w.b2);
+      }
+  }
+}
+
+template <typename T, int M>
+__attribute__((always_inline)) inline void backward_range(const Job<T>& j, int64_t n0, int64_t n1,
+                                                          int chunk) {
+  constexpr int A = M + 2, A2 = A * A;
+  const Conv2dShape& s = *j.s;
+  const Geom& g = j.g;
+  const int64_t C = s.C, K = s.K, HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  const Work<T> w = carve<T, M>(s, g, j.dU != nullptr, j.dX != nullptr);
+  if (j.dX) std::memset(j.dX + n0 * C * HW, 0, sizeof(T) * static_cast<size_t>((n1 - n0) * C * HW));
+  T* du = j.dU ? j.dU + chunk * A2 * K * C : nullptr;
+  for (int64_t b0 = n0 * g.th; b0 < n1 * g.th; b0 += g.bpb) {
+    const int64_t nb = min64(g.bpb, n1 * g.th - b0), Tb = nb * g.tw;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t bi = 0; bi < nb; ++bi) {
+        const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
+        grad_band<T, M>(w.Mb + k * Tb + bi * g.tw, K * Tb, j.dY + (n * K + k) * HWo, ty, s, g, w.b1, w.b2);
+      }
+    if (du) {
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t bi = 0; bi < nb; ++bi) {
+          const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
+          input_band<T, M>(w.V + c * Tb + bi * g.tw, C * Tb, j.X + (n * C + c) * HW, ty, s, g, w.b1, w.b2);
+        }
+      // dU_xi (K x C) += dM_xi (K x Tb) V_xi^T (Tb x C)
+      for (int xi = 0; xi < A2; ++xi)
+        gemm_serial_rowmajor<T>(false, true, K, C, Tb, T(1), w.Mb + xi * K * Tb, Tb, w.V + xi * C * Tb,
+                                Tb, T(1), du + xi * K * C, C);
+    }
+    if (j.dX) {
+      // dV_xi (C x Tb) = U_xi^T (C x K) dM_xi (K x Tb)
+      for (int xi = 0; xi < A2; ++xi)
+        gemm_serial_rowmajor<T>(false, false, C, Tb, K, T(1), j.U + xi * C * K, K, w.Mb + xi * K * Tb,
+                                Tb, T(0), w.dV + xi * C * Tb, Tb);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t bi = 0; bi < nb; ++bi) {
+          const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
+          scatter_band<T, M>(j.dX + (n * C + c) * HW, ty, w.dV + c * Tb + bi * g.tw, C * Tb, s, g,
+                             w.b1, w.b2);
+        }
+    }
+  }
+}
+
+// One copy of the range functions per SIMD level, as the GEMM micro-kernels (the
+// transforms are a third to a half of the time; compiled for the baseline alone they
+// ran at a quarter of AVX-512's width). Chosen with simd_level(), so NATVERK_SIMD
+// lowers them too.
+template <typename T, int M>
+struct RangeFns {
+  void (*fwd)(const Job<T>&, int64_t, int64_t);
+  void (*bwd)(const Job<T>&, int64_t, int64_t, int);
+};
+
+#define NATVERK_WINO_RANGES(name, attr)                                                          \
+  template <typename T, int M>                                                                   \
+  attr void fwd_##name(const Job<T>& j, int64_t n0, int64_t n1) {                                \
+    forward_range<T, M>(j, n0, n1);                                                              \
+  }                                                                                              \
+  template <typename T, int M>                                                                   \
+  attr void bwd_##name(const Job<T>& j, int64_t n0, int64_t n1, int chunk) {                     \
+    backward_range<T, M>(j, n0, n1, chunk);                                                      \
+  }
+
+NATVERK_WINO_RANGES(generic, )
+#if defined(NATVERK_HAVE_X86_KERNELS)
+NATVERK_WINO_RANGES(avx2, __attribute__((target("avx2,fma"))))
+NATVERK_WINO_RANGES(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma"))))
+#endif
+#undef NATVERK_WINO_RANGES
+
+template <typename T, int M>
+RangeFns<T, M> range_fns() {
+  switch (simd_level()) {
+#if defined(NATVERK_HAVE_X86_KERNELS)
+    case SimdLevel::AVX512: return {&fwd_avx512<T, M>, &bwd_avx512<T, M>};
+    case SimdLevel::AVX2: return {&fwd_avx2<T, M>, &bwd_avx2<T, M>};
+#endif
+    default: return {&fwd_generic<T, M>, &bwd_generic<T, M>};
+  }
+}
+
+}  // namespace
+
+template <typename T, int M>
+void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
+  constexpr int A = M + 2, A2 = A * A;
+  const Geom g = make_geom<M>(s);
+  std::vector<T> U(static_cast<size_t>(A2 * s.K * s.C));
+  weight_transform<T, M>(U.data(), nullptr, Wt, s.K, s.C);
+  work_elems<T, M>(s, g, true, false);  // sized (and checked) on the caller, before the region
+  const Job<T> job{&s, g, Y, nullptr, nullptr, X, nullptr, U.data(), b};
+  const RangeFns<T, M> fns = range_fns<T, M>();
+  parallel_for(s.N, 1, [&](int64_t n0, int64_t n1, int) { fns.fwd(job, n0, n1); });
+}
+
+template <typename T, int M>
+void winograd_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const Conv2dShape& s) {
+  constexpr int A = M + 2, A2 = A * A;
+  if (!dX && !dW) return;
+  const Geom g = make_geom<M>(s);
+  const int64_t C = s.C, K = s.K, ukc = A2 * K * C;
+  std::vector<T> UT;
+  if (dX) {
+    UT.resize(static_cast<size_t>(ukc));
+    weight_transform<T, M>(nullptr, UT.data(), Wt, K, C);
+  }
+  // dU partial sums, one per chunk, added in chunk order below
+  const int chunks = plan_chunks(s.N, 1);
+  std::vector<T> dU;
+  if (dW) dU.assign(static_cast<size_t>(checked_mul(ukc, chunks, "the Winograd dW partial sums")), T(0));
+  work_elems<T, M>(s, g, dW != nullptr, dX != nullptr);
+  const Job<T> job{&s, g, nullptr, dX, dW ? dU.data() : nullptr, X, dY, UT.data(), nullptr};
+  const RangeFns<T, M> fns = range_fns<T, M>();
+  parallel_for_chunks(s.N, chunks, [&](int64_t n0, int64_t n1, int chunk) { fns.bwd(job, n0, n1, chunk); });
+  if (!dW) return;
+  // dW[k,c] = G^T (sum over chunks of dU[k,c]) G, in double
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      double du[A][A];
+      for (int xi = 0; xi < A2; ++xi) {
+        double acc = 0;
+        for (int ch = 0; ch < chunks; ++ch) acc += static_cast<double>(dU[ch * ukc + (xi * K + k) * C + c]);
+        du[xi / A][xi % A] = acc;
+      }
+      double gtd[3][A];  // G^T dU
+      for (int a = 0; a < 3; ++a)
+        for (int jj = 0; jj < A; ++jj) {
+          double acc = 0;
+          for (int i = 0; i < A; ++i) acc += Wino<M>::G[i][a] * du[i][jj];
+          gtd[a][jj] = acc;
+        }
+      T* out = dW + (k * C + c) * 9;
+      for (int a = 0; a < 3; ++a)
+        for (int bb = 0; bb < 3; ++bb) {
+          double acc = 0;
+          for (int jj = 0; jj < A; ++jj) acc += gtd[a][jj] * Wino<M>::G[jj][bb];
+          out[a * 3 + bb] = static_cast<T>(acc);
+        }
+    }
+}
+
+template void winograd_forward<float, 2>(float*, const float*, const float*, const float*, const Conv2dShape&);
+template void winograd_forward<float, 4>(float*, const float*, const float*, const float*, const Conv2dShape&);
+template void winograd_forward<double, 2>(double*, const double*, const double*, const double*, const Conv2dShape&);
+template void winograd_forward<double, 4>(double*, const double*, const double*, const double*, const Conv2dShape&);
+template void winograd_backward<float, 2>(float*, float*, const float*, const float*, const float*, const Conv2dShape&);
+template void winograd_backward<float, 4>(float*, float*, const float*, const float*, const float*, const Conv2dShape&);
+template void winograd_backward<double, 2>(double*, double*, const double*, const double*, const double*, const Conv2dShape&);
+template void winograd_backward<double, 4>(double*, double*, const double*, const double*, const double*, const Conv2dShape&);
+
+}  // namespace natverk
