@@ -1,5 +1,5 @@
 """Property-based fuzzing (Hypothesis) of natverk's C++ boundary -- every natverk._core
-function -- and of its public entry points.
+function and the step plan's running methods -- and of its public entry points.
 
 The rule every case follows: the call either returns what the NumPy reference computes
 (tests/reference.py, tests/reference_mlp.py; compared at tests/tolerances.py's tolerances),
@@ -48,8 +48,9 @@ import natverk._core as core
 import reference as ref
 import reference_mlp
 from conftest import SIMD_LEVELS
-from core_calls import IN_PLACE, NO_ARRAYS, SCALAR_ARGS, valid_calls
+from core_calls import IN_PLACE, NO_ARRAYS, SCALAR_ARGS, core_function, held_arrays, valid_calls
 from natverk import layers as L
+from natverk.optimizers.table import resolve
 from tolerances import assert_close, gemm_atol, tol
 
 # ---------------------------------------------------------------------------
@@ -255,10 +256,17 @@ def runtime(data) -> None:
 
 
 def _stub_parameters() -> dict[str, list[str]]:
-    """name -> parameter names of every function natverk/_core.pyi declares."""
+    """name -> parameter names of every function natverk/_core.pyi declares, and of every
+    method of its class Plan as "Plan.<name>" (without self)."""
     stub = pathlib.Path(natverk.__file__).with_name("_core.pyi")
-    return {node.name: [a.arg for a in node.args.args]
-            for node in ast.parse(stub.read_text()).body if isinstance(node, ast.FunctionDef)}
+    out = {}
+    for node in ast.parse(stub.read_text()).body:
+        if isinstance(node, ast.FunctionDef):
+            out[node.name] = [a.arg for a in node.args.args]
+        elif isinstance(node, ast.ClassDef) and node.name == "Plan":
+            out |= {f"Plan.{m.name}": [a.arg for a in m.args.args[1:]]
+                    for m in node.body if isinstance(m, ast.FunctionDef)}
+    return out
 
 
 SIGNATURES = _stub_parameters()
@@ -299,6 +307,8 @@ PAIR_SHAPES = (None, 3, "ab", b"ab", (1,), (1, 1, 1), (1.5, 1), (1, None), (True
 BOOL_VALUES = (None, 0, 1, 2, "no", "", 1.0, [True], np.int64(1))
 STR_VALUES = (None, 1, b"relu", ["relu"], "", "RELU", "x" * 500, "mean ", "adam\0")
 SEED_VALUES = (None, -1, 1.5, "1", True, 0, 1, 2**63, 2**64 - 1, 2**64, 2**70, -(2**70), np.uint64(2**64 - 1), np.int8(-1))
+FLAG_VALUES = lambda n: (None, True, "1" * n, np.ones(n, bool), [True] * n, (False,) * n,  # noqa: E731
+                         [np.bool_(True)] * n, [1] * n, [None] * n, [True] * (n - 1), [True] * (n + 1), [])
 
 
 class _Sub(np.ndarray):
@@ -358,7 +368,7 @@ def _mutate_array(v, how, rng):
 
 
 def _mutate_list(v, how, rng):
-    """Mutations of a list of arrays (mlp_train_step's weights, biases, optimizer state)."""
+    """Mutations of a list of arrays (the plan's optimizer state v, s)."""
     if how == "ndarray":
         return v[0], "error", False
     if how == "none":
@@ -423,6 +433,12 @@ def _scalar_case(kind, value):
         if any(not -(2**63) <= v <= 2**63 - 1 for v in value):
             return "error", (ValueError,)
         return "either", ALLOWED
+    if kind == "optional_float":  # None: not given
+        return ("either", ALLOWED) if value is None else _scalar_case("float", value)
+    if kind == "flags":  # a list (or tuple) of bools, one per plan parameter
+        if not isinstance(value, (list, tuple)) or any(not isinstance(v, (bool, np.bool_)) for v in value):
+            return "error", (TypeError,)
+        return "either", ALLOWED  # the wrong number of flags: ValueError
     if kind == "bool":
         return ("either", ALLOWED) if is_bool else ("error", (TypeError,))
     if kind == "str":
@@ -430,9 +446,14 @@ def _scalar_case(kind, value):
     raise AssertionError(kind)
 
 
-def _outputs(name, kwargs, result):
-    """The result (flattened) and the in-place arguments after the call."""
-    out = list(result) if isinstance(result, tuple) else [result]
+def _outputs(name, kwargs, result, func=None):
+    """The result (flattened) and the in-place arguments (a plan's held arrays) after the call."""
+    if isinstance(result, dict):  # Plan.epoch's; its per-batch losses are float64 in either dtype
+        out = [v.tolist() if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+               for v in (result[k] for k in sorted(result))]
+    else:
+        out = list(result) if isinstance(result, tuple) else [result]
+    out += held_arrays(func)
     for a in IN_PLACE.get(name, ()):
         v = kwargs.get(a)
         if isinstance(v, (list, tuple)):
@@ -442,8 +463,8 @@ def _outputs(name, kwargs, result):
     return out
 
 
-def _snapshot(name, kwargs):
-    snap = {}
+def _snapshot(name, kwargs, func=None):
+    snap = {"held": [np.array(x, copy=True) for x in held_arrays(func)]}
     for a in IN_PLACE.get(name, ()):
         v = kwargs.get(a)
         items = v if isinstance(v, (list, tuple)) else [v]
@@ -451,9 +472,9 @@ def _snapshot(name, kwargs):
     return snap
 
 
-def _unchanged(name, kwargs, snap, label):
+def _unchanged(name, kwargs, snap, label, func=None):
     for a, before in snap.items():
-        v = kwargs.get(a)
+        v = held_arrays(func) if a == "held" else kwargs.get(a)
         items = v if isinstance(v, (list, tuple)) else [v]
         for i, (x, b) in enumerate(zip(items, before)):
             if b is not None and isinstance(x, np.ndarray) and x.shape == b.shape and x.dtype == b.dtype:
@@ -474,7 +495,7 @@ def test_core_one_bad_argument(name, data):
     exact = names_for(arg)  # a wrong kind of object: the message must name the argument itself
     # a shape, size or value that clashes with the other arguments may name any of them
     loose = exact | set(kinds) | set(DESCRIPTIONS)
-    func = getattr(core, name)
+    func = core_function(name, dtype)
     equivalent, kinds_ = False, ALLOWED
     if kind in ("array", "optional"):
         how = data.draw(st.sampled_from(ARRAY_MUTATIONS), label="mutation")
@@ -510,6 +531,11 @@ def test_core_one_bad_argument(name, data):
             value = data.draw(st.sampled_from(BOOL_VALUES + (True, False, np.bool_(False))), label="value")
         elif kind == "str":
             value = data.draw(st.sampled_from(STR_VALUES), label="value")
+        elif kind == "optional_float":
+            value = data.draw(st.sampled_from(FLOAT_VALUES), label="value")
+        elif kind == "flags":
+            n = len(kwargs[arg])
+            value = data.draw(st.sampled_from(FLAG_VALUES(n)), label="value")
         else:  # pair
             value = data.draw(st.one_of(st.sampled_from(PAIR_SHAPES),
                                         st.tuples(st.sampled_from(HUGE_INTS), st.sampled_from(HUGE_INTS)),
@@ -519,17 +545,18 @@ def test_core_one_bad_argument(name, data):
         names = exact if expect == "error" else loose
     kwargs[arg] = value
     label = f"{name}({arg}={value!r:.80} [{kind}]) {np.dtype(dtype).name}"
-    snap = _snapshot(name, kwargs)
+    snap = _snapshot(name, kwargs, func)
     with np.errstate(all="ignore"):
         result = attempt(lambda: func(**kwargs), names, expect, label, kinds_)
     if result is RAISED:
-        _unchanged(name, kwargs, snap, label)
+        _unchanged(name, kwargs, snap, label, func)
         return
     if equivalent:
         base_kwargs = valid_calls(dtype)[name][0]
+        base_func = core_function(name, dtype)  # a plan's method: a fresh plan, as func had
         with np.errstate(all="ignore"):
-            base = _outputs(name, base_kwargs, func(**base_kwargs))
-        got = _outputs(name, kwargs, result)
+            base = _outputs(name, base_kwargs, base_func(**base_kwargs), base_func)
+        got = _outputs(name, kwargs, result, func)
         assert len(base) == len(got), label
         for i, (g, b) in enumerate(zip(got, base)):
             if b is None:
@@ -1039,19 +1066,6 @@ def test_dropout_and_add_match_reference(data):
         close(s, quiet(ref.add, f64(a), f64(b)), dtype, "add")
 
 
-@functools.cache
-def _mlp_sgd_name() -> str:
-    """What mlp_train_step calls plain gradient descent ('sgd', formerly 'vanilla')."""
-    kwargs = valid_calls()["mlp_train_step"][0]
-    for name in ("sgd", "vanilla"):
-        try:
-            core.mlp_train_step(**dict(kwargs, optimizer=name))
-            return name
-        except ValueError:
-            pass
-    raise AssertionError("mlp_train_step takes neither 'sgd' nor 'vanilla'")
-
-
 def _ref_optimizer_step(optimizer, W, g, state_v, state_s, lr, beta, beta1, beta2, t, eps):
     if optimizer in ("sgd", "vanilla"):
         return ref.sgd(W, g, lr), None, None
@@ -1067,14 +1081,21 @@ def _ref_optimizer_step(optimizer, W, g, state_v, state_s, lr, beta, beta1, beta
 @FUZZ
 @given(data=st.data())
 @counted
-def test_mlp_train_step_matches_reference(data):
+def test_matlab_plan_step_matches_reference(data):
+    """One step of the thesis' MATLAB network through the step plan natverk.train, the balance
+    principle and the lambda searches run (models._plan.matlab_plan, the optimizer named as the
+    table accepts it), whole (step) or in two halves (forward_loss, backward_update), against the
+    NumPy reference of forward, backward and the optimizer update."""
+    from natverk.models._plan import matlab_plan
+
     runtime(data)
     dtype = data.draw(st.sampled_from(FLOATS))
     nodes = [data.draw(st.integers(1, 6)) for _ in range(data.draw(st.integers(2, 4)))]
     nodes[-1] = max(nodes[-1], 2)
     m = data.draw(st.sampled_from([1, 2, 5, 17]))
     act = data.draw(st.sampled_from(["relu", "sigmoid", "tanh"]))
-    optimizer = data.draw(st.sampled_from([_mlp_sgd_name(), "momentum", "rmsprop", "adam"]))
+    optimizer = data.draw(st.sampled_from(["sgd", "vanilla", "momentum", "rmsprop", "adam"]))
+    halves = data.draw(st.booleans(), label="forward_loss + backward_update")
     lam = data.draw(st.sampled_from([0.0, 1e-3, 0.5]))
     lr = data.draw(st.sampled_from([0.0, 1e-2, 0.5]))
     beta, beta1, beta2 = 0.9, data.draw(st.sampled_from([0.0, 0.9])), data.draw(st.sampled_from([0.5, 0.99]))
@@ -1090,33 +1111,38 @@ def test_mlp_train_step_matches_reference(data):
         params[f"v_dW{l}"][...] = rng.uniform(-0.1, 0.1, params[f"v_dW{l}"].shape)
         params[f"s_dW{l}"][...] = rng.uniform(0, 0.1, params[f"s_dW{l}"].shape)
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
-    W = [params[f"W{l}"] for l in range(1, Ls + 1)]
-    B = [params[f"b{l}"] for l in range(1, Ls + 1)]
-    vW = [params[f"v_dW{l}"] for l in range(1, Ls + 1)]
-    vB = [params[f"v_db{l}"] for l in range(1, Ls + 1)]
-    sW = [params[f"s_dW{l}"] for l in range(1, Ls + 1)]
-    sB = [params[f"s_db{l}"] for l in range(1, Ls + 1)]
-    label = f"mlp_train_step {nodes} {optimizer} {act}"
-    out = attempt(lambda: core.mlp_train_step(X, y, W, B, act, lam, optimizer, lr, beta, beta1, beta2, t, eps,
-                                              vW, vB, sW, sB), {"X"}, "ok", label)
-    loss, data_loss, psi = out
+    label = f"matlab_plan {nodes} {optimizer} {act} {'halves' if halves else 'step'}"
+    plan = matlab_plan(params, act, optimizer)
+    hyper = dict(learning_rate=lr, beta=beta, beta1=beta1, beta2=beta2, t=t, eps=eps, weight_decay=lam)
+    if halves:
+        data_loss, psi, correct = attempt(lambda: plan.forward_loss(X, y), {"X"}, "ok", label)
+        penalty = 0.5 * lam * psi
+        attempt(lambda: plan.backward_update(**hyper), {"X"}, "ok", label)
+    else:
+        data_loss, penalty, correct, updated = attempt(lambda: plan.step(X, y, **hyper), {"X"}, "ok", label)
+        assert updated, f"{label}: a finite loss did not update"
+    assert 0 <= correct <= m, label
     probs, e_loss, _ = quiet(reference_mlp.forward, f64(X), y, p64, lam, act)
     grads = quiet(reference_mlp.backward, f64(X), y, p64, lam, act)
     scale = amax(X) * max(nodes) * Ls
     t_loss = tol(dtype, scale=scale)
-    close(loss, e_loss, dtype, label + " loss", t_loss)
-    close(psi, sum(float(np.sum(p64[f"W{l}"] ** 2)) for l in range(1, Ls + 1)), dtype, label + " psi", t_loss)
-    close(data_loss, e_loss - 0.5 * lam * psi, dtype, label + " data_loss", t_loss)
+    e_psi = sum(float(np.sum(p64[f"W{l}"] ** 2)) for l in range(1, Ls + 1))
+    close(data_loss + penalty, e_loss, dtype, label + " loss", t_loss)
+    close(penalty, 0.5 * lam * e_psi, dtype, label + " penalty", t_loss)
+    if halves:
+        close(psi, e_psi, dtype, label + " psi", t_loss)
+    close(data_loss, e_loss - 0.5 * lam * e_psi, dtype, label + " data_loss", t_loss)
+    name = resolve(optimizer).name
     for l in range(1, Ls + 1):
-        for key, arr, v_arr, s_arr in ((f"W{l}", W[l - 1], vW[l - 1], sW[l - 1]), (f"b{l}", B[l - 1], vB[l - 1], sB[l - 1])):
-            e_w, e_v, e_s = quiet(_ref_optimizer_step, optimizer, p64[key], grads[f"d{key}"], p64[f"v_d{key}"],
+        for key in (f"W{l}", f"b{l}"):
+            e_w, e_v, e_s = quiet(_ref_optimizer_step, name, p64[key], grads[f"d{key}"], p64[f"v_d{key}"],
                                   p64[f"s_d{key}"], lr, beta, beta1, beta2, t, eps)
-            step_scale = scale * max(1.0, lr * (1 if optimizer in ("sgd", "vanilla", "momentum") else 1 / eps) * 1e-3)
-            close(arr, e_w, dtype, f"{label} {key}", tol(dtype, scale=step_scale))
+            step_scale = scale * max(1.0, lr * (1 if name in ("sgd", "momentum") else 1 / eps) * 1e-3)
+            close(params[key], e_w, dtype, f"{label} {key}", tol(dtype, scale=step_scale))
             if e_v is not None:
-                close(v_arr, e_v, dtype, f"{label} v_{key}", tol(dtype, scale=scale))
+                close(params[f"v_d{key}"], e_v, dtype, f"{label} v_{key}", tol(dtype, scale=scale))
             if e_s is not None:
-                close(s_arr, e_s, dtype, f"{label} s_{key}", tol(dtype, scale=scale))
+                close(params[f"s_d{key}"], e_s, dtype, f"{label} s_{key}", tol(dtype, scale=scale))
 
 
 # ===========================================================================

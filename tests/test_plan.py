@@ -612,6 +612,108 @@ def test_dropout_call_seed_is_numpys_seed_sequence():
 # ------------------------------------------------------------------ the MATLAB network
 
 
+def _matlab_problem(dtype, nodes=(7, 13, 5, 3), m=37, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, nodes[0])).astype(dtype)
+    y = rng.integers(0, nodes[-1], m)
+    return X, y, natverk.initialize_weights(list(nodes), seed=seed, dtype=dtype)
+
+
+@pytest.mark.parametrize("halves", [False, True], ids=["step", "forward_loss+backward_update"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["vanilla", "momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_matlab_plan_steps_are_bit_identical_to_the_step_by_step_calls(activation, optimizer, dtype, halves):
+    """The plan of the MATLAB network (what train(), the balance principle and the lambda
+    searches run), a step at a time, whole or in two halves, against forward_propagation +
+    back_propagation + gradient_descent_*: the same loss and weights, bit for bit, for every
+    optimizer (by its MATLAB name), activation and dtype, a batch of one row included."""
+    from natverk.train import train_step_by_step
+
+    X, y, params = _matlab_problem(dtype)
+    a, b = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
+    plan = _plan.matlab_plan(b, activation, optimizer)
+    batches = [np.arange(0, 16), np.arange(16, 37), np.arange(5, 6)]
+    for t, idx in enumerate(batches * 2, start=1):
+        loss_ref = train_step_by_step(a, X[idx], y[idx], 0.05, 0.01, activation, optimizer, t=t)
+        if halves:
+            data_loss, psi, _ = plan.forward_loss(X, y, rows=idx)
+            penalty = 0.5 * 0.01 * psi
+            plan.backward_update(0.05, t=t, weight_decay=0.01)
+        else:
+            data_loss, penalty, _, updated = plan.step(X[idx], y[idx], 0.05, t=t, weight_decay=0.01)
+            assert updated
+        assert data_loss + penalty == loss_ref
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_matlab_plan_refuses_bad_networks_and_copies_read_only_arrays():
+    X, y, p = _matlab_problem(np.float64)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        _plan.matlab_plan(dict(p), "relu", "lbfgs")
+    with pytest.raises(ValueError, match=r"op 2 \(dense 5->3\): expects inputs of shape \(5,\), got \(13,\)"):
+        _plan.matlab_plan(dict(p, W2=p["W3"], b2=p["b3"], W3=p["W2"], b3=p["b2"]), "relu", "sgd")
+    with pytest.raises(ValueError, match=r"^b must have shape \(13,\) or \(1, 13\), got \(1, 5\)$"):
+        _plan.matlab_plan(dict(p, b1=p["b2"]), "relu", "sgd")
+    with pytest.raises(TypeError, match=r"^W must have the same dtype as the plan \(float64\), got float32$"):
+        _plan.matlab_plan(dict(p, W2=p["W2"].astype(np.float32)), "relu", "sgd")
+    # a read-only (or non-contiguous) weight is replaced in the dict by a copy the plan updates,
+    # as the gradient_descent_* functions replace it
+    frozen = dict(p, W1=p["W1"].copy(), b2=np.asfortranarray(np.repeat(p["b2"], 2, axis=0))[:1])
+    frozen["W1"].flags.writeable = False
+    old_W1 = frozen["W1"]
+    plan = _plan.matlab_plan(frozen, "relu", "sgd")
+    assert frozen["W1"] is not old_W1 and frozen["W1"].flags.writeable and frozen["b2"].flags.c_contiguous
+    plan.step(X, y, 0.1)
+    assert not np.array_equal(frozen["W1"], old_W1)
+
+
+def test_the_two_halves_of_a_step_refuse_bad_input():
+    X, y, p = _matlab_problem(np.float64)
+    plan = _plan.matlab_plan(p, "relu", "adam")
+    with pytest.raises(RuntimeError, match="there is none pending"):
+        plan.backward_update(0.1)
+    with pytest.raises(ValueError, match=r"^rows\[1\] = 37 is not a row of X \(0..36\)$"):
+        plan.forward_loss(X, y, rows=np.array([0, 37]))
+    with pytest.raises(ValueError, match=r"^rows\[0\] = -1 is not a row of X"):
+        plan.forward_loss(X, y, rows=np.array([-1]))
+    with pytest.raises(ValueError, match=r"^rows is empty"):
+        plan.forward_loss(X, y, rows=np.array([], np.int64))
+    with pytest.raises(TypeError, match=r"^rows must be an integer array of row indices, got dtype float64$"):
+        plan.forward_loss(X, y, rows=np.array([0.0]))
+    with pytest.raises(TypeError, match=r"^rows must be a NumPy array or None, got list$"):
+        plan.forward_loss(X, y, rows=[0, 1])
+    with pytest.raises(ValueError, match=r"^rows must be 1-D"):
+        plan.forward_loss(X, y, rows=np.zeros((1, 1), np.int64))
+    with pytest.raises(ValueError, match="is not a class label in 0..2"):
+        plan.forward_loss(X, np.full(len(y), 3))
+    with pytest.raises(ValueError, match=r"one label per row \(37\)"):
+        plan.forward_loss(X, y[:-1])
+    with pytest.raises(ValueError, match="X is empty"):
+        plan.forward_loss(X[:0], y[:0])
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at row 3\)"):
+        plan.forward_loss(np.where(np.arange(X.size).reshape(X.shape) == 3 * 7, np.nan, X), y)
+    before = {k: v.copy() for k, v in p.items()}
+    plan.forward_loss(X, y, rows=np.arange(5))
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        plan.backward_update(0.1, weight_decay=-1.0)
+    with pytest.raises(ValueError, match=r"t \(the Adam step count\) must be >= 1"):
+        plan.backward_update(0.1, t=0)
+    with pytest.raises(ValueError, match=r"^learning_rate = 1e\+300 overflows"):
+        _plan.matlab_plan(_matlab_problem(np.float32)[2], "relu", "adam").backward_update(1e300)
+    for k in p:  # refused arguments change nothing
+        np.testing.assert_array_equal(p[k], before[k], err_msg=k)
+    plan.forward(X)  # another run discards the pending half-step
+    with pytest.raises(RuntimeError, match="there is none pending"):
+        plan.backward_update(0.1)
+    plan.forward_loss(X, y, rows=np.arange(5))
+    plan.backward_update(0.1)
+    with pytest.raises(RuntimeError, match="there is none pending"):  # one update per forward_loss
+        plan.backward_update(0.1)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
 def test_train_runs_the_plan_bit_identical_to_the_matlab_calls_past_one_gemm_block(optimizer, dtype):
@@ -719,8 +821,10 @@ def test_bad_building_raises_clear_errors():
     q.dense(np.ones((3, 2)), np.zeros(2), np.zeros((3, 2)), np.zeros(2))
     with pytest.raises(ValueError, match="one entry per parameter"):
         q.set_optimizer("sgd", [None], [None], [True])
-    with pytest.raises(ValueError, match="needs its v array"):
+    with pytest.raises(TypeError, match=r"^v\[0\] must be a NumPy array \(optimizer 'adam' uses it\), got None$"):
         q.set_optimizer("adam", [None, None], [None, None], [True, False])
+    with pytest.raises(TypeError, match=r"^decay must be a list of bools, one per parameter, got numpy.ndarray$"):
+        q.set_optimizer("sgd", [None, None], [None, None], np.array([True, False]))
     with pytest.raises(ValueError, match="optimizer must be 'sgd'"):
         q.set_optimizer("lbfgs", [None, None], [None, None], [True, False])
     with pytest.raises(ValueError, match=r"class_weights must have shape \(2,\)"):
@@ -731,7 +835,8 @@ def test_bad_building_raises_clear_errors():
     conv.conv2d(np.ones((2, 1, 3, 3)), None, np.zeros((2, 1, 3, 3)), None)
     conv.flatten()
     conv.set_loss("mse")
-    with pytest.raises(ValueError, match="only dense weights can take their L2 gradient in backward"):
+    with pytest.raises(ValueError, match=r"decay\[0\] \(op 0 \(conv2d ->2\).W\): with l2_in_backward only dense "
+                                         r"weights can be decayed"):
         conv.set_optimizer("sgd", [None], [None], [True], l2_in_backward=True)
 
 

@@ -31,7 +31,8 @@ import pytest
 import natverk
 import natverk._core as core
 import reference as ref
-from core_calls import NO_ARRAYS, SCALAR_ARGS, public_functions, valid_calls
+from core_calls import (NO_ARRAYS, PLAN_BUILDING, SCALAR_ARGS, core_function, held_arrays, plan_methods,
+                        public_functions, valid_calls)
 
 I64 = 2**63 - 1
 ONES = np.ones((1, 1, 5, 5))
@@ -174,21 +175,26 @@ _public_functions = public_functions
 
 
 def test_the_table_covers_every_core_function():
-    # a new binding must be added to _valid_calls (and so to the list/None tests below)
-    assert _public_functions() == set(_valid_calls()) | NO_ARRAYS
+    # a new binding must be added to _valid_calls (and so to the list/None tests below), a new
+    # method of the step plan too unless it builds the op list (tests/test_plan.py checks those)
+    functions = {n for n in _valid_calls() if not n.startswith("Plan.")}
+    assert _public_functions() == functions | NO_ARRAYS
+    assert plan_methods() == (set(_valid_calls()) - functions) | {f"Plan.{n}" for n in PLAN_BUILDING}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", sorted(_valid_calls()))
 def test_the_valid_baseline_calls_work(name, dtype):
     kwargs = _valid_calls(dtype)[name][0]
-    getattr(core, name)(**kwargs)
+    core_function(name, dtype)(**kwargs)
     if name in ("conv2d_forward", "softmax_cross_entropy", "softmax_cross_entropy_backward", "gemm"):
         optional = {"conv2d_forward": "bias", "gemm": "C"}.get(name, "class_weights")
         kwargs[optional] = None  # optional arrays keep accepting None
         if name == "gemm":
             kwargs["beta"] = 0.0
         getattr(core, name)(**kwargs)
+    if name.startswith("Plan."):  # the plan's optional arrays (accuracy_targets, rows) accept None
+        core_function(name, dtype)(**{**kwargs, **{a: None for a in _valid_calls(dtype)[name][2]}})
 
 
 # ---------------------------------------------------------------------------
@@ -203,23 +209,28 @@ FLOAT_ARGS = [
     ("momentum_update", "learning_rate"), ("momentum_update", "weight_decay"),
     ("rmsprop_update", "learning_rate"), ("rmsprop_update", "eps"), ("rmsprop_update", "weight_decay"),
     ("adam_update", "learning_rate"), ("adam_update", "eps"), ("adam_update", "weight_decay"),
-    ("mlp_train_step", "lambda_"), ("mlp_train_step", "learning_rate"), ("mlp_train_step", "eps"),
+    ("Plan.step", "learning_rate"), ("Plan.step", "eps"), ("Plan.step", "weight_decay"),
+    ("Plan.backward_update", "learning_rate"), ("Plan.epoch", "weight_decay"), ("Plan.gradients", "weight_decay"),
 ]
 
 
-def _snapshot(kwargs):
-    return {k: v.copy() for k, v in kwargs.items() if isinstance(v, np.ndarray)}
+def _snapshot(kwargs, func=None):
+    """The array arguments, and the arrays a plan updates in place ("held[i]")."""
+    snap = {k: v.copy() for k, v in kwargs.items() if isinstance(v, np.ndarray)}
+    return snap | {f"held[{i}]": (a, a.copy()) for i, a in enumerate(held_arrays(func))}
 
 
 @pytest.mark.parametrize("name,arg", FLOAT_ARGS, ids=[f"{n}-{a}" for n, a in FLOAT_ARGS])
 def test_float32_kernels_reject_floats_that_overflow_float32(name, arg):
     kwargs = _valid_calls(np.float32)[name][0]
     kwargs[arg] = 1e300  # a finite double, inf as a float32: the old kernels returned inf gradients
-    before = _snapshot(kwargs)
+    func = core_function(name, np.float32)
+    before = _snapshot(kwargs, func)
     with pytest.raises(ValueError, match=rf"^{arg} = 1e\+300 overflows the arrays' dtype float32"):
-        getattr(core, name)(**kwargs)
+        func(**kwargs)
     for k, v in before.items():
-        np.testing.assert_array_equal(kwargs[k], v, err_msg=f"{k} changed although the call failed")
+        now, v = v if k.startswith("held") else (kwargs[k], v)
+        np.testing.assert_array_equal(now, v, err_msg=f"{k} changed although the call failed")
 
 
 @pytest.mark.parametrize("name,arg", FLOAT_ARGS, ids=[f"{n}-{a}" for n, a in FLOAT_ARGS])
@@ -227,7 +238,7 @@ def test_float64_kernels_still_accept_large_finite_floats(name, arg):
     kwargs = _valid_calls(np.float64)[name][0]
     kwargs[arg] = 1e300  # finite in float64: whatever it does to the numbers, it is not an argument error
     with np.errstate(all="ignore"):
-        getattr(core, name)(**kwargs)
+        core_function(name, np.float64)(**kwargs)
 
 
 def test_dense_backward_float32_lambda_reproducer():
@@ -239,15 +250,15 @@ def test_dense_backward_float32_lambda_reproducer():
     assert np.isfinite(dW).all()
 
 
-@pytest.mark.parametrize("name", ["rmsprop_update", "adam_update", "mlp_train_step"])
+@pytest.mark.parametrize("name", ["rmsprop_update", "adam_update", "Plan.step", "Plan.backward_update", "Plan.epoch"])
 def test_float32_optimizers_reject_an_eps_that_is_zero_in_float32(name):
     kwargs = _valid_calls(np.float32)[name][0]
     kwargs["eps"] = 1e-50  # > 0 as a double, 0 as a float32: 0 / (sqrt(0) + 0) = NaN weights
     with pytest.raises(ValueError, match=r"^eps = 1e-50 is 0 in the arrays' dtype float32"):
-        getattr(core, name)(**kwargs)
+        core_function(name, np.float32)(**kwargs)
     kwargs = _valid_calls(np.float64)[name][0]
     kwargs["eps"] = 1e-50
-    getattr(core, name)(**kwargs)
+    core_function(name, np.float64)(**kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -319,15 +330,15 @@ def test_non_array_arguments_raise_type_error_naming_them(name, arg, bad):
     else:
         pattern = rf"^{arg} must be a NumPy array, got {got}$"
     with pytest.raises(TypeError, match=pattern) as info:
-        getattr(core, name)(**kwargs)
+        core_function(name)(**kwargs)
     assert "incompatible function arguments" not in str(info.value)
 
 
 def test_tuples_of_arrays_are_accepted_where_lists_are():
-    kwargs = _valid_calls()["mlp_train_step"][0]
-    for k in ("weights", "biases", "v_weights", "v_biases", "s_weights", "s_biases"):
+    kwargs = _valid_calls()["Plan.set_optimizer"][0]
+    for k in ("v", "s", "decay"):
         kwargs[k] = tuple(kwargs[k])
-    core.mlp_train_step(**kwargs)
+    core_function("Plan.set_optimizer")(**kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -352,13 +363,15 @@ WRONG_KIND = {  # a value of the wrong kind -> the start of the TypeError
     "pair": (3, r"must be a pair \(h, w\) of integers, got int"),
     "bool": (None, "must be True or False, got None"),
     "str": (None, "must be a str, got None"),
+    "flags": (None, "must be a list of bools, one per parameter, got None"),
+    "optional_float": ("0.1", "must be a real number, got str"),
 }
 
 
 def _call_with(name, arg, value, dtype=np.float64):
     kwargs = _valid_calls(dtype)[name][0]
     kwargs[arg] = value
-    return getattr(core, name)(**kwargs)
+    return core_function(name, dtype)(**kwargs)
 
 
 @pytest.mark.parametrize("name,arg,kind", SCALAR_CASES, ids=[f"{n}-{a}" for n, a, _ in SCALAR_CASES])

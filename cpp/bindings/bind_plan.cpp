@@ -164,8 +164,8 @@ PlanTargets<T> batch_targets(const Plan<T>& plan, const py::object& y_obj, const
     t.values = v;
     hold.push_back(y);
   }
-  if (!acc_obj.is_none()) {
-    const py::array acc = as_array(acc_obj, "accuracy_targets");
+  if (const auto acc_opt = as_optional_array(acc_obj, "accuracy_targets")) {
+    const py::array& acc = *acc_opt;
     if (plan.loss_kind() == LossKind::bce_with_logits) {
       auto mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(acc);
       if (!mask || mask.size() != m * K)
@@ -268,12 +268,15 @@ Batch<T> run_batch(const Plan<T>& pl, const py::array& X, const py::object& y_ob
 }
 
 // Row indices into X (epoch's order, forward_loss's rows): a 1-D integer array, as int64.
-py::array_t<int64_t, py::array::c_style> row_indices(const py::object& obj, const char* name) {
-  const py::array a = as_array(obj, name);
+py::array_t<int64_t, py::array::c_style> row_indices(const py::array& a, const char* name) {
   if (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
     throw py::type_error(std::string(name) + " must be an integer array of row indices, got dtype " + dtype_str(a));
   require_ndim(a, name, 1);
-  return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  auto idx = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  if (!idx)  // the conversion failed (ensure() swallows NumPy's error: a view too large to copy)
+    throw py::value_error(std::string(name) + " cannot be converted to a contiguous int64 array, shape " +
+                          shape_str(a));
+  return idx;
 }
 
 }  // namespace
@@ -491,7 +494,7 @@ void bind_plan(py::module_& m) {
             try {
               k = parse_optimizer_kind(as_str(kind, "kind"));
             } catch (const std::invalid_argument& e) {
-              throw py::value_error(e.what());
+              throw py::value_error(std::string("kind: ") + e.what());  // the argument's name first
             }
             p.visit([&](auto& pl) {
               using T = typename std::decay_t<decltype(pl)>::value_type;
@@ -499,7 +502,7 @@ void bind_plan(py::module_& m) {
               const size_t n = params.size();
               const py::sequence vs = as_array_list(v_obj, "v"), ss = as_array_list(s_obj, "s");
               if (!py::isinstance<py::list>(decay_obj) && !py::isinstance<py::tuple>(decay_obj))
-                throw py::type_error("decay must be a list of bools, one per parameter");
+                throw py::type_error("decay must be a list of bools, one per parameter, got " + type_name(decay_obj));
               const py::sequence ds = py::reinterpret_borrow<py::sequence>(decay_obj);
               if (vs.size() != n || ss.size() != n || ds.size() != n)
                 throw py::value_error("v, s and decay must hold one entry per parameter (" + std::to_string(n) +
@@ -509,8 +512,11 @@ void bind_plan(py::module_& m) {
               std::vector<bool> decay(n);
               for (size_t i = 0; i < n; ++i) {
                 const std::string vn = "v[" + std::to_string(i) + "]", sn = "s[" + std::to_string(i) + "]";
+                // an optimizer's state array (called only for the slots it uses: None elsewhere)
                 const auto state = [&](const py::handle& obj, const std::string& name) -> T* {
-                  if (obj.is_none()) return nullptr;
+                  if (obj.is_none())
+                    throw py::type_error(name + " must be a NumPy array (optimizer '" + optimizer_kind_name(k) +
+                                         "' uses it), got None");
                   T* ptr = p.writable<T>(obj, name.c_str());
                   if (py::reinterpret_borrow<py::array>(obj).size() != params[i].n)
                     throw py::value_error(name + " must have " + std::to_string(params[i].n) + " elements (" +
@@ -585,16 +591,17 @@ void bind_plan(py::module_& m) {
           [](PyPlan& p, const py::object& X_obj, const py::object& y_obj, const py::object& rows_obj,
              const py::object& acc_obj, const py::object& check_obj) -> py::tuple {
             const py::array X = as_array(X_obj, "X");
+            const auto rows_opt = as_optional_array(rows_obj, "rows");
             py::array_t<int64_t, py::array::c_style> rows;
-            if (!rows_obj.is_none()) {
-              rows = row_indices(rows_obj, "rows");
+            if (rows_opt) {
+              rows = row_indices(*rows_opt, "rows");
               require_nonempty(rows, "rows");
             }
             return p.visit([&](auto& pl) -> py::tuple {
               using T = typename std::decay_t<decltype(pl)>::value_type;
               const Batch<T> b = run_batch(pl, X, y_obj, acc_obj, as_bool(check_obj, "check_finite"));
-              const int64_t* idx = rows_obj.is_none() ? nullptr : rows.data();
-              const int64_t m = rows_obj.is_none() ? b.rows : static_cast<int64_t>(rows.size());
+              const int64_t* idx = rows_opt ? rows.data() : nullptr;
+              const int64_t m = rows_opt ? static_cast<int64_t>(rows.size()) : b.rows;
               PlanStepResult r;
               {
                 py::gil_scoped_release release;
@@ -654,7 +661,7 @@ void bind_plan(py::module_& m) {
             const py::array X = as_array(X_obj, "X");
             const int64_t bs = as_int64(bs_obj, "batch_size");
             if (bs < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(bs));
-            const auto order = row_indices(order_obj, "order");
+            const auto order = row_indices(as_array(order_obj, "order"), "order");
             return p.visit([&](auto& pl) -> py::dict {
               using T = typename std::decay_t<decltype(pl)>::value_type;
               const RunHyper hp = run_hyper(pl, lr, beta, beta1, beta2, eps, t, wd_obj);

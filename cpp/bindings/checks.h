@@ -51,8 +51,8 @@ inline std::optional<py::array> as_optional_array(const py::handle& obj, const c
   return py::reinterpret_borrow<py::array>(obj);
 }
 
-// A list (or tuple) of arrays, e.g. mlp_train_step's weights: the sequence itself. Its items
-// go through as_array with a name like "weights[2]".
+// A list (or tuple) of arrays, e.g. the step plan's optimizer state v: the sequence itself. Its
+// items go through as_array with a name like "v[2]".
 inline py::sequence as_array_list(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::list>(obj) && !py::isinstance<py::tuple>(obj))
     throw py::type_error(std::string(name) + " must be a list of NumPy arrays, got " + type_name(obj));

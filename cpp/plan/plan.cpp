@@ -624,15 +624,17 @@ void Plan<T>::set_optimizer(OptimizerKind kind, const std::vector<T*>& v, const 
   if (v.size() != n || s.size() != n || decay.size() != n)
     throw std::invalid_argument("the optimizer needs state for all " + std::to_string(n) + " parameters");
   for (size_t i = 0; i < n; ++i) {
+    const std::string at = "[" + std::to_string(i) + "] (" + params_[i].name + ")";
     if (optimizer_uses_v(kind) && !v[i])
-      throw std::invalid_argument(params_[i].name + ": optimizer '" + optimizer_kind_name(kind) + "' needs its v array");
+      throw std::invalid_argument("v" + at + ": optimizer '" + optimizer_kind_name(kind) + "' needs its v array");
     if (optimizer_uses_s(kind) && !s[i])
-      throw std::invalid_argument(params_[i].name + ": optimizer '" + optimizer_kind_name(kind) + "' needs its s array");
+      throw std::invalid_argument("s" + at + ": optimizer '" + optimizer_kind_name(kind) + "' needs its s array");
     params_[i].v = optimizer_uses_v(kind) ? v[i] : nullptr;
     params_[i].s = optimizer_uses_s(kind) ? s[i] : nullptr;
     params_[i].decay = decay[i];
     if (l2_in_backward && decay[i] && !params_[i].dense_weight)
-      throw std::invalid_argument(params_[i].name + ": only dense weights can take their L2 gradient in backward");
+      throw std::invalid_argument("decay" + at + ": with l2_in_backward only dense weights can be decayed (their "
+                                  "L2 gradient enters in the dense backward pass)");
   }
   for (auto& p : params_)
     if (l2_in_backward && p.decay) p.owner->take_l2_in_backward(&l2_);
