@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._config import get_num_threads, set_num_threads
+from .._validation import as_activation
 from ..neuralnet import initialize_weights
 from ..optimizers.table import resolve
 from ..train import train
@@ -154,9 +155,7 @@ class MLPTrial:
         if isinstance(minibatch_size, bool) or int(minibatch_size) != minibatch_size or minibatch_size < 1:
             raise ValueError(f"minibatch_size must be a positive integer, got {minibatch_size!r}")
         self.minibatch_size = int(minibatch_size)
-        if activation not in ("relu", "sigmoid", "tanh"):
-            raise ValueError(f"activation must be 'relu', 'sigmoid' or 'tanh', got {activation!r}")
-        self.activation = activation
+        self.activation = as_activation(activation)  # any case, as train() reads it
         resolve(optimizer)  # one of the optimizer table's names (ValueError otherwise)
         self.optimizer = optimizer
         if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
