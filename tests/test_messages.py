@@ -176,6 +176,12 @@ def test_activation_names_are_read_case_insensitively(name):
     np.testing.assert_array_equal(probs, ref)
 
 
+def test_the_lambda_search_reads_activation_names_in_any_case_too():
+    X, y = blobs(20)
+    trial = natverk.search.MLPTrial(X, y, X, y, X, y, [4, 3, 2], epochs=1, learning_rate=0.1, activation="ReLU")
+    assert trial.activation == "relu"
+
+
 def test_unknown_activation_lists_what_is_accepted():
     with raises(ValueError, "activation must be one of ['logistic', 'relu', 'sigmoid', 'tanh'] (any case), got "
                             "'softplus'"):
