@@ -245,6 +245,7 @@ def test_export_import_round_trip_without_torch():
         if isinstance(layer, BatchNorm2D):  # non-trivial statistics, so they must travel too
             layer.running_mean[:] = np.linspace(-1, 1, layer.num_features)
             layer.running_var[:] = np.linspace(0.5, 2, layer.num_features)
+    a.weights_ready = True  # its initial weights, on purpose: they are what travels
     sd = nv.to_torch_state_dict(a)
     assert list(sd)[:7] == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
                             "1.num_batches_tracked"]

@@ -134,6 +134,8 @@ class EarlyStopping(Callback):
         Whether smaller or larger is better; "auto" picks "min" for names
         containing "loss" and "max" otherwise.
 
+    Notes
+    -----
     After ``fit``, ``history["best_epoch"]`` is the (1-based, absolute) epoch
     with the best value and ``history["stopped_epoch"]`` the epoch after
     which training stopped early, or None if it ran all its epochs. The same
@@ -236,6 +238,8 @@ class ModelCheckpoint(Callback):
         seen at earlier saves of this ``fit`` call.
     monitor, mode : as for :class:`EarlyStopping` (used with ``save_best_only``).
 
+    Notes
+    -----
     Each file holds everything needed to resume: parameters, buffers, the
     optimizer with its state and learning rate, the learning-rate schedule,
     the epoch count and the shuffling seed. ``natverk.load(path).fit(X, y,

@@ -262,6 +262,8 @@ def from_torch(state_dict_or_path: Any, model: Layer, dtype: Any = None) -> Laye
         layer.astype(dtype)
         for attr, value in plan:
             setattr(layer, attr, np.array(value, dtype=dtype, order="C"))
+    if hasattr(model, "weights_ready"):
+        model.weights_ready = True  # loaded weights are meant to be used: predict needs no fit first
     return model
 
 

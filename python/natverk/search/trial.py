@@ -108,6 +108,8 @@ class MLPTrial:
     beta, beta1, beta2, lr_decay
         Passed on to :func:`natverk.train`.
 
+    Notes
+    -----
     The trial seed is split (:func:`split_seed`) into the weight
     initialisation and the shuffling, so ``trial(lam, seed)`` is a pure
     function of its arguments: the same call in a worker process, a Dask
