@@ -122,14 +122,14 @@ class SpinBackoff {
 // each region it ran in parallel, the caller knows the wall time (`actual`)
 // and how long its own chunks took, hence about how long all the chunks would
 // have taken on it alone (`serial`). Over a window of kWindowNs of such serial
-// work, if the parallel regions took longer in all than the caller alone
-// would have (workers descheduled while holding a chunk, or too late to claim
-// one), the next regions run serially on the caller, with no worker woken,
-// for a back-off time that doubles with each losing window (kMinNs .. kMaxNs)
-// and halves with each winning one. When it ends, the next window measures
-// again, so the pool returns to its workers within kMaxNs of the machine
-// becoming free. Used only by the thread that holds the pool (busy_), so
-// plain fields.
+// work (or at once when the window has already lost a whole window's time),
+// if the parallel regions took longer in all than the caller alone would have
+// (workers descheduled while holding a chunk, or too late to claim one), the
+// next regions run serially on the caller, with no worker woken, for a
+// back-off time that doubles with each losing window (kMinNs .. kMaxNs) and
+// halves with each winning one. When it ends, the next window measures again,
+// so the pool returns to its workers within kMaxNs of the machine becoming
+// free. Used only by the thread that holds the pool (busy_), so plain fields.
 class SerialFallback {
  public:
   static constexpr int64_t kWindowNs = 2000000;    // 2 ms of serial-equivalent work per verdict
@@ -141,7 +141,9 @@ class SerialFallback {
   bool record(int64_t now, int64_t actual, int64_t serial) {
     work_ += serial;
     lost_ += actual - serial;
-    if (work_ < kWindowNs) return false;
+    // A verdict after a window's work, or at once when the window has already
+    // lost more than a whole window (a worker descheduled for a slice).
+    if (work_ < kWindowNs && lost_ < kWindowNs) return false;
     const bool lose = lost_ > 0;
     work_ = lost_ = 0;
     if (!lose) {

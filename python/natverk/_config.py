@@ -10,7 +10,12 @@ from . import _core
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads natverk's kernels use (``NATVERK_NUM_THREADS`` sets the default)."""
+    """Set the number of threads natverk's kernels use.
+
+    The default is ``NATVERK_NUM_THREADS`` when set, else the number of CPUs
+    this process may run on (its affinity mask, e.g. under ``taskset`` or a
+    container's cpuset), read when the thread pool is first used.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if not 1 <= n <= 1024:
@@ -19,7 +24,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Number of threads natverk's kernels use."""
+    """Number of threads natverk's kernels use (see ``set_num_threads`` for the default)."""
     return _core.get_num_threads()
 
 
@@ -39,6 +44,8 @@ def show_config(file=None) -> dict:
         "best_simd_level": _core.best_simd_level(),
         "num_threads": _core.get_num_threads(),
         "hardware_threads": _core.hardware_threads(),
+        # the CPUs this process may run on: the default thread count without NATVERK_NUM_THREADS
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else _core.hardware_threads(),
         "NATVERK_NUM_THREADS": os.environ.get("NATVERK_NUM_THREADS"),
         "NATVERK_SPIN_US": os.environ.get("NATVERK_SPIN_US"),
         "gemm_blocking_float32": _core.gemm_blocking("float32"),
