@@ -9,6 +9,7 @@ as one that had it to itself.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -72,6 +73,49 @@ def test_set_num_threads_while_kernels_run_does_not_deadlock():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["ok", "True"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+def test_contended_pool_with_resizes_and_callers_does_not_deadlock():
+    # Issue 14: on a busy machine the pool stops polling and lets the caller run
+    # whole regions itself (parallel.h, detail::SpinBackoff / SerialFallback).
+    # Squeezed onto one CPU, 2 threads are always contended, so these paths run
+    # constantly while another Python thread resizes the pool and a third runs
+    # GEMMs: no deadlock, and each call still gives the bits of its own plan.
+    proc = _run_script(
+        """
+        import os, threading, numpy as np, natverk as nv
+        from natverk import _core as C
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        rng = np.random.default_rng(13)
+        x = rng.standard_normal((12, 5, 11, 9)); w = rng.standard_normal((7, 5, 3, 3))
+        dy = rng.standard_normal((12, 7, 11, 9))
+        dw = lambda: C.conv2d_backward(dy, x, w, (1, 1), (1, 1), need_dx=False, need_db=False)[1]
+        nv.set_num_threads(1); ref1 = dw()
+        nv.set_num_threads(2); ref2 = dw()
+        a = rng.standard_normal((200, 150)); b = rng.standard_normal((150, 170))
+        stop = threading.Event()
+        toggles = [0]
+        def toggle():
+            while not stop.is_set():
+                nv.set_num_threads(1 + toggles[0] % 2); toggles[0] += 1
+        def mm():
+            while not stop.is_set():
+                C.gemm(a, b)
+        others = [threading.Thread(target=toggle), threading.Thread(target=mm)]
+        for t in others: t.start()
+        bad = 0
+        for _ in range(600):
+            r = dw()
+            bad += not (np.array_equal(r, ref1) or np.array_equal(r, ref2))
+        stop.set()
+        for t in others: t.join()
+        print("ok", bad, toggles[0] > 0)
+        """,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok", "0", "True"]
 
 
 def _conv_problem(dtype=np.float32):
