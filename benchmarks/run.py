@@ -1,10 +1,11 @@
 """natverk's benchmark suite: machine peak, GEMM, conv2d, training and inference
 throughput, the per-call overhead of the MATLAB-style API, peak memory; natverk
-vs NumPy vs PyTorch, on 1 and 2 threads.
+vs NumPy vs PyTorch, on 1 and 2 threads; and threads on a busy machine (natverk's
+default thread count vs 1 thread while other processes spin, torch beside it).
 
 Usage:
     python benchmarks/run.py [--quick] [--json out.json] [--md out.md]
-                             [--threads 1,2] [--only peak,gemm,conv,train,infer,overhead,memory]
+                             [--threads 1,2] [--only peak,gemm,conv,train,infer,overhead,memory,busy]
 
 Prints a table per section and writes every raw median/min to JSON (default
 benchmarks/results/latest.json, git-ignored) and the tables to Markdown
@@ -26,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _env  # noqa: E402, F401  (first, before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; see _env.py)
 
-SECTIONS = ["peak", "gemm", "conv", "train", "infer", "overhead", "memory"]
+SECTIONS = ["peak", "gemm", "conv", "train", "infer", "overhead", "memory", "busy"]
 NEEDS_PEAK = {"peak", "gemm", "conv", "train", "infer"}
 
 
@@ -214,6 +215,24 @@ def main(argv: list[str] | None = None) -> None:
             "framework and NumPy, and after building the model and 1024 in-memory float32 examples and training "
             "(batch 64). natverk children never import torch.",
             lambda: bench_memory.run(mem_threads, args.quick, torch is not None, log=_log), bench_memory.table)
+
+    if "busy" in sections:
+        import bench_busy
+
+        mode = "quick" if args.quick else "full"
+        result["busy"] = section(
+            "busy", f"Threads on a busy machine (s, median of {bench_busy.REPEATS[mode]})",
+            "natverk on its default thread count (the CPUs this process may run on: "
+            f"{bench_busy.DEFAULT_THREADS} here) against natverk on 1 thread, while `python -c 'while True: "
+            "pass'` children (one per usable CPU but one) keep the other cores busy; torch on the same two "
+            "counts beside it. Workloads: the spiral main job (`natverk.main.spiral`, "
+            f"{bench_busy.SPIRAL_EPOCHS[mode]} epochs), and one `Sequential.fit` epoch of (a) "
+            f"({bench_busy.SAMPLES[mode]['a']} examples) and (d) ({bench_busy.SAMPLES[mode]['d']} examples) as in "
+            "the training section. The configurations are measured in turn, in a rotating order, after a "
+            "discarded warm-up; every natverk repeat of a configuration gave bit-identical weights. "
+            f"default / 1 > 1: the default is slower; the goal is <= {bench_busy.GOAL:.2f}. --threads does not "
+            "apply here. See benchmarks/bench_busy.py.",
+            lambda: bench_busy.run(args.quick, log=_log), bench_busy.table)
 
     save()
     _log(f"\nwrote {json_path} and {md_path} ({result['meta']['elapsed_s']:.0f} s)")
