@@ -19,7 +19,6 @@ import importlib.util
 import os
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest

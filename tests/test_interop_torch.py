@@ -196,6 +196,17 @@ def test_malformed_tensors_raise_before_allocating(tmp_path, tensor, storages, m
         read_pth(path)
 
 
+def test_deep_nesting_is_an_error_not_a_crash(tmp_path):
+    # a dict key that is a tuple nested far deeper than the C stack allows hash() to recurse
+    deep_key = b"\x80\x02}" + b")" + b"\x85" * 200_000 + b"Ns."
+    with pytest.raises(ValueError, match="a tuple cannot be a dict key"):
+        read_pth(_hostile(tmp_path, deep_key))
+    # a value nested as deep loads; only printing it recurses, and Python guards that
+    deep_value = b"\x80\x02" + b")" + b"\x85" * 200_000 + b"."
+    with pytest.raises(RecursionError):
+        repr(read_pth(_hostile(tmp_path, deep_value)))
+
+
 def test_not_a_zip_checkpoint_names_the_file(tmp_path):
     legacy = tmp_path / "legacy.pth"
     legacy.write_bytes(pickle.dumps({"w": [1.0]}))
@@ -215,7 +226,8 @@ def test_a_training_checkpoint_is_not_taken_for_a_state_dict(tmp_path):
     outer = b"\x80\x02}(" + _str("model") + inner + _str("epoch") + _int(3) + b"u."
     path = _write_pth(tmp_path / "ckpt.pth", outer, {"0": np.ones(4, "<f4").tobytes()})
     assert read_pth(path)["epoch"] == 3
-    with pytest.raises(ValueError, match=r"not a state_dict: entry 'model' is itself a mapping.*read_pth\(path\)\['model'\]"):
+    with pytest.raises(ValueError,
+                       match=r"not a state_dict: entry 'model' is itself a mapping.*read_pth\(path\)\['model'\]"):
         load_torch_state_dict(path)
 
 
@@ -255,7 +267,8 @@ def test_export_import_round_trip_without_torch():
 
 
 def test_a_mismatched_model_is_named_and_left_unchanged(tmp_path):
-    path = _simple_pth(tmp_path / "w.pth", {"fc.weight": np.ones((3, 5), np.float32), "fc.bias": np.ones(3, np.float32)})
+    path = _simple_pth(tmp_path / "w.pth",
+                       {"fc.weight": np.ones((3, 5), np.float32), "fc.bias": np.ones(3, np.float32)})
     model = nv.Sequential(Dense(5, 4, seed=0))
     before = model[0].W.copy()
     with pytest.raises(ValueError, match=r"state_dict\['fc.weight'\] has shape \(3, 5\), but model layer 0 "
@@ -272,6 +285,8 @@ def test_a_mismatched_model_is_named_and_left_unchanged(tmp_path):
         nv.from_torch(42, model)
     with pytest.raises(TypeError, match="model must be a natverk model"):
         nv.from_torch(path, "model")
+    with pytest.raises(TypeError, match="dtype must be float32 or float64, got 'half-ish'"):
+        nv.from_torch(path, nv.Sequential(Dense(5, 3)), dtype="half-ish")
 
 
 # ---------------------------------------------------------------- against PyTorch 2.13

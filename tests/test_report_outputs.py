@@ -85,7 +85,8 @@ def test_a_panel_that_is_not_its_rows_network_is_refused():
     setup = toy.quick_setup(toy.LINEAR_FULL)
     result = toy.run_methods(setup, 0, jobs=1)
     # another network than the one the logspace row scored: the figure must refuse to draw it
-    result["rows"]["logspace"] = {**result["rows"]["logspace"], "trial_seed": result["rows"]["logspace"]["trial_seed"] + 1}
+    chosen = result["rows"]["logspace"]
+    result["rows"]["logspace"] = {**chosen, "trial_seed": chosen["trial_seed"] + 1}
     with pytest.raises(RuntimeError, match="logspace search: the figure's network scores"):
         toy.figure_panels(result)
 

@@ -364,9 +364,12 @@ def _interpret(data: bytes, reader: _Reader) -> Any:
 
 
 def _hashable(key: Any) -> Any:
-    if isinstance(key, (str, int, float, bool, bytes, tuple, frozenset)) or key is None:
+    # Scalars only: hashing a tuple recurses in C without a depth check, so a key nested a
+    # million tuples deep would overflow the C stack (a crash, not an exception). State dicts
+    # are keyed by strings.
+    if isinstance(key, (str, int, float, bool, bytes)) or key is None:
         return key
-    raise ValueError(f"a {type(key).__name__} cannot be a dict key or set item")
+    raise ValueError(f"a {type(key).__name__} cannot be a dict key or set item here (only strings and numbers)")
 
 
 def _pairs(target: dict, items: list) -> dict:
@@ -420,5 +423,7 @@ def read_pth(path: str | os.PathLike) -> Any:
                 return _interpret(zf.read(pickles[0]), _Reader(zf, prefix, byteorder, where))
         except UnsafeCheckpointError as err:
             raise UnsafeCheckpointError(f"refusing to load {where!r}: {err}") from None
+        except RecursionError:  # e.g. a dict key that is a tuple nested a million deep (hashing recurses)
+            raise ValueError(f"cannot load {where!r}: it nests containers too deeply for a weights file") from None
         except (ValueError, zipfile.BadZipFile, EOFError, OSError, UnicodeDecodeError, NotImplementedError) as err:
             raise ValueError(f"cannot load {where!r}: {err}") from None

@@ -254,7 +254,10 @@ def from_torch(state_dict_or_path: Any, model: Layer, dtype: Any = None) -> Laye
     if dtype is None:
         widest = max((v.dtype.itemsize for _, plan in plans for _, v in plan), default=4)
         dtype = np.float64 if widest >= 8 else np.float32
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     # Every entry checked: only now is the model changed (all or nothing).
