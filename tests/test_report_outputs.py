@@ -111,7 +111,7 @@ def test_reproduce_writes_md_csv_and_png_with_normal_permissions(tmp_path):
 
 def test_main_job_writes_into_its_out_folder(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "natverk", "spiral", "--epochs", "2", "--quiet",
+    proc = subprocess.run([sys.executable, "-m", "natverk", "spiral", "--epochs", "2", "--nodes", "2,8,4", "--quiet",
                            "--out", "runs/a"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     png = tmp_path / "runs" / "a" / "spiral_decision_boundary.png"
