@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> None:
 
     import bench_peak
 
+    from natverk.experiments._provenance import git_state
+
     t_start = time.perf_counter()
     meta = machine_meta()
     meta.update(quick=args.quick, threads=threads, sections=sections,
                 command="python benchmarks/run.py " + " ".join(argv))
+    meta.update(git_state())  # git_commit, git_dirty, code_commit, code_dirty, code (as every report has)
     torch = get_torch()
     result: dict = {"meta": meta, "elapsed_s": {}}
     md: list[str] = []
@@ -86,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
          f"torch {meta['torch'] or 'n/a (not installed: its columns say n/a)'}, "
          f"threadpoolctl {'yes' if meta['threadpoolctl'] else 'NO (numpy BLAS threads not pinned)'}; "
          f"{meta['cpu']}, {meta['cpus']} CPUs; threads {threads}; {'quick' if args.quick else 'full'} run")
+    _log(_commit_line(meta))
     _log(_env.describe({"blas": meta["blas"], **meta["blas_env"]}))
     for t in threads:
         if t > (meta["cpus_usable"] or t):
@@ -241,6 +245,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
+def _commit_line(m: dict) -> str:
+    """The code the run measured: HEAD with a dirty flag (any uncommitted change, from
+    natverk.experiments._provenance.git_state), and the code identity (the last commit touching
+    cpp/, python/, pyproject.toml, + a hash of their uncommitted changes)."""
+    commit = m.get("git_commit", "unknown")
+    if commit == "unknown":
+        return "git commit: unknown (natverk does not run from a git checkout)"
+    dirty = "dirty: uncommitted changes" if m.get("git_dirty") else "clean"
+    return f"git commit: {commit[:12]} ({dirty}); code: {m.get('code', 'unknown')}"
+
+
 def render_md(result: dict, body: list[str]) -> str:
     m = result["meta"]
     blas = ", ".join(f"{b.get('internal_api')} {b.get('version')}, kernel {b.get('architecture')}" for b in m.get("blas", []))
@@ -250,6 +265,7 @@ def render_md(result: dict, body: list[str]) -> str:
         f"# natverk benchmarks ({'quick' if m['quick'] else 'full'} run)",
         "",
         f"- date: {m['date']}; command: `{m['command'].strip()}`; took {m.get('elapsed_s', 0):.0f} s",
+        f"- {_commit_line(m)}",
         f"- CPU: {m['cpu']}, {m['cpus']} logical CPUs ({m['cpus_usable']} usable); {m['platform']}",
         f"- natverk {m['natverk']} (SIMD {m['natverk_simd']}, best {m['natverk_best_simd']}; "
         f"`{Path(m['natverk_path']).name}`); NumPy {m['numpy']}"

@@ -75,6 +75,17 @@ struct PyPlan {
   }
 };
 
+// Plan.maxpool2d / Plan.avgpool2d: the same arguments, the pooling kind aside.
+auto pool2d_op(bool max) {
+  return [max](PyPlan& p, const py::object& k, const py::object& s, const py::object& pad) {
+    const auto kk = as_int64_pair(k, "kernel_size"), ss = as_int64_pair(s, "stride"), pp = as_int64_pair(pad, "padding");
+    p.visit([&](auto& pl) {
+      if (max) pl.maxpool2d(kk.first, kk.second, ss.first, ss.second, pp.first, pp.second);
+      else pl.avgpool2d(kk.first, kk.second, ss.first, ss.second, pp.first, pp.second);
+    });
+  };
+}
+
 void require_shape(const py::handle& obj, const char* name, std::initializer_list<py::ssize_t> shape) {
   const py::array a = py::reinterpret_borrow<py::array>(obj);
   bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -414,22 +425,10 @@ void bind_plan(py::module_& m) {
           py::arg("W"), py::arg("b"), py::arg("dW"), py::arg("db"), py::arg("stride") = py::make_tuple(1, 1),
           py::arg("padding") = py::make_tuple(0, 0), py::arg("dilation") = py::make_tuple(1, 1), py::arg("groups") = 1,
           "2-D convolution, W (K, C/groups, kH, kW), b (K,) or None.")
-      .def(
-          "maxpool2d",
-          [](PyPlan& p, const py::object& k, const py::object& s, const py::object& pad) {
-            const auto kk = as_int64_pair(k, "kernel_size"), ss = as_int64_pair(s, "stride"),
-                       pp = as_int64_pair(pad, "padding");
-            p.visit([&](auto& pl) { pl.maxpool2d(kk.first, kk.second, ss.first, ss.second, pp.first, pp.second); });
-          },
-          py::arg("kernel_size"), py::arg("stride"), py::arg("padding") = py::make_tuple(0, 0))
-      .def(
-          "avgpool2d",
-          [](PyPlan& p, const py::object& k, const py::object& s, const py::object& pad) {
-            const auto kk = as_int64_pair(k, "kernel_size"), ss = as_int64_pair(s, "stride"),
-                       pp = as_int64_pair(pad, "padding");
-            p.visit([&](auto& pl) { pl.avgpool2d(kk.first, kk.second, ss.first, ss.second, pp.first, pp.second); });
-          },
-          py::arg("kernel_size"), py::arg("stride"), py::arg("padding") = py::make_tuple(0, 0))
+      .def("maxpool2d", pool2d_op(true), py::arg("kernel_size"), py::arg("stride"),
+           py::arg("padding") = py::make_tuple(0, 0))
+      .def("avgpool2d", pool2d_op(false), py::arg("kernel_size"), py::arg("stride"),
+           py::arg("padding") = py::make_tuple(0, 0))
       .def("global_avgpool2d", [](PyPlan& p) { p.visit([](auto& pl) { pl.global_avgpool2d(); }); })
       .def(
           "batchnorm",
