@@ -1902,7 +1902,7 @@ def test_adam_step_count_is_checked_before_use(t):
     natverk.gradient_descent_adam(grads, params, 0.1, t=2.0)  # a whole float is a step count
 
 
-@pytest.mark.parametrize("where", ["X", "validation X"])
+@pytest.mark.parametrize("where", ["X", "validation_data: X_val"])
 def test_fit_refuses_non_finite_inputs_before_training(where):
     # the first layer found a NaN only in its batch: fit trained on the batches before it, then failed
     model = natverk.Sequential(L.Dense(2, 3, seed=1), L.ReLU(), L.Dense(3, 2, seed=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -63,6 +64,18 @@ def _as_targets(y, n: int, x_name: str, y_name: str) -> np.ndarray:
         raise ValueError(f"{x_name} and {y_name} have different lengths: {x_name} has {n} examples, "
                          f"{y_name} has {y.shape[0]}")
     return y
+
+
+def _check_targets(loss_fn: Loss, y, shape: tuple, argument: str) -> np.ndarray:
+    """``loss_fn.check_targets`` with the messages naming ``argument``; a Loss of one's own whose
+    ``check_targets(targets, shape)`` predates that argument is called as it was."""
+    try:
+        takes_argument = "argument" in inspect.signature(loss_fn.check_targets).parameters
+    except (TypeError, ValueError):  # no signature to read
+        takes_argument = False
+    if takes_argument:
+        return loss_fn.check_targets(y, shape, argument=argument)
+    return loss_fn.check_targets(y, shape)
 
 
 def _first_layer(layers) -> Layer | None:
@@ -322,7 +335,7 @@ class Sequential(Stack):
         X = _as_inputs(X, x_name)
         y = _as_targets(y, X.shape[0], x_name, y_name)
         out = self._outputs(X, batch_size, x_name)
-        targets = loss_fn.check_targets(y, out.shape, argument=y_name)
+        targets = _check_targets(loss_fn, y, out.shape, y_name)
         return loss_fn.forward(out, targets), loss_fn.accuracy(out, targets)
 
     # -- Keras habits --------------------------------------------------------------
@@ -560,7 +573,7 @@ class Sequential(Stack):
             # a message about the one-example probe names the user's shape instead
             msg = str(err).replace(str(probe.shape), str(X.shape)) if augment is None else str(err)
             raise type(err)(msg) from None
-        targets = loss_fn.check_targets(y, out_shape, argument="y")
+        targets = _check_targets(loss_fn, y, out_shape, "y")
         val = None
         if validation_data is not None:
             if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
@@ -574,7 +587,7 @@ class Sequential(Stack):
                 if Xv.shape[1:] != probe.shape[1:]:
                     raise ValueError(f"X_val has examples of shape {Xv.shape[1:]}, but the model trains on examples "
                                      f"of shape {probe.shape[1:]} (X has shape {X.shape})")
-                loss_fn.check_targets(yv, (Xv.shape[0],) + out_shape[1:], argument="y_val")
+                _check_targets(loss_fn, yv, (Xv.shape[0],) + out_shape[1:], "y_val")
             except (TypeError, ValueError) as err:
                 raise type(err)(f"validation_data: {err}") from None
             val = (Xv, yv)
@@ -669,8 +682,9 @@ class Sequential(Stack):
                 logs = {"epoch": self.epoch, "loss": (total_loss + total_penalty) / N, "data_loss": total_loss / N,
                         "penalty": total_penalty / N, "accuracy": total_correct / N}
                 if val is not None:
-                    logs["val_loss"], logs["val_accuracy"] = self._evaluate(val[0], val[1], loss_fn, 1000,
-                                                                            "X_val", "y_val")
+                    # validation_data was checked before training, in its own words; evaluate (which a
+                    # subclass or a test may wrap) runs on it every epoch
+                    logs["val_loss"], logs["val_accuracy"] = self.evaluate(val[0], val[1], loss_fn)
                 if schedule is not None:
                     logs["lr"] = opt.learning_rate
                 for key, value in logs.items():
