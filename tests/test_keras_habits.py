@@ -8,15 +8,14 @@ import io
 import re
 import sys
 
+import natverk
 import numpy as np
 import pytest
-from synthetic import bars
-
-import natverk
 from natverk.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid
 from natverk.models import Sequential, _plan
 from natverk.models.sequential import _as_verbose
 from natverk.optimizers import SGD, Adam
+from synthetic import bars
 
 
 def blobs(n: int = 120, seed: int = 0, features: int = 4, classes: int = 3):
@@ -164,7 +163,7 @@ def test_dense_units_activation_trains_bit_identically_to_dense_plus_relu(monkey
 
 
 def test_the_plan_runs_the_fused_activation():
-    X, y = blobs()
+    X, _ = blobs()
     model = Sequential(Dense(16, activation="sigmoid", seed=0), Dense(3, seed=1))
     model.forward(X[:1], training=False)  # builds the lazy layer
     mp = _plan.build_plan(model, Adam(), natverk.losses.CrossEntropy(), (4,), np.dtype(np.float64))

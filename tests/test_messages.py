@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import re
 
+import natverk
 import numpy as np
 import pytest
-
-import natverk
 from natverk.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from natverk.losses import CrossEntropy, get_loss
 from natverk.models import Sequential

@@ -10,16 +10,14 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
-from sklearn.datasets import load_digits, make_blobs, make_regression  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
-
-import natverk  # noqa: E402
-from natverk.models import _plan  # noqa: E402
-from natverk.sklearn import CNNClassifier, MLPClassifier, MLPRegressor  # noqa: E402
-
+import natverk
+from natverk.models import _plan
+from natverk.sklearn import CNNClassifier, MLPClassifier, MLPRegressor
+from sklearn.datasets import load_digits, make_blobs, make_regression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 # ------------------------------------------------------------------ scikit-learn's own test suite
 

@@ -15,8 +15,17 @@ from .sigmoid import sigmoid, sigmoid_backward
 from .softmax import softmax
 from .tanh import tanh, tanh_backward
 
-__all__ = ["relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "softmax",
-           "ACTIVATIONS", "activation_name"]
+__all__ = [
+    "ACTIVATIONS",
+    "activation_name",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+    "tanh",
+    "tanh_backward",
+]
 
 #: The hidden-layer activations the kernels implement (their names in ``natverk._core``).
 ACTIVATIONS = ("relu", "sigmoid", "tanh")

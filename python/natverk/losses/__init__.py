@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _core
 
-__all__ = ["Loss", "CrossEntropy", "MSE", "BCE", "get_loss", "loss_name", "LOSSES"]
+__all__ = ["BCE", "LOSSES", "MSE", "CrossEntropy", "Loss", "get_loss", "loss_name"]
 
 
 def _outputs(outputs, name: str) -> np.ndarray:

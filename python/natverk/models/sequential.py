@@ -95,7 +95,14 @@ def _first_layer(layers) -> Layer | None:
 def _check_input_shape(layers, X: np.ndarray, name: str) -> None:
     """The mistakes in ``X``'s shape the first layer would report with an internal shape (a one-example
     probe, a chunk), named here with the user's argument and shape, with the fix."""
-    from ..layers import AvgPool2D, BatchNorm2D, Conv2D, Dense, GlobalAvgPool2D, MaxPool2D
+    from ..layers import (
+        AvgPool2D,
+        BatchNorm2D,
+        Conv2D,
+        Dense,
+        GlobalAvgPool2D,
+        MaxPool2D,
+    )
     from ..layers.conv import channels_last_hint
 
     first = _first_layer(layers)
@@ -409,7 +416,7 @@ class Sequential(Stack):
             shape = "?" if shapes[i] is None else "(N, " + ", ".join(str(d) for d in shapes[i]) + ")"
             rows.append((str(i), layer.name, shape, "? (built by the first input)" if unbuilt else f"{n:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        line = lambda r: "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()  # noqa: E731
+        line = lambda r: "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
         rule = "-" * len(line(rows[0]))
         print_fn(f"{type(self).__name__}: {len(self.layers)} layers"
                  + (f", input (N, {', '.join(str(d) for d in input_shape)})" if input_shape is not None else ""))

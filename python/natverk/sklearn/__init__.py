@@ -56,7 +56,7 @@ from ..models import Sequential
 from ..optimizers.classes import OPTIMIZER_CLASSES
 from ..optimizers.table import resolve
 
-__all__ = ["MLPClassifier", "MLPRegressor", "CNNClassifier"]
+__all__ = ["CNNClassifier", "MLPClassifier", "MLPRegressor"]
 
 _ACTIVATION_LAYERS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 # the optimizer table's hyper-parameter -> the estimator parameter that sets it
@@ -153,7 +153,7 @@ class _NatverkEstimator(BaseEstimator):
     # -- data --------------------------------------------------------------------------
     def _validate_X(self, X, reset: bool, y="no_validation"):
         """validate_data's checks; ``y`` left out validates X alone (scikit-learn's own sentinel)."""
-        kw = dict(dtype=(np.float64, np.float32), allow_nd=self._allow_nd, reset=reset)
+        kw = {"dtype": (np.float64, np.float32), "allow_nd": self._allow_nd, "reset": reset}
         if isinstance(y, str) and y == "no_validation":
             return validate_data(self, X, **kw)
         return validate_data(self, X, y, multi_output=self._multi_output, y_numeric=self._y_numeric, **kw)
@@ -330,7 +330,7 @@ class MLPClassifier(_ClassifierBase):
     ``predict_proba`` is the softmax of its outputs.
     """
 
-    __doc__ += _COMMON_DOC.format(hidden_extra="", extra="") + """
+    __doc__ = (__doc__ or "") + _COMMON_DOC.format(hidden_extra="", extra="") + """
     classes_ : ndarray
         The labels seen in ``fit`` (or given to the first ``partial_fit``), sorted.
     """
@@ -371,7 +371,7 @@ class MLPRegressor(RegressorMixin, _NatverkEstimator):
     ``Dense -> activation [-> Dropout]`` for every hidden size, then ``Dense(n_outputs)``.
     """
 
-    __doc__ += _COMMON_DOC.format(hidden_extra="", extra="")
+    __doc__ = (__doc__ or "") + _COMMON_DOC.format(hidden_extra="", extra="")
 
     _loss = "mse"
     _multi_output = True
@@ -436,7 +436,7 @@ class CNNClassifier(_ClassifierBase):
     input size works; "same" padding is ``kernel_size // 2``.
     """
 
-    __doc__ += _COMMON_DOC.format(
+    __doc__ = (__doc__ or "") + _COMMON_DOC.format(
         hidden_extra=" after the convolutions",
         extra="""
     filters : tuple of int
