@@ -181,6 +181,12 @@ def test_the_lambda_search_reads_activation_names_in_any_case_too():
     assert trial.activation == "relu"
 
 
+def test_the_command_line_reads_activation_names_in_any_case_too():
+    from natverk.__main__ import build_parser
+
+    assert build_parser().parse_args(["spiral", "--activation", "ReLU"]).activation == "relu"
+
+
 def test_unknown_activation_lists_what_is_accepted():
     with raises(ValueError, "activation must be one of ['logistic', 'relu', 'sigmoid', 'tanh'] (any case), got "
                             "'softplus'"):

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=_positive_int, default=128)
     sp.add_argument("--points-per-class", type=_positive_int, default=50)
     sp.add_argument("--label-noise", type=float, default=0.2)
-    sp.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu")
+    sp.add_argument("--activation", type=str.lower, choices=["relu", "sigmoid", "tanh"], default="relu")  # any case
     sp.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--threads", type=_positive_int, default=None)
