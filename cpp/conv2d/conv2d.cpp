@@ -224,20 +224,29 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
   // p' = d (k - 1) - p, convolved with the 180-degree-rotated, channel-transposed kernels.
   // That GEMM has depth K*kH*kW instead of K, and needs no col2im scatter-add: measured
   // faster than W^T dY + col2im for every 3x3 layer we train.
-  const bool dx_as_conv = dX && !direct && s.sh == 1 && s.sw == 1 && s.ph <= s.dh * (s.kH - 1) &&
+  const bool dx_as_conv = dX && !direct && Cg >= 8 && s.sh == 1 && s.sw == 1 && s.ph <= s.dh * (s.kH - 1) &&
                           s.pw <= s.dw * (s.kW - 1);
   T* dX_scatter = dx_as_conv ? nullptr : dX;
 
   // dW: per-chunk partial sums over that chunk's images, added in chunk order
   // afterwards, so the result does not depend on thread timing.
+  // With few columns per output channel (ckk = 9 for a first layer on one channel) the
+  // GEMM dY_g (Kg x HWo) cols^T would fill 9 of the micro-kernel's 32 columns; its
+  // transpose cols (ckk x HWo) dY_g^T fills all of them and reads cols in place, so dW^T
+  // is accumulated instead (measured 8.1 -> see benchmarks/README.md for 1->32 @28).
+  const bool dw_transposed = dW && !direct && ckk < 16 && ckk < Kg;
   const int chunks = plan_chunks(s.N, 1);
   std::vector<T> partial;
-  if (dW && chunks > 1)
+  if (dw_transposed)
+    partial.assign(static_cast<size_t>(checked_mul(wsize, chunks, "the per-thread dW partial sums")), T(0));
+  else if (dW && chunks > 1)
     partial.assign(static_cast<size_t>(checked_mul(wsize, chunks - 1, "the per-thread dW partial sums")), T(0));
   if (dW) std::memset(dW, 0, sizeof(T) * static_cast<size_t>(wsize));
 
   parallel_for_chunks(s.N, chunks, [&](int64_t n0, int64_t n1, int chunk) {
-    T* dw_acc = dW ? (chunk == 0 ? dW : partial.data() + (chunk - 1) * wsize) : nullptr;
+    T* dw_acc = !dW ? nullptr
+                : dw_transposed ? partial.data() + chunk * wsize
+                : (chunk == 0 ? dW : partial.data() + (chunk - 1) * wsize);
     T* col = direct ? nullptr : static_cast<T*>(t_cols.get(col_bytes));
     for (int64_t n = n0; n < n1; ++n) {
       const T* dy = dY + n * s.K * HWo;
@@ -253,9 +262,12 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
             im2col(col, x, Cg, s);
             cols = col;
           }
-          // dW_g (Kg x ckk) += dY_g (Kg x HWo) @ cols^T (HWo x ckk)
-          gemm_rowmajor<T>(false, true, Kg, ckk, HWo, T(1), dy_g, HWo, cols, HWo, T(1),
-                           dw_acc + g * Kg * ckk, ckk);
+          if (dw_transposed)  // dW_g^T (ckk x Kg) += cols (ckk x HWo) @ dY_g^T (HWo x Kg)
+            gemm_rowmajor<T>(false, true, ckk, Kg, HWo, T(1), cols, HWo, dy_g, HWo, T(1),
+                             dw_acc + g * Kg * ckk, Kg);
+          else  // dW_g (Kg x ckk) += dY_g (Kg x HWo) @ cols^T (HWo x ckk)
+            gemm_rowmajor<T>(false, true, Kg, ckk, HWo, T(1), dy_g, HWo, cols, HWo, T(1),
+                             dw_acc + g * Kg * ckk, ckk);
         }
         if (dX_scatter) {
           T* dx = dX_scatter + (n * s.C + g * Cg) * s.H * s.W;
@@ -287,11 +299,20 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
                                             s.dh, s.dw, G);
     im2col_forward<T>(dX, dY, rotated.data(), nullptr, t);
   }
-  if (dW)
+  if (dw_transposed) {
+    for (int c = 0; c < chunks; ++c)
+      for (int64_t g = 0; g < G; ++g) {
+        const T* p = partial.data() + c * wsize + g * Kg * ckk;  // (ckk x Kg)
+        T* d = dW + g * Kg * ckk;                                // (Kg x ckk)
+        for (int64_t q = 0; q < ckk; ++q)
+          for (int64_t k = 0; k < Kg; ++k) d[k * ckk + q] += p[q * Kg + k];
+      }
+  } else if (dW) {
     for (int c = 1; c < chunks; ++c) {
       const T* p = partial.data() + (c - 1) * wsize;
       for (int64_t i = 0; i < wsize; ++i) dW[i] += p[i];
     }
+  }
 }
 
 }  // namespace
@@ -317,12 +338,18 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
   if (db) {
     parallel_for(s.K, 1, [&](int64_t k0, int64_t k1, int) {
       for (int64_t k = k0; k < k1; ++k) {
-        typename Acc<T>::type acc = 0;
+        // Eight independent partial sums: one running sum is an add-latency chain
+        // (4 cycles an element; db took as long as dW on 3->64 @32).
+        using A = typename Acc<T>::type;
+        A acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int64_t n = 0; n < s.N; ++n) {
           const T* p = dY + (n * s.K + k) * HWo;
-          for (int64_t i = 0; i < HWo; ++i) acc += p[i];
+          int64_t i = 0;
+          for (; i + 8 <= HWo; i += 8)
+            for (int l = 0; l < 8; ++l) acc[l] += static_cast<A>(p[i + l]);
+          for (; i < HWo; ++i) acc[i & 7] += static_cast<A>(p[i]);
         }
-        db[k] = static_cast<T>(acc);
+        db[k] = static_cast<T>(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
       }
     });
   }
