@@ -159,8 +159,8 @@ class Plan {
   // updated (the dropout counters and running statistics do advance, as in a step).
   PlanStepResult gradients(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay);
   // step() in two halves, for a caller that chooses the weight decay from the forward pass (the
-  // balance principle, thesis eq. 47: lambda = phi / (gamma psi) at the weights the step starts
-  // from). forward_loss gathers rows[0..m) of X / y (rows null: the first m rows) into the plan's
+  // balance principle, thesis eq. 47: lambda = phi / (gamma psi / 2), psi = sum ||W||^2, at the
+  // weights the step starts from). forward_loss gathers rows[0..m) of X / y (rows null: the first m rows) into the plan's
   // own batch buffers, so the caller's arrays need not outlive the call, and runs the training
   // forward pass and the data loss; it returns data_loss, psi and the accuracy count (penalty 0:
   // the weight decay is not known yet) and checks nothing. backward_update(hp, wd) then runs
