@@ -1,5 +1,5 @@
 """Fixtures every kernel test shares: the run-time settings each test may change
-(thread count, SIMD level) are restored after it, and `threads` / `simd`
+(thread count, SIMD level, forced convolution algorithm) are restored after it, and `threads` / `simd`
 parametrise a test over 1 and 2 threads and over every SIMD level this CPU has."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ SIMD_LEVELS = SIMD_ORDER[: SIMD_ORDER.index(core.best_simd_level()) + 1]
 
 @pytest.fixture(autouse=True)
 def _restore_runtime():
-    """Every test leaves the thread count and SIMD level as it found them."""
-    threads, level = core.get_num_threads(), core.simd_level()
+    """Every test leaves the thread count, SIMD level and conv algorithm as it found them."""
+    threads, level, algo = core.get_num_threads(), core.simd_level(), core.get_conv_algo()
     yield
     core.set_num_threads(threads)
     core.set_simd_level(level)
+    core.set_conv_algo(algo)
 
 
 @pytest.fixture(params=SIMD_LEVELS)

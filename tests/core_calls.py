@@ -50,6 +50,7 @@ def valid_calls(dtype=np.float64):
         "bias_grad": (dict(dZ=f(5, 2)), ["dZ"], [], [], []),
         "conv2d_forward": (dict(x=x4, weight=f(4, 3, 3, 3), bias=f(4)), ["x", "weight"], ["bias"], [], []),
         "conv2d_backward": (dict(dy=f(2, 4, 4, 4), x=x4, weight=f(4, 3, 3, 3)), ["dy", "x", "weight"], [], [], []),
+        "conv2d_algorithm": (dict(x=x4, weight=f(4, 3, 3, 3)), ["x", "weight"], [], [], []),
         "maxpool2d_forward": (dict(x=x4, kernel_size=(2, 2), stride=(2, 2)), ["x"], [], [], []),
         "maxpool2d_backward": (dict(dy=f(2, 3, 3, 3), argmax=argmax, x=x4, kernel_size=(2, 2), stride=(2, 2)),
                                ["dy", "argmax", "x"], [], [], []),
@@ -158,7 +159,7 @@ def held_arrays(func) -> list:
 
 # run-time settings and queries: no array arguments
 NO_ARRAYS = {"set_num_threads", "get_num_threads", "hardware_threads", "simd_level", "best_simd_level",
-             "set_simd_level", "gemm_blocking", "dropout_call_seed"}
+             "set_simd_level", "gemm_blocking", "dropout_call_seed", "set_conv_algo", "get_conv_algo"}
 
 
 def public_functions():
@@ -184,6 +185,7 @@ SCALAR_ARGS: dict[str, dict[str, str]] = {
     "conv2d_forward": {"stride": "pair", "padding": "pair", "dilation": "pair", "groups": "int"},
     "conv2d_backward": {"stride": "pair", "padding": "pair", "dilation": "pair", "groups": "int",
                         "need_dx": "bool", "need_dw": "bool", "need_db": "bool"},
+    "conv2d_algorithm": {"stride": "pair", "padding": "pair", "dilation": "pair", "groups": "int"},
     "maxpool2d_forward": {"kernel_size": "pair", "stride": "pair", "padding": "pair"},
     "maxpool2d_backward": {"kernel_size": "pair", "stride": "pair", "padding": "pair"},
     "avgpool2d_forward": {"kernel_size": "pair", "stride": "pair", "padding": "pair"},
@@ -222,6 +224,8 @@ SCALAR_ARGS: dict[str, dict[str, str]] = {
     "simd_level": {},
     "best_simd_level": {},
     "set_simd_level": {"level": "str"},
+    "set_conv_algo": {"algorithm": "str"},
+    "get_conv_algo": {},
     "gemm_blocking": {"dtype": "str"},
     "dropout_call_seed": {"seed": "seed", "call": "seed"},
 }

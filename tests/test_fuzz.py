@@ -561,6 +561,8 @@ def test_core_one_bad_argument(name, data):
         for i, (g, b) in enumerate(zip(got, base)):
             if b is None:
                 assert g is None, f"{label}: output {i} is {type(g).__name__}, the baseline's None"
+            elif isinstance(b, str):  # a query's answer (conv2d_algorithm)
+                assert g == b, f"{label}: output {i} is {g!r}, the baseline's {b!r}"
             elif isinstance(b, np.ndarray) and b.dtype.kind != "f":
                 np.testing.assert_array_equal(g, b, err_msg=f"{label}: output {i}")
             else:
@@ -576,7 +578,8 @@ def test_core_runtime_settings(data):
     queries answer sensibly throughout."""
     assert core.hardware_threads() >= 1 and 1 <= core.get_num_threads() <= 1024
     assert core.best_simd_level() == SIMD_LEVELS[-1] and core.simd_level() in SIMD_LEVELS
-    which = data.draw(st.sampled_from(["set_num_threads", "set_simd_level", "gemm_blocking"]), label="function")
+    which = data.draw(st.sampled_from(["set_num_threads", "set_simd_level", "gemm_blocking", "set_conv_algo"]),
+                      label="function")
     if which == "set_num_threads":
         value = data.draw(st.one_of(st.sampled_from(INT_VALUES + (1025, 2**40)), st.integers(1, 4)), label="n")
         good = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 1 <= int(value) <= 1024
@@ -592,6 +595,13 @@ def test_core_runtime_settings(data):
         out = attempt(lambda: core.set_simd_level(value), names_for("level"), expect, f"set_simd_level({value!r})")
         if out is not RAISED:
             assert core.simd_level() == value
+    elif which == "set_conv_algo":
+        algos = ("auto", "im2col", "winograd2", "winograd4")
+        value = data.draw(st.sampled_from(STR_VALUES + algos + ("winograd", "Winograd2")), label="algorithm")
+        expect = "ok" if value in algos else "error"
+        out = attempt(lambda: core.set_conv_algo(value), names_for("algorithm"), expect, f"set_conv_algo({value!r})")
+        if out is not RAISED:
+            assert core.get_conv_algo() == value
     else:
         value = data.draw(st.sampled_from(STR_VALUES + ("float32", "float64", "float16", np.float32)), label="dtype")
         expect = "ok" if value in ("float32", "float64") else "error"
@@ -600,7 +610,7 @@ def test_core_runtime_settings(data):
             assert set(out) == {"mr", "nr", "mc", "kc", "nc"} and all(v > 0 for v in out.values())
 
 
-SETTINGS = {"set_num_threads", "set_simd_level", "gemm_blocking"}  # fuzzed by test_core_runtime_settings
+SETTINGS = {"set_num_threads", "set_simd_level", "gemm_blocking", "set_conv_algo"}  # test_core_runtime_settings
 SCALAR_ONLY = sorted(NO_ARRAYS - SETTINGS)
 BASELINE_SCALAR = {"float": 0.5, "int": 1, "seed": 1, "bool": True, "pair": (1, 1)}
 

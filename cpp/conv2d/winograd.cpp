@@ -16,7 +16,6 @@
 #include "conv2d/winograd.h"
 
 #include <cstring>
-#include <vector>
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
@@ -332,6 +331,9 @@ void weight_transform(T* U, T* UT, const T* Wt, int64_t K, int64_t C) {
 }
 
 thread_local Scratch t_wino;
+// The caller's transformed weights and dU partial sums: kept between calls, so a
+// training step allocates nothing once its shapes have been seen.
+thread_local Scratch t_wino_u, t_wino_du;
 
 // One thread's workspace, carved from t_wino.
 template <typename T>
@@ -496,10 +498,11 @@ template <typename T, int M>
 void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
   constexpr int A = M + 2, A2 = A * A;
   const Geom g = make_geom<M>(s);
-  std::vector<T> U(static_cast<size_t>(A2 * s.K * s.C));
-  weight_transform<T, M>(U.data(), nullptr, Wt, s.K, s.C);
+  T* U = static_cast<T*>(t_wino_u.get(checked_bytes(checked_mul(A2 * s.K, s.C, "the Winograd weights"),
+                                                     sizeof(T), "the Winograd weights")));
+  weight_transform<T, M>(U, nullptr, Wt, s.K, s.C);
   work_elems<T, M>(s, g, true, false);  // sized (and checked) on the caller, before the region
-  const Job<T> job{&s, g, Y, nullptr, nullptr, X, nullptr, U.data(), b};
+  const Job<T> job{&s, g, Y, nullptr, nullptr, X, nullptr, U, b};
   const RangeFns<T, M> fns = range_fns<T, M>();
   parallel_for(s.N, 1, [&](int64_t n0, int64_t n1, int) { fns.fwd(job, n0, n1); });
 }
@@ -510,17 +513,21 @@ void winograd_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const
   if (!dX && !dW) return;
   const Geom g = make_geom<M>(s);
   const int64_t C = s.C, K = s.K, ukc = A2 * K * C;
-  std::vector<T> UT;
+  T* UT = nullptr;
   if (dX) {
-    UT.resize(static_cast<size_t>(ukc));
-    weight_transform<T, M>(nullptr, UT.data(), Wt, K, C);
+    UT = static_cast<T*>(t_wino_u.get(checked_bytes(ukc, sizeof(T), "the Winograd weights")));
+    weight_transform<T, M>(nullptr, UT, Wt, K, C);
   }
   // dU partial sums, one per chunk, added in chunk order below
   const int chunks = plan_chunks(s.N, 1);
-  std::vector<T> dU;
-  if (dW) dU.assign(static_cast<size_t>(checked_mul(ukc, chunks, "the Winograd dW partial sums")), T(0));
+  T* dU = nullptr;
+  if (dW) {
+    const int64_t n = checked_mul(ukc, chunks, "the Winograd dW partial sums");
+    dU = static_cast<T*>(t_wino_du.get(checked_bytes(n, sizeof(T), "the Winograd dW partial sums")));
+    std::memset(dU, 0, sizeof(T) * static_cast<size_t>(n));
+  }
   work_elems<T, M>(s, g, dW != nullptr, dX != nullptr);
-  const Job<T> job{&s, g, nullptr, dX, dW ? dU.data() : nullptr, X, dY, UT.data(), nullptr};
+  const Job<T> job{&s, g, nullptr, dX, dU, X, dY, UT, nullptr};
   const RangeFns<T, M> fns = range_fns<T, M>();
   parallel_for_chunks(s.N, chunks, [&](int64_t n0, int64_t n1, int chunk) { fns.bwd(job, n0, n1, chunk); });
   if (!dW) return;

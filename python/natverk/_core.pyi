@@ -124,6 +124,16 @@ def conv2d_backward(
     need_dw: bool = True,
     need_db: bool = True,
 ) -> tuple[_F | None, _F | None, _F | None]: ...
+def set_conv_algo(algorithm: str) -> None: ...
+def get_conv_algo() -> str: ...
+def conv2d_algorithm(
+    x: _F,
+    weight: _F,
+    stride: _Pair = (1, 1),
+    padding: _Pair = (0, 0),
+    dilation: _Pair = (1, 1),
+    groups: int = 1,
+) -> str: ...
 
 # pool2d
 def maxpool2d_forward(
