@@ -66,9 +66,9 @@ __attribute__((always_inline)) inline T fma_c(T acc, double c, T x) {
 
 struct Geom {
   int64_t th, tw;   // tiles per output column and row
-  int64_t nq;       // tw + 1: columns per phase of a band's rows (see input_band)
+  int64_t P;        // tw + 1: tile slots per band in a block (see below)
   int64_t bpb;      // bands per block
-  int64_t tmax;     // tiles per block, at most
+  int64_t tmax;     // tile slots per block, at most: bpb * P
 };
 
 template <int M>
@@ -76,61 +76,82 @@ Geom make_geom(const Conv2dShape& s) {
   Geom g;
   g.th = (s.Ho + M - 1) / M;
   g.tw = (s.Wo + M - 1) / M;
-  g.nq = g.tw + 1;
-  g.bpb = 128 / g.tw > 0 ? 128 / g.tw : 1;
-  g.tmax = g.bpb * g.tw;
+  g.P = g.tw + 1;
+  g.bpb = 128 / g.P > 0 ? 128 / g.P : 1;
+  g.tmax = g.bpb * g.P;
   return g;
 }
 
-// Elements of each of the three per-thread band buffers.
+// Elements of each of the two per-thread transform buffers.
 template <int M>
 int64_t band_buf(const Geom& g) {
-  return (M + 2) * M * g.nq;
+  return (M + 2) * M * (g.tmax + 1) + M * g.P;
 }
 
-// The band's rows are kept "phase-major": element w = q*m + ph of a row is stored at
-// [ph][q]. Tile tx's patch column col is then [col % m][tx + col / m], so every
-// transform loop below runs over tiles with unit stride and vectorises; only the copies
-// in and out of the image interleave (groups of m, which GCC vectorises with shuffles).
+// Layout of a block. Band bi's tiles sit in slots bi*P .. bi*P + tw - 1 and slot
+// bi*P + tw is a dummy, so every transform below is one loop over all Tp = nb*P slots
+// of the block: with a band alone the loops were tw long (8 for a 32-pixel image under
+// F(4x4)), shorter than one AVX-512 vector, and ran scalar. A dummy's gradient dM is
+// exactly 0 (its dY patch is all padding), so it adds nothing to dW or dX; its forward
+// output is never stored. The GEMMs run over the dummies too: 1/P more multiplications.
+//
+// Rows are kept "phase-major": element w = q*m + ph of band bi's row is at
+// [ph][bi*P + q] (q = 0..tw), phases L = Tp + 1 apart. Column col of tile slot t's
+// patch is then [col % m][t + col / m], a unit-stride read for every slot; only the
+// copies in and out of the image interleave (groups of m).
 
-// rp[ph][q] = row[q*m + ph - off] for q < nq, zero outside [0, len).
+// rp[ph * L + q] = row[q*m + ph - off] for q < P, zero outside [0, len).
 template <typename T, int M>
-__attribute__((always_inline)) inline void deinterleave(T* __restrict rp, const T* __restrict row,
-                                                        int64_t off, int64_t len, int64_t nq) {
+__attribute__((always_inline)) inline void deinterleave(T* __restrict rp, int64_t L,
+                                                        const T* __restrict row, int64_t off,
+                                                        int64_t len, int64_t P) {
   // whole groups inside the row: q*m - off >= 0 and q*m + m - 1 - off < len
   int64_t q0 = (off + M - 1) / M, q1 = len + off >= M ? (len + off - M) / M + 1 : 0;
-  if (q1 > nq) q1 = nq;
+  if (q1 > P) q1 = P;
   if (q1 < q0) q1 = q0;
   for (int64_t q = q0; q < q1; ++q)
 #pragma GCC unroll 4
-    for (int ph = 0; ph < M; ++ph) rp[ph * nq + q] = row[q * M + ph - off];
-  for (int64_t q = 0; q < nq; ++q) {
+    for (int ph = 0; ph < M; ++ph) rp[ph * L + q] = row[q * M + ph - off];
+  for (int64_t q = 0; q < P; ++q) {
     if (q == q0) q = q1;
-    if (q >= nq) break;
+    if (q >= P) break;
     for (int ph = 0; ph < M; ++ph) {
       const int64_t w = q * M + ph - off;
-      rp[ph * nq + q] = (w >= 0 && w < len) ? row[w] : T(0);
+      rp[ph * L + q] = (w >= 0 && w < len) ? row[w] : T(0);
     }
   }
 }
 
-// V[xi * ld + tx] = (B^T d B)[xi] for the tw patches over input rows ty*m - ph ... + m + 1
-// of plane x (H x W). rows, tmp: band_buf elements each.
+// The bands b0 .. b0 + nb - 1 of a thread's images: band b is tile row b % th of image b / th.
+struct Bands {
+  int64_t b0, nb, th;
+  int64_t n(int64_t bi) const { return (b0 + bi) / th; }
+  int64_t ty(int64_t bi) const { return (b0 + bi) % th; }
+};
+
+// V[xi * ld + t] = (B^T d_t B)[xi] for every slot t of the block, channel c of X.
+// rows, tmp: band_buf elements each.
 template <typename T, int M>
-__attribute__((always_inline)) inline void input_band(T* __restrict V, int64_t ld,
-                                                      const T* __restrict x, int64_t ty,
-                                                      const Conv2dShape& s, const Geom& g,
-                                                      T* __restrict rows, T* __restrict tmp) {
+__attribute__((always_inline)) inline void input_block(T* __restrict V, int64_t ld, const T* X,
+                                                       int64_t c, const Bands& bd,
+                                                       const Conv2dShape& s, const Geom& g,
+                                                       T* __restrict rows, T* __restrict tmp) {
   constexpr int A = M + 2;
-  const int64_t nq = g.nq, rl = M * nq;
+  const int64_t Tp = bd.nb * g.P, L = Tp + 1, rl = M * L;
   for (int r = 0; r < A; ++r) {
-    const int64_t h = ty * M - s.ph + r;
-    if (h < 0 || h >= s.H)
-      std::memset(rows + r * rl, 0, sizeof(T) * static_cast<size_t>(rl));
-    else
-      deinterleave<T, M>(rows + r * rl, x + h * s.W, s.pw, s.W, nq);
+    T* rr = rows + r * rl;
+    for (int64_t bi = 0; bi < bd.nb; ++bi) {
+      const int64_t h = bd.ty(bi) * M - s.ph + r;
+      if (h < 0 || h >= s.H) {
+        for (int ph = 0; ph < M; ++ph)
+          std::memset(rr + ph * L + bi * g.P, 0, sizeof(T) * static_cast<size_t>(g.P));
+      } else {
+        deinterleave<T, M>(rr + bi * g.P, L, X + ((bd.n(bi) * s.C + c) * s.H + h) * s.W, s.pw, s.W, g.P);
+      }
+    }
+    for (int ph = 0; ph < M; ++ph) rr[ph * L + Tp] = T(0);  // read by the last dummy only
   }
-  // vertical half: tmp[i] = sum_r BT[i][r] rows[r], all phases at once
+  // vertical half: tmp[i] = sum_r BT[i][r] rows[r], over every phase and slot
 #pragma GCC unroll 6
   for (int i = 0; i < A; ++i) {
     T* t = tmp + i * rl;
@@ -141,165 +162,171 @@ __attribute__((always_inline)) inline void input_band(T* __restrict V, int64_t l
       t[e] = acc;
     }
   }
-  // horizontal half: V[i][j][tx] = sum_col BT[j][col] tmp[i][tx*m + col]
+  // horizontal half: V[i][j][t] = sum_col BT[j][col] tmp[i][col % m][t + col / m]
 #pragma GCC unroll 6
   for (int i = 0; i < A; ++i)
 #pragma GCC unroll 6
     for (int j = 0; j < A; ++j) {
       T* v = V + (i * A + j) * ld;
       const T* t = tmp + i * rl;
-      for (int64_t tx = 0; tx < g.tw; ++tx) {
+      for (int64_t e = 0; e < Tp; ++e) {
         T acc = T(0);
 #pragma GCC unroll 6
-        for (int c = 0; c < A; ++c) acc = fma_c(acc, Wino<M>::BT[j][c], t[(c % M) * nq + tx + c / M]);
-        v[tx] = acc;
+        for (int col = 0; col < A; ++col) acc = fma_c(acc, Wino<M>::BT[j][col], t[(col % M) * L + e + col / M]);
+        v[e] = acc;
       }
     }
 }
 
-// Output rows ty*m ... of plane y (Ho x Wo) = A^T M A + bias, from Mv[xi * ld + tx].
+// Channel k of Y = A^T M_t A + bias for every real tile of the block, from Mv[xi * ld + t].
 // t1, ob: band_buf elements each.
 template <typename T, int M>
-__attribute__((always_inline)) inline void output_band(T* __restrict y, int64_t ty,
-                                                       const T* __restrict Mv, int64_t ld, T bias,
-                                                       const Conv2dShape& s, const Geom& g,
-                                                       T* __restrict t1, T* __restrict ob) {
+__attribute__((always_inline)) inline void output_block(T* Y, int64_t k, const T* __restrict Mv,
+                                                        int64_t ld, T bias, const Bands& bd,
+                                                        const Conv2dShape& s, const Geom& g,
+                                                        T* __restrict t1, T* __restrict ob) {
   constexpr int A = M + 2;
-  const int64_t tw = g.tw;
-  // horizontal half: t1[i][jo][tx] = sum_j AT[jo][j] M[i][j][tx]
+  const int64_t Tp = bd.nb * g.P, tw = g.tw;
+  // horizontal half: t1[i][jo][t] = sum_j AT[jo][j] M[i][j][t]
 #pragma GCC unroll 6
   for (int i = 0; i < A; ++i)
 #pragma GCC unroll 4
     for (int jo = 0; jo < M; ++jo) {
-      T* o = t1 + (i * M + jo) * tw;
-      for (int64_t tx = 0; tx < tw; ++tx) {
+      T* o = t1 + (i * M + jo) * Tp;
+      for (int64_t e = 0; e < Tp; ++e) {
         T acc = T(0);
 #pragma GCC unroll 6
-        for (int j = 0; j < A; ++j) acc = fma_c(acc, Wino<M>::AT[jo][j], Mv[(i * A + j) * ld + tx]);
-        o[tx] = acc;
+        for (int j = 0; j < A; ++j) acc = fma_c(acc, Wino<M>::AT[jo][j], Mv[(i * A + j) * ld + e]);
+        o[e] = acc;
       }
     }
-  // vertical half into ob[jo][tx], then interleaved into the output row
-  T* rowbuf = ob + M * tw;
+  T* rowbuf = ob + M * Tp;
 #pragma GCC unroll 4
   for (int io = 0; io < M; ++io) {
-    const int64_t oh = ty * M + io;
-    if (oh >= s.Ho) break;
-    for (int64_t e = 0; e < M * tw; ++e) {
+    // vertical half into ob[jo][t], then interleaved into output row ty*m + io of each band
+    for (int64_t e = 0; e < M * Tp; ++e) {
       T acc = bias;
 #pragma GCC unroll 6
-      for (int i = 0; i < A; ++i) acc = fma_c(acc, Wino<M>::AT[io][i], t1[i * M * tw + e]);
+      for (int i = 0; i < A; ++i) acc = fma_c(acc, Wino<M>::AT[io][i], t1[i * M * Tp + e]);
       ob[e] = acc;
     }
-    T* yr = y + oh * s.Wo;
-    if (s.Wo == tw * M) {
+    for (int64_t bi = 0; bi < bd.nb; ++bi) {
+      const int64_t oh = bd.ty(bi) * M + io;
+      if (oh >= s.Ho) continue;
+      T* yr = Y + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo;
+      const T* src = ob + bi * g.P;
+      T* dst = s.Wo == tw * M ? yr : rowbuf;
       for (int64_t tx = 0; tx < tw; ++tx)
 #pragma GCC unroll 4
-        for (int jo = 0; jo < M; ++jo) yr[tx * M + jo] = ob[jo * tw + tx];
-    } else {
-      for (int64_t tx = 0; tx < tw; ++tx)
-#pragma GCC unroll 4
-        for (int jo = 0; jo < M; ++jo) rowbuf[tx * M + jo] = ob[jo * tw + tx];
-      std::memcpy(yr, rowbuf, sizeof(T) * static_cast<size_t>(s.Wo));
+        for (int jo = 0; jo < M; ++jo) dst[tx * M + jo] = src[jo * Tp + tx];
+      if (dst == rowbuf) std::memcpy(yr, rowbuf, sizeof(T) * static_cast<size_t>(s.Wo));
     }
   }
 }
 
-// dMv[xi * ld + tx] = (A dY_t A^T)[xi] for the tiles of band ty of plane dy (Ho x Wo).
-// rows, t1: band_buf elements each.
+// dMv[xi * ld + t] = (A dY_t A^T)[xi] for every slot of the block, channel k of dY
+// (0 for the dummies). rows, t1: band_buf elements each.
 template <typename T, int M>
-__attribute__((always_inline)) inline void grad_band(T* __restrict dMv, int64_t ld,
-                                                     const T* __restrict dy, int64_t ty,
-                                                     const Conv2dShape& s, const Geom& g,
-                                                     T* __restrict rows, T* __restrict t1) {
+__attribute__((always_inline)) inline void grad_block(T* __restrict dMv, int64_t ld, const T* dY,
+                                                      int64_t k, const Bands& bd,
+                                                      const Conv2dShape& s, const Geom& g,
+                                                      T* __restrict rows, T* __restrict t1) {
   constexpr int A = M + 2;
-  const int64_t tw = g.tw, nq = g.nq;
-  // rows[io][jo][tx] = dY[ty*m + io, tx*m + jo], zero past the edges
+  const int64_t Tp = bd.nb * g.P;
+  // rows[io][jo][t] = dY[ty*m + io, tx*m + jo], zero past the edges and in the dummies
   for (int io = 0; io < M; ++io) {
-    const int64_t oh = ty * M + io;
-    if (oh >= s.Ho)
-      std::memset(rows + io * M * nq, 0, sizeof(T) * static_cast<size_t>(M * nq));
-    else
-      deinterleave<T, M>(rows + io * M * nq, dy + oh * s.Wo, 0, s.Wo, nq);
+    T* rr = rows + io * M * Tp;
+    for (int64_t bi = 0; bi < bd.nb; ++bi) {
+      const int64_t oh = bd.ty(bi) * M + io;
+      if (oh >= s.Ho) {
+        for (int jo = 0; jo < M; ++jo)
+          std::memset(rr + jo * Tp + bi * g.P, 0, sizeof(T) * static_cast<size_t>(g.P));
+      } else {
+        deinterleave<T, M>(rr + bi * g.P, Tp, dY + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo, 0, s.Wo, g.P);
+      }
+    }
   }
-  // horizontal half: t1[io][j][tx] = sum_jo AT[jo][j] dY[io][jo][tx]
+  // horizontal half: t1[io][j][t] = sum_jo AT[jo][j] dY[io][jo][t]
 #pragma GCC unroll 4
   for (int io = 0; io < M; ++io)
 #pragma GCC unroll 6
     for (int j = 0; j < A; ++j) {
-      T* o = t1 + (io * A + j) * tw;
-      const T* r = rows + io * M * nq;
-      for (int64_t tx = 0; tx < tw; ++tx) {
+      T* o = t1 + (io * A + j) * Tp;
+      const T* r = rows + io * M * Tp;
+      for (int64_t e = 0; e < Tp; ++e) {
         T acc = T(0);
 #pragma GCC unroll 4
-        for (int jo = 0; jo < M; ++jo) acc = fma_c(acc, Wino<M>::AT[jo][j], r[jo * nq + tx]);
-        o[tx] = acc;
+        for (int jo = 0; jo < M; ++jo) acc = fma_c(acc, Wino<M>::AT[jo][j], r[jo * Tp + e]);
+        o[e] = acc;
       }
     }
-  // vertical half: dM[i][j][tx] = sum_io AT[io][i] t1[io][j][tx]
+  // vertical half: dM[i][j][t] = sum_io AT[io][i] t1[io][j][t]
 #pragma GCC unroll 6
   for (int i = 0; i < A; ++i)
 #pragma GCC unroll 6
     for (int j = 0; j < A; ++j) {
       T* o = dMv + (i * A + j) * ld;
-      for (int64_t tx = 0; tx < tw; ++tx) {
+      for (int64_t e = 0; e < Tp; ++e) {
         T acc = T(0);
 #pragma GCC unroll 4
-        for (int io = 0; io < M; ++io) acc = fma_c(acc, Wino<M>::AT[io][i], t1[(io * A + j) * tw + tx]);
-        o[tx] = acc;
+        for (int io = 0; io < M; ++io) acc = fma_c(acc, Wino<M>::AT[io][i], t1[(io * A + j) * Tp + e]);
+        o[e] = acc;
       }
     }
 }
 
-// Plane dx (H x W) += B dV_t B^T for the tiles of band ty (the adjoint of input_band).
-// t1, pr: band_buf elements each.
+// Channel c of dX += B dV_t B^T for every slot of the block (the adjoint of input_block;
+// the dummies' dV is 0). t1, pr: band_buf elements each.
 template <typename T, int M>
-__attribute__((always_inline)) inline void scatter_band(T* __restrict dx, int64_t ty,
-                                                        const T* __restrict dV, int64_t ld,
-                                                        const Conv2dShape& s, const Geom& g,
-                                                        T* __restrict t1, T* __restrict pr) {
+__attribute__((always_inline)) inline void scatter_block(T* dX, int64_t c, const T* __restrict dV,
+                                                         int64_t ld, const Bands& bd,
+                                                         const Conv2dShape& s, const Geom& g,
+                                                         T* __restrict t1, T* __restrict pr) {
   constexpr int A = M + 2;
-  const int64_t nq = g.nq, rl = M * nq;
+  const int64_t Tp = bd.nb * g.P, L = Tp + 1, rl = M * L;
   std::memset(t1, 0, sizeof(T) * static_cast<size_t>(A * rl));
-  // horizontal half: t1[i][tx*m + col] += sum_j BT[j][col] dV[i][j][tx] (phase-major);
+  // horizontal half: t1[i][col % m][t + col / m] += sum_j BT[j][col] dV[i][j][t];
   // neighbouring patches overlap by two columns, so each col is its own pass.
 #pragma GCC unroll 6
   for (int i = 0; i < A; ++i)
 #pragma GCC unroll 6
-    for (int c = 0; c < A; ++c) {
-      T* o = t1 + i * rl + (c % M) * nq + c / M;
-      for (int64_t tx = 0; tx < g.tw; ++tx) {
+    for (int col = 0; col < A; ++col) {
+      T* o = t1 + i * rl + (col % M) * L + col / M;
+      for (int64_t e = 0; e < Tp; ++e) {
         T acc = T(0);
 #pragma GCC unroll 6
-        for (int j = 0; j < A; ++j) acc = fma_c(acc, Wino<M>::BT[j][c], dV[(i * A + j) * ld + tx]);
-        o[tx] += acc;
+        for (int j = 0; j < A; ++j) acc = fma_c(acc, Wino<M>::BT[j][col], dV[(i * A + j) * ld + e]);
+        o[e] += acc;
       }
     }
-  // vertical half: pr[ph][q] = sum_i BT[i][r] t1[i][ph][q], added onto image row ty*m - ph + r
   const int64_t off = s.pw;
   int64_t q0 = (off + M - 1) / M, q1 = s.W + off >= M ? (s.W + off - M) / M + 1 : 0;
-  if (q1 > nq) q1 = nq;
+  if (q1 > g.P) q1 = g.P;
   if (q1 < q0) q1 = q0;
 #pragma GCC unroll 6
   for (int r = 0; r < A; ++r) {
-    const int64_t h = ty * M - s.ph + r;
-    if (h < 0 || h >= s.H) continue;
+    // vertical half: pr[ph][t] = sum_i BT[i][r] t1[i][ph][t], added onto row ty*m - ph + r
     for (int64_t e = 0; e < rl; ++e) {
       T acc = T(0);
 #pragma GCC unroll 6
       for (int i = 0; i < A; ++i) acc = fma_c(acc, Wino<M>::BT[i][r], t1[i * rl + e]);
       pr[e] = acc;
     }
-    T* out = dx + h * s.W;
-    for (int64_t q = q0; q < q1; ++q)
+    for (int64_t bi = 0; bi < bd.nb; ++bi) {
+      const int64_t h = bd.ty(bi) * M - s.ph + r;
+      if (h < 0 || h >= s.H) continue;
+      T* out = dX + ((bd.n(bi) * s.C + c) * s.H + h) * s.W;
+      const T* src = pr + bi * g.P;
+      for (int64_t q = q0; q < q1; ++q)
 #pragma GCC unroll 4
-      for (int ph = 0; ph < M; ++ph) out[q * M + ph - off] += pr[ph * nq + q];
-    for (int64_t q = 0; q < nq; ++q) {
-      if (q == q0) q = q1;
-      if (q >= nq) break;
-      for (int ph = 0; ph < M; ++ph) {
-        const int64_t w = q * M + ph - off;
-        if (w >= 0 && w < s.W) out[w] += pr[ph * nq + q];
+        for (int ph = 0; ph < M; ++ph) out[q * M + ph - off] += src[ph * L + q];
+      for (int64_t q = 0; q < g.P; ++q) {
+        if (q == q0) q = q1;
+        if (q >= g.P) break;
+        for (int ph = 0; ph < M; ++ph) {
+          const int64_t w = q * M + ph - off;
+          if (w >= 0 && w < s.W) out[w] += src[ph * L + q];
+        }
       }
     }
   }
@@ -389,25 +416,19 @@ __attribute__((always_inline)) inline void forward_range(const Job<T>& j, int64_
   constexpr int A = M + 2, A2 = A * A;
   const Conv2dShape& s = *j.s;
   const Geom& g = j.g;
-  const int64_t C = s.C, K = s.K, HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  const int64_t C = s.C, K = s.K;
   const Work<T> w = carve<T, M>(s, g, true, false);
   for (int64_t b0 = n0 * g.th; b0 < n1 * g.th; b0 += g.bpb) {
-    const int64_t nb = min64(g.bpb, n1 * g.th - b0), Tb = nb * g.tw;
+    const Bands bd{b0, min64(g.bpb, n1 * g.th - b0), g.th};
+    const int64_t Tp = bd.nb * g.P;
     for (int64_t c = 0; c < C; ++c)
-      for (int64_t bi = 0; bi < nb; ++bi) {
-        const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
-        input_band<T, M>(w.V + c * Tb + bi * g.tw, C * Tb, j.X + (n * C + c) * HW, ty, s, g, w.b1, w.b2);
-      }
-    // M_xi (K x Tb) = U_xi (K x C) V_xi (C x Tb)
+      input_block<T, M>(w.V + c * Tp, C * Tp, j.X, c, bd, s, g, w.b1, w.b2);
+    // M_xi (K x Tp) = U_xi (K x C) V_xi (C x Tp)
     for (int xi = 0; xi < A2; ++xi)
-      gemm_serial_rowmajor<T>(false, false, K, Tb, C, T(1), j.U + xi * K * C, C, w.V + xi * C * Tb,
-                              Tb, T(0), w.Mb + xi * K * Tb, Tb);
+      gemm_serial_rowmajor<T>(false, false, K, Tp, C, T(1), j.U + xi * K * C, C, w.V + xi * C * Tp,
+                              Tp, T(0), w.Mb + xi * K * Tp, Tp);
     for (int64_t k = 0; k < K; ++k)
-      for (int64_t bi = 0; bi < nb; ++bi) {
-        const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
-        output_band<T, M>(j.Y + (n * K + k) * HWo, ty, w.Mb + k * Tb + bi * g.tw, K * Tb,
-                          j.b ? j.b[k] : T(0), s, g, w.b1, w.b2);
-      }
+      output_block<T, M>(j.Y, k, w.Mb + k * Tp, K * Tp, j.b ? j.b[k] : T(0), bd, s, g, w.b1, w.b2);
   }
 }
 
@@ -417,39 +438,27 @@ __attribute__((always_inline)) inline void backward_range(const Job<T>& j, int64
   constexpr int A = M + 2, A2 = A * A;
   const Conv2dShape& s = *j.s;
   const Geom& g = j.g;
-  const int64_t C = s.C, K = s.K, HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  const int64_t C = s.C, K = s.K, HW = s.H * s.W;
   const Work<T> w = carve<T, M>(s, g, j.dU != nullptr, j.dX != nullptr);
   if (j.dX) std::memset(j.dX + n0 * C * HW, 0, sizeof(T) * static_cast<size_t>((n1 - n0) * C * HW));
   T* du = j.dU ? j.dU + chunk * A2 * K * C : nullptr;
   for (int64_t b0 = n0 * g.th; b0 < n1 * g.th; b0 += g.bpb) {
-    const int64_t nb = min64(g.bpb, n1 * g.th - b0), Tb = nb * g.tw;
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t bi = 0; bi < nb; ++bi) {
-        const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
-        grad_band<T, M>(w.Mb + k * Tb + bi * g.tw, K * Tb, j.dY + (n * K + k) * HWo, ty, s, g, w.b1, w.b2);
-      }
+    const Bands bd{b0, min64(g.bpb, n1 * g.th - b0), g.th};
+    const int64_t Tp = bd.nb * g.P;
+    for (int64_t k = 0; k < K; ++k) grad_block<T, M>(w.Mb + k * Tp, K * Tp, j.dY, k, bd, s, g, w.b1, w.b2);
     if (du) {
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t bi = 0; bi < nb; ++bi) {
-          const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
-          input_band<T, M>(w.V + c * Tb + bi * g.tw, C * Tb, j.X + (n * C + c) * HW, ty, s, g, w.b1, w.b2);
-        }
-      // dU_xi (K x C) += dM_xi (K x Tb) V_xi^T (Tb x C)
+      for (int64_t c = 0; c < C; ++c) input_block<T, M>(w.V + c * Tp, C * Tp, j.X, c, bd, s, g, w.b1, w.b2);
+      // dU_xi (K x C) += dM_xi (K x Tp) V_xi^T (Tp x C)
       for (int xi = 0; xi < A2; ++xi)
-        gemm_serial_rowmajor<T>(false, true, K, C, Tb, T(1), w.Mb + xi * K * Tb, Tb, w.V + xi * C * Tb,
-                                Tb, T(1), du + xi * K * C, C);
+        gemm_serial_rowmajor<T>(false, true, K, C, Tp, T(1), w.Mb + xi * K * Tp, Tp, w.V + xi * C * Tp,
+                                Tp, T(1), du + xi * K * C, C);
     }
     if (j.dX) {
-      // dV_xi (C x Tb) = U_xi^T (C x K) dM_xi (K x Tb)
+      // dV_xi (C x Tp) = U_xi^T (C x K) dM_xi (K x Tp)
       for (int xi = 0; xi < A2; ++xi)
-        gemm_serial_rowmajor<T>(false, false, C, Tb, K, T(1), j.U + xi * C * K, K, w.Mb + xi * K * Tb,
-                                Tb, T(0), w.dV + xi * C * Tb, Tb);
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t bi = 0; bi < nb; ++bi) {
-          const int64_t n = (b0 + bi) / g.th, ty = (b0 + bi) % g.th;
-          scatter_band<T, M>(j.dX + (n * C + c) * HW, ty, w.dV + c * Tb + bi * g.tw, C * Tb, s, g,
-                             w.b1, w.b2);
-        }
+        gemm_serial_rowmajor<T>(false, false, C, Tp, K, T(1), j.U + xi * C * K, K, w.Mb + xi * K * Tp,
+                                Tp, T(0), w.dV + xi * C * Tp, Tp);
+      for (int64_t c = 0; c < C; ++c) scatter_block<T, M>(j.dX, c, w.dV + c * Tp, C * Tp, bd, s, g, w.b1, w.b2);
     }
   }
 }
