@@ -1,8 +1,12 @@
 """Conv2d forward, backward-input, backward-weight and fwd+bwd: natverk's C++
 kernels vs torch ``F.conv2d`` + autograd (NCHW and channels_last), float32.
 
-Usage: python benchmarks/bench_conv.py [--quick] [--threads 1,2]
+Usage: python benchmarks/bench_conv.py [--quick] [--threads 1,2] [--algos]
 (``benchmarks/run.py`` runs this as its ``conv`` section, with %peak.)
+
+The "algo" column is what natverk's rule picked for the layer (cpp/conv2d/conv2d.cpp).
+``--algos`` adds a table of natverk's fwd / bwd_input / bwd_weight under every algorithm
+forced (``set_conv_algo``), the data behind that rule; each is checked like the rest.
 
 natverk: ``_core.conv2d_forward`` and ``_core.conv2d_backward`` with
 ``need_dx`` / ``need_dw`` + ``need_db`` selecting the backward-input and the
@@ -100,6 +104,9 @@ def _check(what, got, refs):
                for g, r in zip(got, refs))
 
 
+ALGOS = ["im2col", "winograd2", "winograd4"]
+
+
 def run(threads_list, quick: bool = False, repeats: int | None = None, peak: dict | None = None, log=print) -> list[dict]:
     torch = get_torch()
     repeats = repeats or (3 if quick else 7)
@@ -127,7 +134,8 @@ def run(threads_list, quick: bool = False, repeats: int | None = None, peak: dic
                 impls["torch_cl"] = _torch_fns(torch, x, W, b, dy, 1, channels_last=True)
             for op in OPS:
                 row = {"layer": name, "batch": BATCH, "cin": cin, "cout": cout, "hw": hw, "op": op, "threads": threads,
-                       "dtype": "float32", "flops": flops1 * (3 if op == "fwd+bwd" else 1), "error": {}}
+                       "dtype": "float32", "flops": flops1 * (3 if op == "fwd+bwd" else 1), "error": {},
+                       "algo": natverk._core.conv2d_algorithm(x, W, padding=(1, 1))}
                 for impl, fns in impls.items():
                     fn = fns[op]
                     row["error"][impl] = _check(f"{impl} conv {name} {op}", fn(), refs[op])
@@ -154,6 +162,7 @@ def table_row(row: dict) -> list[str]:
     return [
         row["layer"],
         row["op"],
+        row.get("algo", "-"),
         str(row["threads"]),
         fmt(nv, 2),
         fmt(_ms(row, "torch_nchw"), 2),
@@ -164,23 +173,82 @@ def table_row(row: dict) -> list[str]:
     ]
 
 
-HEADERS = ["layer (batch 64, 3x3, pad 1)", "op", "threads", "natverk ms", "torch NCHW ms", "torch CL ms",
+HEADERS = ["layer (batch 64, 3x3, pad 1)", "op", "algo", "threads", "natverk ms", "torch NCHW ms", "torch CL ms",
            "natverk / best torch", "natverk GFLOP/s", "natverk %peak"]
 
 
 def table(rows: list[dict]) -> str:
-    return md_table(HEADERS, [table_row(r) for r in rows], right=set(range(2, len(HEADERS))))
+    return md_table(HEADERS, [table_row(r) for r in rows], right=set(range(3, len(HEADERS))))
+
+
+def run_algos(threads_list, quick: bool = False, repeats: int | None = None, log=print) -> list[dict]:
+    """natverk alone, every algorithm forced, every layer: fwd, bwd_input, bwd_weight (ms, median).
+    Each algorithm's results are checked against the float64 reference first (float32
+    tolerance TOL, as the main table)."""
+    repeats = repeats or (3 if quick else 7)
+    warmup, min_time = (1, 0.0) if quick else (2, 0.05)
+    layers = [layer for layer in LAYERS if not quick or layer[0] in QUICK_LAYERS]
+    rng = np.random.default_rng(0)
+    rows = []
+    try:
+        for threads in threads_list:
+            set_threads(threads)
+            for name, cin, cout, hw in layers:
+                x = rng.standard_normal((BATCH, cin, hw, hw)).astype(np.float32)
+                W = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
+                b = rng.standard_normal(cout).astype(np.float32) * 0.1
+                dy = rng.standard_normal((BATCH, cout, hw, hw)).astype(np.float32)
+                y, dx, dW, db = reference(x, W, b, dy, 1)
+                refs = {"fwd": (y,), "bwd_input": (dx,), "bwd_weight": (dW, db)}
+                natverk._core.set_conv_algo("auto")
+                row = {"layer": name, "threads": threads, "auto": natverk._core.conv2d_algorithm(x, W, padding=(1, 1))}
+                for algo in ALGOS:
+                    natverk._core.set_conv_algo(algo)
+                    fns = _natverk_fns(x, W, b, dy, 1)
+                    for op in ("fwd", "bwd_input", "bwd_weight"):
+                        _check(f"natverk {algo} conv {name} {op}", fns[op](), refs[op])
+                        row[(algo, op)] = measure(fns[op], repeats, warmup, min_time)["median_s"]
+                rows.append(row)
+                log("  " + " | ".join(algos_row(row)))
+    finally:
+        natverk._core.set_conv_algo("auto")
+    return rows
+
+
+def algos_row(row: dict) -> list[str]:
+    cells = [row["layer"], str(row["threads"]), row["auto"]]
+    totals = {}
+    for algo in ALGOS:
+        parts = [1e3 * row[(algo, op)] for op in ("fwd", "bwd_input", "bwd_weight")]
+        totals[algo] = sum(parts)
+        cells.append(" / ".join(fmt(p, 1) for p in parts) + f" = {fmt(totals[algo], 1)}")
+    cells.append(min(totals, key=totals.get))
+    return cells
+
+
+ALGO_HEADERS = ["layer (batch 64, 3x3, pad 1)", "threads", "auto picks",
+                *[f"{a} fwd / bwd_in / bwd_w = sum (ms)" for a in ALGOS], "fastest"]
+
+
+def algos_table(rows: list[dict]) -> str:
+    return md_table(ALGO_HEADERS, [algos_row(r) for r in rows], right={1})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--algos", action="store_true", help="also time every algorithm forced (natverk only)")
     args = parser.parse_args()
     print(_env.describe())
-    rows = run([int(t) for t in args.threads.split(",")], args.quick)
+    threads = [int(t) for t in args.threads.split(",")]
+    rows = run(threads, args.quick)
     print()
     print(table(rows))
+    if args.algos:
+        arows = run_algos(threads, args.quick)
+        print()
+        print(algos_table(arows))
 
 
 if __name__ == "__main__":

@@ -45,14 +45,16 @@ from reference import central_difference_inplace
 from tolerances import FINITE_DIFFERENCE
 
 
-@pytest.fixture(autouse=True)
-def _plan_conv_nets_too(monkeypatch):
-    """These tests prove the plan on every network it supports, conv nets included, although
-    fit keeps conv nets on the layer loop for now (_plan.FIT_CONV_NETS: a measured slowdown)."""
-    monkeypatch.setattr(_plan, "FIT_CONV_NETS", True)
+def test_fit_trains_conv_nets_through_the_plan_by_default():
+    """_plan.FIT_CONV_NETS: on since the Winograd engine made the plan the faster path."""
+    assert _plan.FIT_CONV_NETS is True
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, 1, 6, 6)); y = rng.integers(0, 2, 8)
+    cnn = natverk.Sequential(Conv2D(1, 2, 3, seed=0), ReLU(), Flatten(), Dense(2 * 4 * 4, 2, seed=1))
+    assert _plan.plan_for_fit(cnn, SGD(0.1), CrossEntropy(), X, y, 4, X.shape[1:], None) is not None
 
 
-def test_fit_keeps_conv_nets_on_the_layer_loop_by_default(monkeypatch):
+def test_fit_can_keep_conv_nets_on_the_layer_loop(monkeypatch):
     monkeypatch.setattr(_plan, "FIT_CONV_NETS", False)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((8, 1, 6, 6)); y = rng.integers(0, 2, 8)
