@@ -1,5 +1,5 @@
 """scikit-learn estimators on natverk networks: :class:`MLPClassifier`, :class:`MLPRegressor`
-and :class:`CNNClassifier` (``pip install "natverk[sklearn]"``).
+and :class:`CNNClassifier` (``pip install ".[sklearn]"`` from a clone).
 
 They follow scikit-learn's conventions (constructor parameters stored as given and checked
 by ``fit``; fitted attributes end in ``_``; any label type through ``classes_``) and pass
@@ -45,7 +45,8 @@ try:
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as err:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError(
-        'natverk.sklearn needs scikit-learn >= 1.6: pip install "natverk[sklearn]" (or pip install scikit-learn)'
+        "natverk.sklearn needs scikit-learn >= 1.6: pip install scikit-learn "
+        '(or pip install ".[sklearn]" in a clone of natverk)'
     ) from err
 
 from ..activations import activation_name
