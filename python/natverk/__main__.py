@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         output=args.output if args.output is not None else Path(args.out) / "spiral_decision_boundary.png",
         dtype=args.dtype,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else "auto",
     )
     print(
         f"spiral {'-'.join(map(str, args.nodes))}, {args.epochs} epochs, lambda {args.lambda_:g}: "

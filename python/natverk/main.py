@@ -38,7 +38,7 @@ def spiral(
     seed: int | None = 0,
     output: str | Path | None = "results/spiral_decision_boundary.png",
     dtype: str = "float64",
-    verbose: int = 1,
+    verbose: int | str = "auto",
 ) -> dict:
     """Train the thesis' spiral network and plot its decision boundary.
 

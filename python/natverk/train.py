@@ -90,7 +90,7 @@ def train(
     eval_every: int | None = None,
     X_val=None,
     y_val=None,
-    verbose: int = 1,
+    verbose: int | str = "auto",
     adam_t: int = 0,
     max_loss: float | None = None,
 ) -> dict:
@@ -115,8 +115,10 @@ def train(
     eval_every : int or None
         Record the training (and validation) accuracy every this many epochs
         and at the end; default about 100 times per run.
-    verbose : int
-        0 silent, 1 a progress bar.
+    verbose : 0, 1, 2 or "auto"
+        0 silent, 1 a progress bar, 2 a line at each tenth of the run (as
+        ``Sequential.fit``'s one line per epoch, without flooding a log). "auto"
+        (the default) is 1 in a terminal or a notebook and 2 otherwise.
     adam_t : int
         Adam steps already taken (to continue a run); the count is returned.
     max_loss : float or None
@@ -172,9 +174,13 @@ def train(
         history["val_accuracy"] = []
     t = int(adam_t)
 
+    from .models.sequential import _as_verbose  # the one rule for "auto" (here: no import cycle)
+
+    verbose = _as_verbose(verbose)
+    line_every = max(1, epochs // 10)  # verbose=2: about ten lines per run
     bar = None
     epoch_iter: object = range(1, epochs + 1)
-    if verbose:
+    if verbose == 1:
         from tqdm.auto import tqdm
 
         bar = tqdm(epoch_iter, desc="training", unit="epoch", leave=True)
@@ -211,6 +217,8 @@ def train(
                 postfix["val_acc"] = f"{val_acc:.3f}"
             if bar is not None:
                 bar.set_postfix(postfix)
+            elif verbose == 2 and (epoch % line_every < every or epoch == epochs):
+                print(f"Epoch {epoch}/{epochs} - " + " - ".join(f"{k}: {v}" for k, v in postfix.items()), flush=True)
     if bar is not None:
         bar.close()
     history["adam_t"] = t
