@@ -103,7 +103,11 @@ int initial_threads() {
 // caller preempted by its own worker during its chunk overestimates the serial
 // time, so some windows of an oversubscribed pool look like wins). Polling as
 // before is what an idle machine gets: no poller is descheduled there, and
-// parallel regions win.
+// parallel regions win. The full benchmark (bench_busy.py, 7 repeats, load
+// 2.5-4.7) with this code: default/1 thread, medians (paired): spiral 1.07
+// (1.04), (a) 0.99 (1.03), (d) 1.12 (1.05); torch 2 vs 1 thread 16.1, 8.2, 1.75.
+// Single measurements there swung 2x with the other jobs: +-10 % is at the
+// edge of what that machine resolves.
 class Pool {
  public:
   Pool() : threads_(initial_threads()) {}
