@@ -3,6 +3,7 @@ count against natverk on 1 thread while other processes keep the rest of the
 CPUs busy, with PyTorch's figure beside it.
 
 Usage: python benchmarks/bench_busy.py [--quick] [--busy N] [--pin] [--idle] [--no-torch]
+                                      [--only spiral,a,d] [--repeats N] [--json PATH]
 (``benchmarks/run.py --only busy`` runs this as its ``busy`` section.)
 
 The load: ``--busy N`` child processes ``python -c 'while True: pass'``
@@ -166,14 +167,14 @@ def _configs(torch, default: int):
 
 
 def measure_scenario(scenario: str, busy: int, pin: bool, quick: bool, repeats: int | None, log=print,
-                     with_torch: bool = True) -> list[dict]:
+                     with_torch: bool = True, workloads=tuple(WORKLOADS)) -> list[dict]:
     mode = "quick" if quick else "full"
     repeats = repeats or REPEATS[mode]
     torch = get_torch() if with_torch else None
     default = DEFAULT_THREADS
     configs = _configs(torch, default)
     rows = []
-    for key in WORKLOADS:
+    for key in workloads:
         jobs = {("nv", t): natverk_job(key, mode) for _, t in configs[:2]}
         if torch is not None:
             tj = torch_job(torch, key, mode)
@@ -215,12 +216,12 @@ def measure_scenario(scenario: str, busy: int, pin: bool, quick: bool, repeats: 
 
 
 def run(quick: bool = False, busy: int | None = None, pin: bool = False, idle: bool = False,
-        repeats: int | None = None, log=print, with_torch: bool = True) -> list[dict]:
+        repeats: int | None = None, log=print, with_torch: bool = True, workloads=tuple(WORKLOADS)) -> list[dict]:
     if busy is None:
         busy = max(1, len(os.sched_getaffinity(0)) - 1)
     rows = []
     for scenario in (["busy", "idle"] if idle else ["busy"]):
-        rows += measure_scenario(scenario, busy, pin, quick, repeats, log, with_torch)
+        rows += measure_scenario(scenario, busy, pin, quick, repeats, log, with_torch, workloads)
     return rows
 
 
@@ -251,13 +252,19 @@ def main() -> None:
     parser.add_argument("--idle", action="store_true", help="also measure with no load")
     parser.add_argument("--repeats", type=int, default=None, help="measurements per configuration (median)")
     parser.add_argument("--no-torch", action="store_true", help="natverk only")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help="workloads (default %(default)s)")
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()
     print(_env.describe())
     print(f"natverk {nv.__version__}: default {DEFAULT_THREADS} threads "
           f"(NATVERK_NUM_THREADS={os.environ.get('NATVERK_NUM_THREADS')}, {len(os.sched_getaffinity(0))} CPUs usable, "
           f"{os.cpu_count()} in the machine); torch {getattr(get_torch(), '__version__', 'n/a')}; loadavg {loadavg()}")
-    rows = run(args.quick, args.busy, args.pin, args.idle, args.repeats, with_torch=not args.no_torch)
+    workloads = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = sorted(set(workloads) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+    rows = run(args.quick, args.busy, args.pin, args.idle, args.repeats, with_torch=not args.no_torch,
+               workloads=workloads)
     print()
     print(table(rows))
     if args.json:
