@@ -94,6 +94,7 @@ int initial_threads() {
 //   polling as before        1.15      1.00      0.87      1.58
 //   SpinBackoff only         1.08/1.02 0.90/0.93 0.87/0.78 1.18-1.46
 //   both (this code)         0.92      0.97      1.02      1.00-1.11
+//     again at load 2.2-2.8  1.00      0.98      0.96
 // The back-off of polling alone keeps the CNN's gain but leaves an
 // oversubscribed pool 1.2-1.5x slower than 1 thread; with the fallback the
 // default is never more than ~10 % slower than 1 thread in any case measured
@@ -101,7 +102,10 @@ int initial_threads() {
 // fallback measured worse on 1 CPU: a 25 % margin before a verdict 1.24-1.28,
 // resetting the back-off to its minimum after a winning window 1.28-1.32 (a
 // caller preempted by its own worker during its chunk overestimates the serial
-// time, so some windows of an oversubscribed pool look like wins). Polling as
+// time, so some windows of an oversubscribed pool look like wins); taking the
+// shortest chunk of caller and workers as the serial estimate mends that
+// (1 CPU: 0.99-1.11 with the reset) but measured no better on the busy
+// machine (1.06, 0.98, 1.05 against this code's 1.00, 0.98, 0.96). Polling as
 // before is what an idle machine gets: no poller is descheduled there, and
 // parallel regions win. The full benchmark (bench_busy.py, 7 repeats, load
 // 2.5-4.7) with this code: default/1 thread, medians (paired): spiral 1.07
