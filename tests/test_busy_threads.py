@@ -7,7 +7,7 @@
   C++ program compiled here, so their rules are tested exactly.
 - With two threads squeezed onto one CPU (the worst contention there is: the
   worker can only run when the caller does not), results keep the 2-thread
-  bits and the pool stays close to 1-thread speed instead of 1.6x slower.
+  bits and the pool costs about what 1 thread does instead of 1.5x.
 """
 
 from __future__ import annotations
@@ -215,28 +215,35 @@ def test_two_threads_on_one_cpu_keep_their_bits():
 
 
 @needs_affinity
-def test_two_threads_on_one_cpu_are_not_much_slower_than_one():
+def test_two_threads_on_one_cpu_cost_about_what_one_does():
     # Before the back-offs, the spiral main job with 2 threads on 1 CPU took
-    # 1.6x as long as with 1 thread (the worker polled on the caller's CPU and
-    # was descheduled holding a chunk); now about 1.0-1.1x. Interleaved
-    # measurements, median of 5, so that the machine's other load falls on both.
+    # 1.5x the CPU time (and 1.1-1.6x the wall time) of 1 thread: the worker
+    # polled on the caller's CPU and was descheduled holding chunks. Now about
+    # 1.0-1.1x. The process's CPU time is what the assertion uses: on one CPU
+    # it is exactly what polling wastes, and unlike the wall time it does not
+    # swing with the rest of the machine's load (measured here, 3 runs each:
+    # old pool CPU 1.48-1.54 while its wall ratio read 1.11-1.42; this pool
+    # CPU 1.04-1.09). Interleaved measurements, medians of 5.
     out = _python(
         """
-        import os, statistics, time
+        import os, resource, statistics, time
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         import natverk as nv
         from natverk import main as M
         def once(threads):
             nv.set_num_threads(threads)
-            t0 = time.perf_counter(); M.spiral(epochs=120, output=None, verbose=0)
-            return time.perf_counter() - t0
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            M.spiral(epochs=120, output=None, verbose=0)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            return time.perf_counter() - t0, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
         once(2)
         times = {1: [], 2: []}
         for r in range(5):
             for t in ((1, 2) if r % 2 else (2, 1)):
                 times[t].append(once(t))
-        print(statistics.median(times[2]) / statistics.median(times[1]))
+        med = lambda t, i: statistics.median(x[i] for x in times[t])
+        print(med(2, 1) / med(1, 1), med(2, 0) / med(1, 0))
         """,
     )
-    ratio = float(out.split()[-1])
-    assert ratio < 1.3, f"2 threads on 1 CPU took {ratio:.2f}x as long as 1 thread"
+    cpu, wall = map(float, out.split()[-2:])
+    assert cpu < 1.25, f"2 threads on 1 CPU used {cpu:.2f}x the CPU time of 1 thread (wall {wall:.2f}x)"
