@@ -112,6 +112,7 @@ int initial_threads() {
 // (1.04), (a) 0.99 (1.03), (d) 1.12 (1.05); torch 2 vs 1 thread 16.1, 8.2, 1.75.
 // Single measurements there swung 2x with the other jobs: +-10 % is at the
 // edge of what that machine resolves.
+
 class Pool {
  public:
   Pool() : threads_(initial_threads()) {}

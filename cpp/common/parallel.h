@@ -45,6 +45,9 @@
 //          can never run a chunk of a job whose caller has already returned.
 //   threads_ is atomic: plan_chunks() reads it without a lock, and a plan made
 //          with an older count is still run correctly, chunk for chunk.
+//   fallback_ (detail::SerialFallback) is read and written only by the thread
+//          holding busy_; spin_ (detail::SpinBackoff) is atomics, read and
+//          written by any polling thread without a lock.
 #pragma once
 #include <atomic>
 #include <cstdint>
