@@ -207,7 +207,7 @@ def run_algos(threads_list, quick: bool = False, repeats: int | None = None, log
                     fns = _natverk_fns(x, W, b, dy, 1)
                     for op in ("fwd", "bwd_input", "bwd_weight"):
                         _check(f"natverk {algo} conv {name} {op}", fns[op](), refs[op])
-                        row[(algo, op)] = measure(fns[op], repeats, warmup, min_time)["median_s"]
+                        row[f"{algo}:{op}"] = measure(fns[op], repeats, warmup, min_time)["median_s"]
                 rows.append(row)
                 log("  " + " | ".join(algos_row(row)))
     finally:
@@ -219,7 +219,7 @@ def algos_row(row: dict) -> list[str]:
     cells = [row["layer"], str(row["threads"]), row["auto"]]
     totals = {}
     for algo in ALGOS:
-        parts = [1e3 * row[(algo, op)] for op in ("fwd", "bwd_input", "bwd_weight")]
+        parts = [1e3 * row[f"{algo}:{op}"] for op in ("fwd", "bwd_input", "bwd_weight")]
         totals[algo] = sum(parts)
         cells.append(" / ".join(fmt(p, 1) for p in parts) + f" = {fmt(totals[algo], 1)}")
     cells.append(min(totals, key=totals.get))

@@ -5,7 +5,7 @@ default thread count vs 1 thread while other processes spin, torch beside it).
 
 Usage:
     python benchmarks/run.py [--quick] [--json out.json] [--md out.md]
-                             [--threads 1,2] [--only peak,gemm,conv,train,infer,overhead,memory,busy]
+                             [--threads 1,2] [--only peak,gemm,conv,convalgo,train,infer,overhead,memory,busy]
 
 Prints a table per section and writes every raw median/min to JSON (default
 benchmarks/results/latest.json, git-ignored) and the tables to Markdown
@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _env  # noqa: E402, F401  (first, before NumPy: removes OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; see _env.py)
 
-SECTIONS = ["peak", "gemm", "conv", "train", "infer", "overhead", "memory", "busy"]
+SECTIONS = ["peak", "gemm", "conv", "convalgo", "train", "infer", "overhead", "memory", "busy"]
 NEEDS_PEAK = {"peak", "gemm", "conv", "train", "infer"}
 
 
@@ -152,6 +152,16 @@ def main(argv: list[str] | None = None) -> None:
             "(`autograd.grad` on a retained graph for the two backward rows), NCHW and channels_last (CL). "
             "fwd+bwd = forward + dx + dW + db. natverk / best torch > 1: natverk faster.",
             lambda: bench_conv.run(threads, args.quick, peak=peak, log=_log), bench_conv.table)
+
+    if "convalgo" in sections:
+        import bench_conv
+
+        result["convalgo"] = section(
+            "convalgo", "Conv2d algorithms, natverk only, float32 (ms, median)",
+            "The same layers with every algorithm forced (`set_conv_algo`): fwd / bwd_input / bwd_weight "
+            "and their sum; 'auto picks' is the rule in cpp/conv2d/conv2d.cpp. Each result is checked "
+            "against the float64 reference first.",
+            lambda: bench_conv.run_algos(threads, args.quick, log=_log), bench_conv.algos_table)
 
     if "train" in sections:
         import bench_train
