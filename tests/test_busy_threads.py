@@ -214,7 +214,13 @@ def test_two_threads_on_one_cpu_keep_their_bits():
     assert out.split() == ["True", "True"]
 
 
+# A timing test means nothing under a sanitizer (TSan makes every atomic and lock
+# several times dearer; .ci/sanitizers LD_PRELOADs its runtime).
+_sanitized = any(s in os.environ.get("LD_PRELOAD", "") for s in ("libtsan", "libasan"))
+
+
 @needs_affinity
+@pytest.mark.skipif(_sanitized, reason="timing under a sanitizer runtime")
 def test_two_threads_on_one_cpu_cost_about_what_one_does():
     # Before the back-offs, the spiral main job with 2 threads on 1 CPU took
     # 1.5x the CPU time (and 1.1-1.6x the wall time) of 1 thread: the worker
