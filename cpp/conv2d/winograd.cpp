@@ -1,7 +1,7 @@
 // winograd.cpp -- Winograd F(2x2,3x3) and F(4x4,3x3) convolution (see winograd.h).
 //
 // Work is split over images, one contiguous range per thread. Within a range the
-// tiles are taken a block of whole tile rows ("bands") at a time, at most 128 tiles:
+// tiles are taken a block of whole tile rows ("bands") at a time, about 128 tile slots:
 // the block's transformed input V (C x T per transform point) then stays in cache
 // between its transform and its 16 or 36 GEMMs, and with n = T <= 128 the GEMM reads
 // U (K x C, rows contiguous) in place instead of packing it (gemm_kernel.inc, direct A).
@@ -9,10 +9,10 @@
 // never race, and backward-weights sums into a private dU per chunk, added in chunk
 // order (the same bits for a given thread count, as conv2d.cpp's im2col path).
 //
-// The transforms run along a band: the vertical half of each transform over a whole
-// row (contiguous, vectorised), the horizontal half tile by tile. Their coefficients
-// are compile-time constants; fma_c drops the zeros and folds the +-1s once the loops
-// over the (m+2) rows are unrolled.
+// Each transform is two halves, a constant matrix applied along the rows (lincomb) and
+// one along the tile slots, each a loop over every slot of the block (see "Layout of a
+// block"). The coefficients are compile-time constants; fma_c drops the zeros and
+// folds the +-1s once the loops over the (m+2) rows are unrolled.
 #include "conv2d/winograd.h"
 
 #include <cstring>
@@ -62,6 +62,24 @@ __attribute__((always_inline)) inline T fma_c(T acc, double c, T x) {
   if (c == 1.0) return acc + x;
   if (c == -1.0) return acc - x;
   return acc + static_cast<T>(c) * x;
+}
+
+// out[i * os + e] = init + sum_r C(i, r) in[r * is + e] for i < I, e < n, where C(i, r) is
+// Coef[i][r], or Coef[r][i] when Transposed. Every contiguous half of a transform is this:
+// a small constant matrix times a block of rows.
+template <typename T, int I, int R, const auto& Coef, bool Transposed = false>
+__attribute__((always_inline)) inline void lincomb(T* __restrict out, int64_t os, const T* __restrict in,
+                                                   int64_t is, int64_t n, T init = T(0)) {
+#pragma GCC unroll 6
+  for (int i = 0; i < I; ++i) {
+    T* o = out + i * os;
+    for (int64_t e = 0; e < n; ++e) {
+      T acc = init;
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) acc = fma_c(acc, Transposed ? Coef[r][i] : Coef[i][r], in[r * is + e]);
+      o[e] = acc;
+    }
+  }
 }
 
 struct Geom {
@@ -152,16 +170,7 @@ __attribute__((always_inline)) inline void input_block(T* __restrict V, int64_t 
     for (int ph = 0; ph < M; ++ph) rr[ph * L + Tp] = T(0);  // read by the last dummy only
   }
   // vertical half: tmp[i] = sum_r BT[i][r] rows[r], over every phase and slot
-#pragma GCC unroll 6
-  for (int i = 0; i < A; ++i) {
-    T* t = tmp + i * rl;
-    for (int64_t e = 0; e < rl; ++e) {
-      T acc = T(0);
-#pragma GCC unroll 6
-      for (int r = 0; r < A; ++r) acc = fma_c(acc, Wino<M>::BT[i][r], rows[r * rl + e]);
-      t[e] = acc;
-    }
-  }
+  lincomb<T, A, A, Wino<M>::BT>(tmp, rl, rows, rl, rl);
   // horizontal half: V[i][j][t] = sum_col BT[j][col] tmp[i][col % m][t + col / m]
 #pragma GCC unroll 6
   for (int i = 0; i < A; ++i)
@@ -189,32 +198,17 @@ __attribute__((always_inline)) inline void output_block(T* Y, int64_t k, const T
   const int64_t Tp = bd.nb * g.P, tw = g.tw;
   // horizontal half: t1[i][jo][t] = sum_j AT[jo][j] M[i][j][t]
 #pragma GCC unroll 6
-  for (int i = 0; i < A; ++i)
-#pragma GCC unroll 4
-    for (int jo = 0; jo < M; ++jo) {
-      T* o = t1 + (i * M + jo) * Tp;
-      for (int64_t e = 0; e < Tp; ++e) {
-        T acc = T(0);
-#pragma GCC unroll 6
-        for (int j = 0; j < A; ++j) acc = fma_c(acc, Wino<M>::AT[jo][j], Mv[(i * A + j) * ld + e]);
-        o[e] = acc;
-      }
-    }
-  T* rowbuf = ob + M * Tp;
-#pragma GCC unroll 4
+  for (int i = 0; i < A; ++i) lincomb<T, M, A, Wino<M>::AT>(t1 + i * M * Tp, Tp, Mv + i * A * ld, ld, Tp);
+  // vertical half: ob[io][jo][t] = bias + sum_i AT[io][i] t1[i][jo][t]
+  lincomb<T, M, A, Wino<M>::AT>(ob, M * Tp, t1, M * Tp, M * Tp, bias);
+  // then interleaved into output row ty*m + io of each band
+  T* rowbuf = ob + M * M * Tp;
   for (int io = 0; io < M; ++io) {
-    // vertical half into ob[jo][t], then interleaved into output row ty*m + io of each band
-    for (int64_t e = 0; e < M * Tp; ++e) {
-      T acc = bias;
-#pragma GCC unroll 6
-      for (int i = 0; i < A; ++i) acc = fma_c(acc, Wino<M>::AT[io][i], t1[i * M * Tp + e]);
-      ob[e] = acc;
-    }
     for (int64_t bi = 0; bi < bd.nb; ++bi) {
       const int64_t oh = bd.ty(bi) * M + io;
       if (oh >= s.Ho) continue;
       T* yr = Y + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo;
-      const T* src = ob + bi * g.P;
+      const T* src = ob + io * M * Tp + bi * g.P;
       T* dst = s.Wo == tw * M ? yr : rowbuf;
       for (int64_t tx = 0; tx < tw; ++tx)
 #pragma GCC unroll 4
@@ -249,30 +243,10 @@ __attribute__((always_inline)) inline void grad_block(T* __restrict dMv, int64_t
   // horizontal half: t1[io][j][t] = sum_jo AT[jo][j] dY[io][jo][t]
 #pragma GCC unroll 4
   for (int io = 0; io < M; ++io)
-#pragma GCC unroll 6
-    for (int j = 0; j < A; ++j) {
-      T* o = t1 + (io * A + j) * Tp;
-      const T* r = rows + io * M * Tp;
-      for (int64_t e = 0; e < Tp; ++e) {
-        T acc = T(0);
-#pragma GCC unroll 4
-        for (int jo = 0; jo < M; ++jo) acc = fma_c(acc, Wino<M>::AT[jo][j], r[jo * Tp + e]);
-        o[e] = acc;
-      }
-    }
+    lincomb<T, A, M, Wino<M>::AT, true>(t1 + io * A * Tp, Tp, rows + io * M * Tp, Tp, Tp);
   // vertical half: dM[i][j][t] = sum_io AT[io][i] t1[io][j][t]
 #pragma GCC unroll 6
-  for (int i = 0; i < A; ++i)
-#pragma GCC unroll 6
-    for (int j = 0; j < A; ++j) {
-      T* o = dMv + (i * A + j) * ld;
-      for (int64_t e = 0; e < Tp; ++e) {
-        T acc = T(0);
-#pragma GCC unroll 4
-        for (int io = 0; io < M; ++io) acc = fma_c(acc, Wino<M>::AT[io][i], t1[(io * A + j) * Tp + e]);
-        o[e] = acc;
-      }
-    }
+  for (int j = 0; j < A; ++j) lincomb<T, A, M, Wino<M>::AT, true>(dMv + j * ld, A * ld, t1 + j * Tp, A * Tp, Tp);
 }
 
 // Channel c of dX += B dV_t B^T for every slot of the block (the adjoint of input_block;
@@ -303,20 +277,14 @@ __attribute__((always_inline)) inline void scatter_block(T* dX, int64_t c, const
   int64_t q0 = (off + M - 1) / M, q1 = s.W + off >= M ? (s.W + off - M) / M + 1 : 0;
   if (q1 > g.P) q1 = g.P;
   if (q1 < q0) q1 = q0;
-#pragma GCC unroll 6
+  // vertical half: pr[r][ph][t] = sum_i BT[i][r] t1[i][ph][t], added onto row ty*m - ph + r
+  lincomb<T, A, A, Wino<M>::BT, true>(pr, rl, t1, rl, rl);
   for (int r = 0; r < A; ++r) {
-    // vertical half: pr[ph][t] = sum_i BT[i][r] t1[i][ph][t], added onto row ty*m - ph + r
-    for (int64_t e = 0; e < rl; ++e) {
-      T acc = T(0);
-#pragma GCC unroll 6
-      for (int i = 0; i < A; ++i) acc = fma_c(acc, Wino<M>::BT[i][r], t1[i * rl + e]);
-      pr[e] = acc;
-    }
     for (int64_t bi = 0; bi < bd.nb; ++bi) {
       const int64_t h = bd.ty(bi) * M - s.ph + r;
       if (h < 0 || h >= s.H) continue;
       T* out = dX + ((bd.n(bi) * s.C + c) * s.H + h) * s.W;
-      const T* src = pr + bi * g.P;
+      const T* src = pr + r * rl + bi * g.P;
       for (int64_t q = q0; q < q1; ++q)
 #pragma GCC unroll 4
         for (int ph = 0; ph < M; ++ph) out[q * M + ph - off] += src[ph * L + q];
