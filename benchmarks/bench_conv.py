@@ -107,6 +107,17 @@ def _check(what, got, refs):
 ALGOS = ["im2col", "winograd2", "winograd4"]
 
 
+def layer_data(rng, cin, cout, hw):
+    """x, W, b, dy of one layer (He-scaled W) and the float64 reference results per op."""
+    x = rng.standard_normal((BATCH, cin, hw, hw)).astype(np.float32)
+    W = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) * 0.1
+    dy = rng.standard_normal((BATCH, cout, hw, hw)).astype(np.float32)
+    y, dx, dW, db = reference(x, W, b, dy, 1)
+    refs = {"fwd": (y,), "bwd_input": (dx,), "bwd_weight": (dW, db), "fwd+bwd": (y, dx, dW, db)}
+    return x, W, b, dy, refs
+
+
 def run(threads_list, quick: bool = False, repeats: int | None = None, peak: dict | None = None, log=print) -> list[dict]:
     torch = get_torch()
     repeats = repeats or (3 if quick else 7)
@@ -115,13 +126,7 @@ def run(threads_list, quick: bool = False, repeats: int | None = None, peak: dic
     rng = np.random.default_rng(0)
     data = {}
     for name, cin, cout, hw in layers:
-        x = rng.standard_normal((BATCH, cin, hw, hw)).astype(np.float32)
-        W = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
-        b = rng.standard_normal(cout).astype(np.float32) * 0.1
-        dy = rng.standard_normal((BATCH, cout, hw, hw)).astype(np.float32)
-        y, dx, dW, db = reference(x, W, b, dy, 1)
-        refs = {"fwd": (y,), "bwd_input": (dx,), "bwd_weight": (dW, db), "fwd+bwd": (y, dx, dW, db)}
-        data[name] = (x, W, b, dy, refs)
+        data[name] = layer_data(rng, cin, cout, hw)
     rows = []
     for threads in threads_list:
         set_threads(threads)
@@ -194,12 +199,7 @@ def run_algos(threads_list, quick: bool = False, repeats: int | None = None, log
         for threads in threads_list:
             set_threads(threads)
             for name, cin, cout, hw in layers:
-                x = rng.standard_normal((BATCH, cin, hw, hw)).astype(np.float32)
-                W = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
-                b = rng.standard_normal(cout).astype(np.float32) * 0.1
-                dy = rng.standard_normal((BATCH, cout, hw, hw)).astype(np.float32)
-                y, dx, dW, db = reference(x, W, b, dy, 1)
-                refs = {"fwd": (y,), "bwd_input": (dx,), "bwd_weight": (dW, db)}
+                x, W, b, dy, refs = layer_data(rng, cin, cout, hw)
                 natverk._core.set_conv_algo("auto")
                 row = {"layer": name, "threads": threads, "auto": natverk._core.conv2d_algorithm(x, W, padding=(1, 1))}
                 for algo in ALGOS:
