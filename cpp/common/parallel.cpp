@@ -111,7 +111,8 @@ int initial_threads() {
 // 2.5-4.7) with this code: default/1 thread, medians (paired): spiral 1.07
 // (1.04), (a) 0.99 (1.03), (d) 1.12 (1.05); torch 2 vs 1 thread 16.1, 8.2, 1.75.
 // Single measurements there swung 2x with the other jobs: +-10 % is at the
-// edge of what that machine resolves.
+// edge of what that machine resolves. Again (run.py --only busy, 9 repeats,
+// load 1.5-3.8): 0.99 (1.04), 1.02 (0.97), 1.00 (1.01); torch 23.9, 5.7, 2.06.
 
 class Pool {
  public:
