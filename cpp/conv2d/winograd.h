@@ -25,6 +25,11 @@
 // float32 only the data transforms and the GEMM round. tests/test_conv_algos.py
 // measures the error growth against the float64 reference and sets its float32
 // tolerance from that measurement (benchmarks/README.md, "Convolution algorithms").
+//
+// NaN and Inf: the transforms mix every value of a patch, so a NaN or Inf in the input
+// (or in dY) makes its whole m x m output tile (or input patch of dX, and dW) NaN, where
+// the direct convolution confines it to the outputs whose window holds it. Finite
+// inputs never produce a NaN.
 #pragma once
 #include "conv2d/conv2d.h"
 
