@@ -29,7 +29,7 @@
 // NaN and Inf: the transforms mix every value of a patch, so a NaN or Inf in the input
 // (or in dY) makes its whole m x m output tile (or input patch of dX, and dW) NaN, where
 // the direct convolution confines it to the outputs whose window holds it. Finite
-// inputs never produce a NaN.
+// inputs give a NaN only if a transformed value overflows (inputs near the dtype's max).
 #pragma once
 #include "conv2d/conv2d.h"
 
