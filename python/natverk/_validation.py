@@ -58,6 +58,17 @@ def network_dtype(parameters: Mapping[str, np.ndarray]) -> np.dtype:
     return np.dtype(dtype)
 
 
+def as_float_dtype(dtype) -> np.dtype:
+    """``dtype`` as np.float32 or np.float64, or a TypeError naming it."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
 def as_inputs(X, dtype: np.dtype, n_features: int | None = None, name: str = "X") -> np.ndarray:
     """X as a C-contiguous 2-D array of `dtype` (rows are examples), finite, non-empty.
 

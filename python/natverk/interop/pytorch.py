@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import as_float_dtype
+
 from ..layers import BatchNorm1D, BatchNorm2D, Conv2D, Dense, Layer
 from ._pth import read_pth
 
@@ -254,12 +256,7 @@ def from_torch(state_dict_or_path: Any, model: Layer, dtype: Any = None) -> Laye
     if dtype is None:
         widest = max((v.dtype.itemsize for _, plan in plans for _, v in plan), default=4)
         dtype = np.float64 if widest >= 8 else np.float32
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    dtype = as_float_dtype(dtype)
     # Every entry checked: only now is the model changed (all or nothing).
     for layer, plan in plans:
         layer.astype(dtype)

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._validation import as_float_dtype
+
 
 def initialize_weights(
     nodes: Sequence[int],
@@ -32,12 +34,7 @@ def initialize_weights(
         thesis appendix A), ``b1..bL`` (1 x n_l) zeros, and the optimizer
         state ``v_dW*``, ``v_db*``, ``s_dW*``, ``s_db*`` as zeros.
     """
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    dtype = as_float_dtype(dtype)
     try:
         widths = [int(n) for n in nodes]
     except (TypeError, ValueError):
