@@ -28,7 +28,7 @@ def spiral(
     lambda_: float = 0.0,
     nodes: Sequence[int] = SPIRAL_NODES,
     minibatch_size: int = 128,
-    n_per_class: int = 50,
+    n_per_class: int = 200,
     noise_rate: float = 0.1,
     label_noise: float = 0.2,
     test_label_noise: float = 0.0,
@@ -43,8 +43,11 @@ def spiral(
     """Train the thesis' spiral network and plot its decision boundary.
 
     The MATLAB Main script uses 50 points per class, 10000 epochs at
-    learning rate 1e-4; our default (2000 epochs at 1e-3) reaches the same
-    training fit in a fifth of the steps. The test set is drawn from the
+    learning rate 1e-4. Our defaults are Table 3's calibrated setup (200
+    points per class, 2000 epochs at 1e-3; see
+    ``natverk.experiments.toy.SPIRAL_FULL``): with 50 per class the
+    network memorises the scrambled labels and reaches only about 0.77 on
+    the test spirals against the thesis' 0.934. The test set is drawn from the
     same spirals; ``test_label_noise`` (default 0) sets its label noise
     separately, because randomly relabelled test points measure the noise,
     not the network (the thesis' 0.934 test accuracy is above the 0.85 a

@@ -6,6 +6,14 @@ Protocol (the thesis' MATLAB setup, made repeatable):
 - data: linear 2-D data around f(x) = -x (``generate_linear_2d(points, 1, 1, 0, noise)``) or
   the 4-arm spiral with 20 % scrambled training labels; a training, a validation and a test set
   drawn independently; z-scored with the training statistics (``normalization``).
+- size and length: not stated in the thesis; calibrated on the lambda = 0 control row, the one
+  row with nothing to select (``benchmarks/thesis_toy_calibration.py``, record in
+  ``benchmarks/results/thesis/calibration/``): the grid point whose lambda = 0 train and
+  *validation* accuracies come closest to the thesis' lambda = 0 train and test accuracies.
+  Linear: 1000 points, 2000 epochs. Spiral: 200 points per class, 2000 epochs. The spiral
+  cannot match both numbers: with more points the test accuracy rises toward the thesis' 0.934
+  but the training accuracy on the 20 % scrambled labels falls far below its 0.996 (the thesis'
+  pair implies memorising the scrambled labels *and* generalising; no size we tried does both).
 - network: ``2-250-100-50-K``, ReLU, Adam (beta1 0.9, beta2 0.99), minibatches of 128, as the
   MATLAB ``Main`` script.
 - each search's lambda is chosen by **validation** accuracy (the thesis picked by test
@@ -67,9 +75,13 @@ class ToySetup:
         return [2, 250, 100, 50, self.n_classes]
 
 
-LINEAR_FULL = ToySetup("linear", points=200, noise_rate=1.0, n_classes=2, epochs=1000, learning_rate=1e-3,
+# The thesis does not say how many points it drew or how long it trained: both are calibrated on
+# the lambda = 0 control row (benchmarks/thesis_toy_calibration.py; its rule and record are in
+# benchmarks/results/thesis/calibration/, chosen on validation accuracy, never test). Before the
+# calibration they were 200 points / 1000 epochs (linear) and 50 per class / 2000 epochs (spiral).
+LINEAR_FULL = ToySetup("linear", points=1000, noise_rate=1.0, n_classes=2, epochs=2000, learning_rate=1e-3,
                        log_range=(1e-4, 1.0), n_logspace=10, linear_range=(0.0, 1.0), linear_step=0.1)
-SPIRAL_FULL = ToySetup("spiral", points=50, noise_rate=0.1, n_classes=4, epochs=2000, learning_rate=1e-3,
+SPIRAL_FULL = ToySetup("spiral", points=200, noise_rate=0.1, n_classes=4, epochs=2000, learning_rate=1e-3,
                        log_range=(1e-5, 0.1), n_logspace=10, linear_range=(0.0, 0.1), linear_step=0.01)
 
 
