@@ -28,14 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m natverk", description="natverk command line")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from natverk.experiments.toy import SPIRAL_FULL  # the main job's defaults: Table 3's calibrated setup
+
     sp = sub.add_parser("spiral", help="train the thesis' spiral network and save its decision boundary")
-    sp.add_argument("--epochs", type=_positive_int, default=2000)
-    sp.add_argument("--learning-rate", type=float, default=1e-3)
+    sp.add_argument("--epochs", type=_positive_int, default=SPIRAL_FULL.epochs)
+    sp.add_argument("--learning-rate", type=float, default=SPIRAL_FULL.learning_rate)
     sp.add_argument("--lambda", dest="lambda_", type=float, default=0.0, help="L2 strength")
     sp.add_argument("--nodes", type=_nodes, default=[2, 250, 100, 50, 4], help="layer widths, e.g. 2,250,100,50,4")
-    sp.add_argument("--batch-size", type=_positive_int, default=128)
-    sp.add_argument("--points-per-class", type=_positive_int, default=200,
-                    help="training points per class (default 200: Table 3's calibrated setup)")
+    sp.add_argument("--batch-size", type=_positive_int, default=SPIRAL_FULL.minibatch_size)
+    sp.add_argument("--points-per-class", type=_positive_int, default=SPIRAL_FULL.points,
+                    help=f"training points per class (default {SPIRAL_FULL.points}: Table 3's calibrated setup)")
     sp.add_argument("--label-noise", type=float, default=0.2)
     sp.add_argument("--activation", type=str.lower, choices=["relu", "sigmoid", "tanh"], default="relu")  # any case
     sp.add_argument("--dtype", choices=["float64", "float32"], default="float64")

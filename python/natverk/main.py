@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .experiments.toy import SPIRAL_FULL
 from .importdata import import_nonlinear_data
 from .neuralnet import initialize_weights
 from .train import train
@@ -23,13 +24,13 @@ SPIRAL_NODES = (2, 250, 100, 50, 4)
 
 
 def spiral(
-    epochs: int = 2000,
-    learning_rate: float = 1e-3,
+    epochs: int = SPIRAL_FULL.epochs,
+    learning_rate: float = SPIRAL_FULL.learning_rate,
     lambda_: float = 0.0,
     nodes: Sequence[int] = SPIRAL_NODES,
-    minibatch_size: int = 128,
-    n_per_class: int = 200,
-    noise_rate: float = 0.1,
+    minibatch_size: int = SPIRAL_FULL.minibatch_size,
+    n_per_class: int = SPIRAL_FULL.points,
+    noise_rate: float = SPIRAL_FULL.noise_rate,
     label_noise: float = 0.2,
     test_label_noise: float = 0.0,
     activation: str = "relu",

@@ -28,8 +28,9 @@ Protocol (the thesis' MATLAB setup, made repeatable):
   lambda rises again); on the spiral one seed of five ran away to the cap and collapsed to the
   majority class (test 0.25; mean 0.690 +- 0.247 over five seeds). The per-epoch update over
   the whole set damped that at the uncalibrated size (50 points per class: no seed ran away,
-  mean 0.810). It is not a guarantee: at the calibrated 200 per class a seed can still run up
-  to the cap and collapse to one class (test 0.25), and the table reports it as it comes out.
+  mean 0.810). It is not a guarantee: at the calibrated sizes every seed of five runs up to the
+  cap and collapses to one class, in both tables (spiral test 0.25, linear 0.50), and the
+  tables report it as it comes out.
 - time: the wall time of each method (all its trials) per seed is the chosen row's ``time_s`` in
   the CSV; the table sums it over the seeds.
 """
