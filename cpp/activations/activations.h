@@ -33,3 +33,28 @@ template <typename T>
 void softmax_forward(T* probs, const T* z, int64_t rows, int64_t cols);
 
 }  // namespace natverk
+
+// The CUDA twins (activations.cu): the same signatures on device pointers, queued on
+// natverk::cuda::stream(); same aliasing rules (out may alias in, dz may alias dh).
+namespace natverk {
+namespace cuda {
+
+template <typename T>
+void activation_forward(T* out, const T* in, int64_t n, Activation act);
+
+template <typename T>
+void activation_backward(T* dz, const T* dh, const T* h, int64_t n, Activation act);
+
+template <typename T>
+void softmax_forward(T* probs, const T* z, int64_t rows, int64_t cols);
+
+// softmax_forward, and with rowloss != nullptr also each row's weighted negative
+// log-likelihood rowloss[r] = w[y_r] * (logsumexp(z_r) - z_r[y_r]) (w = 1 when class_weights
+// is null) for softmax cross-entropy (losses.cu). A row whose label is outside 0..cols-1 gets
+// 0 and is never indexed with it: the caller checks the labels and reports them.
+template <typename T>
+void softmax_rows(T* probs, const T* z, int64_t rows, int64_t cols, const int64_t* y,
+                  const T* class_weights, double* rowloss);
+
+}  // namespace cuda
+}  // namespace natverk

@@ -38,3 +38,28 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
                         bool training);
 
 }  // namespace natverk
+
+// The CUDA twins (batchnorm.cu), on device pointers, queued on natverk::cuda::stream(): same
+// formulas, statistics accumulated in double, deterministic (one block per channel, a fixed
+// reduction tree; no atomics).
+namespace natverk {
+namespace cuda {
+template <typename T>
+void batchnorm_forward_train(T* y, T* mean, T* invstd, T* running_mean, T* running_var,
+                             const T* x, const T* gamma, const T* beta, int64_t N, int64_t C,
+                             int64_t S, double eps, double momentum);
+template <typename T>
+void batchnorm_forward_eval(T* y, const T* x, const T* gamma, const T* beta,
+                            const T* running_mean, const T* running_var, int64_t N, int64_t C,
+                            int64_t S, double eps);
+// What the CPU binding computes on the host after an evaluation forward, for the backward:
+// mean = running_mean, invstd = 1 / sqrt(running_var + eps) (in double, then cast).
+template <typename T>
+void batchnorm_eval_stats(T* mean, T* invstd, const T* running_mean, const T* running_var,
+                          int64_t C, double eps);
+template <typename T>
+void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                        const T* invstd, const T* gamma, int64_t N, int64_t C, int64_t S,
+                        bool training);
+}  // namespace cuda
+}  // namespace natverk

@@ -26,6 +26,11 @@ void bind_residual(py::module_& m);
 void bind_losses(py::module_& m);
 void bind_optimizers(py::module_& m);
 void bind_plan(py::module_& m);
+#ifdef NATVERK_HAVE_CUDA
+namespace cudab {
+void bind_cuda(py::module_& core);  // cpp/bindings/cuda/module_cuda.cpp
+}
+#endif
 }  // namespace bind
 }  // namespace natverk
 
@@ -37,7 +42,11 @@ PYBIND11_MODULE(_core, m) {
   using namespace natverk;
   m.doc() = "natverk's C++ kernels (float32 and float64, GIL released, multithreaded).";
   m.attr("__version__") = NATVERK_VERSION;
+#ifdef NATVERK_HAVE_CUDA
+  m.attr("cuda_built") = true;
+#else
   m.attr("cuda_built") = false;
+#endif
 
   // GIL released: a resize waits for the region in flight, whose caller may
   // need the GIL to return (issue 13's deadlock).
@@ -86,4 +95,7 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_losses(m);
   bind::bind_optimizers(m);
   bind::bind_plan(m);
+#ifdef NATVERK_HAVE_CUDA
+  bind::cudab::bind_cuda(m);
+#endif
 }

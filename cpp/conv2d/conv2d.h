@@ -68,3 +68,15 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
                      const Conv2dShape& s);
 
 }  // namespace natverk
+
+// The CUDA twins (conv2d.cu: implicit GEMM, every geometry): the same contracts on device
+// pointers, queued on natverk::cuda::stream(). The shape comes from make_conv2d_shape.
+namespace natverk {
+namespace cuda {
+template <typename T>
+void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s);
+template <typename T>
+void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
+                     const Conv2dShape& s);
+}  // namespace cuda
+}  // namespace natverk

@@ -37,3 +37,20 @@ void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, in
                     int64_t n_in, int64_t n_out, T lambda);
 
 }  // namespace natverk
+
+// The CUDA twins (dense.cu): the same contracts on device pointers, queued on
+// natverk::cuda::stream().
+namespace natverk {
+namespace cuda {
+template <typename T>
+void dense_forward(T* H, const T* X, const T* W, const T* b, int64_t m, int64_t n_in,
+                   int64_t n_out, Activation act);
+template <typename T>
+void bias_add(T* Z, const T* b, int64_t m, int64_t n);
+template <typename T>
+void bias_grad(T* db, const T* dZ, int64_t m, int64_t n);
+template <typename T>
+void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, int64_t m,
+                    int64_t n_in, int64_t n_out, T lambda);
+}  // namespace cuda
+}  // namespace natverk

@@ -7,21 +7,7 @@
 
 namespace natverk {
 
-namespace {
-inline uint64_t splitmix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-}  // namespace
-
-double counter_uniform(uint64_t seed, uint64_t counter) {
-  // Two rounds: hash the seed, then mix in the counter, so nearby seeds and
-  // nearby counters give unrelated streams.
-  const uint64_t bits = splitmix64(splitmix64(seed) ^ (counter * 0xD1B54A32D192ED03ull));
-  return static_cast<double>(bits >> 11) * 0x1.0p-53;
-}
+// counter_uniform (the SplitMix64 counter hash) lives in counter_rng.h, shared with dropout.cu.
 
 namespace {
 // numpy/random/bit_generator.pyx: the constants and the two mixing functions of SeedSequence.

@@ -11,10 +11,11 @@
 #pragma once
 #include <cstdint>
 
-namespace natverk {
+// counter_uniform(seed, counter): a uniform double in [0, 1) from (seed, counter), 53 random
+// bits. Defined inline (host and device) in counter_rng.h, which the CUDA twin shares.
+#include "dropout/counter_rng.h"
 
-// A uniform double in [0, 1) from (seed, counter); 53 random bits.
-double counter_uniform(uint64_t seed, uint64_t counter);
+namespace natverk {
 
 // The kernel seed of the Dropout layer's training call number `call` (python/natverk/layers/
 // dropout.py, Dropout.call_seed): NumPy's SeedSequence([seed, call]).generate_state(2, uint32)
@@ -29,4 +30,16 @@ void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, double p, uint6
 template <typename T>
 void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, double p);
 
+}  // namespace natverk
+
+// The CUDA twin (dropout.cu), on device pointers, queued on natverk::cuda::stream(). The mask
+// is bit for bit the CPU's for the same seed (both use counter_rng.h); y may alias x, dx dy.
+namespace natverk {
+namespace cuda {
+template <typename T>
+void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, double p, uint64_t seed);
+
+template <typename T>
+void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, double p);
+}  // namespace cuda
 }  // namespace natverk

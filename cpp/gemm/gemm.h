@@ -60,3 +60,15 @@ GemmBlocking gemm_blocking_f32();
 GemmBlocking gemm_blocking_f64();
 
 }  // namespace natverk
+
+// The CUDA twin (gemm.cu, on the engine of gemm_tile.cuh): the same contract on device
+// pointers, queued on natverk::cuda::stream().
+namespace natverk {
+namespace cuda {
+template <typename T>
+void gemm(T* C, int64_t ldc,
+          const T* A, int64_t rsa, int64_t csa,
+          const T* B, int64_t rsb, int64_t csb,
+          int64_t m, int64_t n, int64_t k, T alpha, T beta);
+}  // namespace cuda
+}  // namespace natverk

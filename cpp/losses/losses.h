@@ -52,3 +52,44 @@ template <typename T>
 double sum_of_squares(const T* w, int64_t n);
 
 }  // namespace natverk
+
+// The CUDA twins (losses.cu): the same signatures on device pointers (y included), queued on
+// natverk::cuda::stream(). A forward returns its double after one synchronisation. The checks
+// of the CPU kernels (labels in 0..K-1, BCE inputs in [0, 1], class weights of the present
+// labels summing to > 0) run on the device inside the reduction and throw the CPU's
+// std::invalid_argument; the gradients that check therefore synchronise once as well.
+namespace natverk {
+namespace cuda {
+
+// Throws std::invalid_argument naming the first label outside 0..K-1 (synchronises).
+void check_labels(const int64_t* y, int64_t m, int64_t K);
+// out[i] = in[i]: uint8 class labels (a dataset's usual storage) widened for the kernels below.
+void labels_to_int64(int64_t* out, const uint8_t* in, int64_t n);
+
+template <typename T>
+double softmax_cross_entropy_forward(T* probs, const T* z, const int64_t* y,
+                                     const T* class_weights, int64_t m, int64_t K);
+template <typename T>
+void softmax_cross_entropy_backward(T* dz, const T* probs, const int64_t* y,
+                                    const T* class_weights, int64_t m, int64_t K);
+
+template <typename T>
+double mse_forward(const T* pred, const T* target, int64_t m, int64_t n, bool mean);
+template <typename T>
+void mse_backward(T* dpred, const T* pred, const T* target, int64_t m, int64_t n, bool mean);
+
+template <typename T>
+double bce_forward(const T* pred, const T* target, int64_t m, int64_t n, bool mean);
+template <typename T>
+void bce_backward(T* dpred, const T* pred, const T* target, int64_t m, int64_t n, bool mean);
+
+template <typename T>
+double bce_with_logits_forward(const T* z, const T* target, int64_t m, int64_t n, bool mean);
+template <typename T>
+void bce_with_logits_backward(T* dz, const T* z, const T* target, int64_t m, int64_t n, bool mean);
+
+template <typename T>
+double sum_of_squares(const T* w, int64_t n);
+
+}  // namespace cuda
+}  // namespace natverk

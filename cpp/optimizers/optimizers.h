@@ -60,3 +60,29 @@ void optimizer_update(OptimizerKind kind, T* w, T* v, T* s, const T* g, int64_t 
                       const OptimizerHyper& hp, double weight_decay);
 
 }  // namespace natverk
+
+// The CUDA twins (optimizers.cu), on device pointers, queued on natverk::cuda::stream(): the
+// same update rules, hyper-parameter casts and bias corrections, operation by operation.
+namespace natverk {
+namespace cuda {
+template <typename T>
+void sgd_update(T* w, const T* g, int64_t n, double lr, double weight_decay);
+
+template <typename T>
+void momentum_update(T* w, T* v, const T* g, int64_t n, double lr, double beta,
+                     double weight_decay);
+
+template <typename T>
+void rmsprop_update(T* w, T* s, const T* g, int64_t n, double lr, double beta2, double eps,
+                    double weight_decay);
+
+template <typename T>
+void adam_update(T* w, T* v, T* s, const T* g, int64_t n, double lr, double beta1, double beta2,
+                 int64_t t, double eps, double weight_decay);
+
+// natverk::optimizer_update's dispatch on the GPU (the CUDA step plan calls this one).
+template <typename T>
+void optimizer_update(OptimizerKind kind, T* w, T* v, T* s, const T* g, int64_t n,
+                      const OptimizerHyper& hp, double weight_decay);
+}  // namespace cuda
+}  // namespace natverk

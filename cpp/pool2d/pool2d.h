@@ -45,3 +45,26 @@ template <typename T>
 void global_avgpool_backward(T* dX, const T* dY, int64_t N, int64_t C, int64_t HW);
 
 }  // namespace natverk
+
+// The CUDA twins (pool2d.cu), on device pointers, queued on natverk::cuda::stream(); the
+// shape comes from the host function make_pool2d_shape above. Same rules and results as the
+// CPU kernels; the backwards gather over the windows containing each input position (no
+// atomics: deterministic, dX written once, no zero-fill needed).
+namespace natverk {
+namespace cuda {
+template <typename T>
+void maxpool2d_forward(T* Y, int64_t* argmax, const T* X, const Pool2dShape& s);
+// Returns false when an argmax index lies outside its own window (so also when it lies outside
+// the plane); such entries route nothing. Waits for the stream: the answer is a host value.
+template <typename T>
+bool maxpool2d_backward(T* dX, const T* dY, const int64_t* argmax, const Pool2dShape& s);
+template <typename T>
+void avgpool2d_forward(T* Y, const T* X, const Pool2dShape& s);
+template <typename T>
+void avgpool2d_backward(T* dX, const T* dY, const Pool2dShape& s);
+template <typename T>
+void global_avgpool_forward(T* Y, const T* X, int64_t N, int64_t C, int64_t HW);
+template <typename T>
+void global_avgpool_backward(T* dX, const T* dY, int64_t N, int64_t C, int64_t HW);
+}  // namespace cuda
+}  // namespace natverk

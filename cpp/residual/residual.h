@@ -11,3 +11,11 @@ template <typename T>
 void add_forward(T* out, const T* a, const T* b, int64_t n);
 
 }  // namespace natverk
+
+// The CUDA twin (residual.cu), on device pointers, queued on natverk::cuda::stream().
+namespace natverk {
+namespace cuda {
+template <typename T>
+void add_forward(T* out, const T* a, const T* b, int64_t n);
+}  // namespace cuda
+}  // namespace natverk

@@ -32,7 +32,7 @@ def show_config(file=None) -> dict:
     """Print (and return) the version, SIMD level, threads and CUDA availability."""
     import numpy as np
 
-    from . import __version__
+    from . import __version__, cuda
 
     cfg = {
         "natverk": __version__,
@@ -51,7 +51,12 @@ def show_config(file=None) -> dict:
         "gemm_blocking_float32": _core.gemm_blocking("float32"),
         "gemm_blocking_float64": _core.gemm_blocking("float64"),
         "cuda_built": bool(_core.cuda_built),
+        "cuda_available": cuda.is_available(),
+        # the GPU the CUDA kernels run on, or None (cuda_unavailable says why)
+        "cuda_device": cuda.device_info().get("name") if cuda.is_available() else None,
     }
+    if not cuda.is_available():
+        cfg["cuda_unavailable"] = cuda.why_unavailable()
     width = max(len(k) for k in cfg)
     for key, value in cfg.items():
         print(f"{key:<{width}} : {value}", file=file or sys.stdout)
