@@ -58,8 +58,10 @@ tiled_gemm_kernel(LA la, LB lb, Epi epi, int64_t M, int64_t N, int64_t K, int64_
 
   const int tid = threadIdx.x;
   const int tx = tid % RN, ty = tid / RN;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.y) * BN;
+  // N tiles on grid x (up to 2^31 - 1: a convolution's N = batch x Ho x Wo is the long side),
+  // M tiles on grid y (up to 65535).
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * BM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
   const int64_t kb = static_cast<int64_t>(blockIdx.z) * k_chunk;
   const int64_t ke = kb + k_chunk < K ? kb + k_chunk : K;
 
@@ -189,12 +191,12 @@ void launch_gemm(LA la, LB lb, Fin fin, int64_t M, int64_t N, int64_t K) {
   using C = TileConfig<T>;
   if (M <= 0 || N <= 0) return;
   const int64_t tiles_m = (M + C::BM - 1) / C::BM, tiles_n = (N + C::BN - 1) / C::BN;
-  if (tiles_m > 0x7fffffffLL || tiles_n > 65535)
+  if (tiles_n > 0x7fffffffLL || tiles_m > 65535)
     throw std::invalid_argument("matrix product too large for one CUDA grid: " + std::to_string(M) + " x " +
                                 std::to_string(N));
   int64_t splits = K > 0 ? choose_splits(tiles_m * tiles_n, K, M * N, sizeof(T), C::BK) : 1;
   if (splits == 1) {
-    tiled_gemm_kernel<T, kAlongKA, kAlongKB><<<dim3(static_cast<unsigned>(tiles_m), static_cast<unsigned>(tiles_n), 1),
+    tiled_gemm_kernel<T, kAlongKA, kAlongKB><<<dim3(static_cast<unsigned>(tiles_n), static_cast<unsigned>(tiles_m), 1),
                                               kGemmThreads, 0, stream()>>>(la, lb, DirectEpilogue<T, Fin>{fin}, M, N,
                                                                           K, K > 0 ? K : 1);
     NV_CUDA_LAUNCH_CHECK(tiled_gemm_kernel);
@@ -205,7 +207,7 @@ void launch_gemm(LA la, LB lb, Fin fin, int64_t M, int64_t N, int64_t K) {
   chunk = (chunk + C::BK - 1) / C::BK * C::BK;
   splits = (K + chunk - 1) / chunk;
   Workspace ws(static_cast<size_t>(splits * M * N) * sizeof(T));
-  tiled_gemm_kernel<T, kAlongKA, kAlongKB><<<dim3(static_cast<unsigned>(tiles_m), static_cast<unsigned>(tiles_n),
+  tiled_gemm_kernel<T, kAlongKA, kAlongKB><<<dim3(static_cast<unsigned>(tiles_n), static_cast<unsigned>(tiles_m),
                                                   static_cast<unsigned>(splits)),
                                              kGemmThreads, 0, stream()>>>(la, lb, PartialEpilogue<T>{ws.as<T>(), M, N},
                                                                          M, N, K, chunk);
