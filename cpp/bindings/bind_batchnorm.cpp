@@ -1,6 +1,7 @@
 // bind_batchnorm.cpp -- batch normalisation on (N, F) or (N, C, H, W) arrays.
 #include "batchnorm/batchnorm.h"
 #include "bindings/checks.h"
+#include "bindings/hyper_checks.h"
 
 namespace natverk {
 namespace bind {
@@ -40,9 +41,7 @@ void bind_batchnorm(py::module_& m) {
                   running_var = as_array(running_var_obj, "running_var");
         const bool training = as_bool(training_obj, "training");
         const double eps = as_float(eps_obj, "eps"), momentum = as_float(momentum_obj, "momentum");
-        require_finite(eps, "eps");
-        if (!(eps > 0)) throw py::value_error("eps must be > 0");
-        require_in(momentum, "momentum", 0.0, 1.0, false);
+        check_bn_hyper(eps, momentum);
         return dispatch_float(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           require_float_arg<T>(eps, "eps");

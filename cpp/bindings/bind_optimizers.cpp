@@ -1,5 +1,6 @@
 // bind_optimizers.cpp -- in-place optimizer updates.
 #include "bindings/checks.h"
+#include "bindings/hyper_checks.h"
 #include "optimizers/optimizers.h"
 
 namespace natverk {
@@ -19,26 +20,6 @@ void check_state(py::array& w, const py::array& g, std::initializer_list<std::pa
     require_same_shape(w, "w", *s.first, s.second);
     inout_ptr<T>(*s.first, s.second);
   }
-}
-
-// Before dispatch: the dtype-independent rules.
-void check_lr(double lr, double wd) {
-  require_finite(lr, "learning_rate");
-  if (lr < 0) throw py::value_error("learning_rate must be >= 0, got " + std::to_string(lr));
-  require_finite(wd, "weight_decay");
-  if (wd < 0) throw py::value_error("weight_decay must be >= 0, got " + std::to_string(wd));
-}
-
-void check_eps(double eps) {
-  require_finite(eps, "eps");
-  if (!(eps > 0)) throw py::value_error("eps must be > 0, got " + std::to_string(eps));
-}
-
-// After dispatch: every hyperparameter is used in w's dtype T (optimizers.cpp casts them),
-// so each must be finite there too.
-template <typename T>
-void check_in_dtype(std::initializer_list<std::pair<double, const char*>> args) {
-  for (const auto& a : args) require_float_arg<T>(a.first, a.second);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bindings/checks.h"
+#include "bindings/hyper_checks.h"
 #include "dropout/dropout.h"
 #include "losses/losses.h"
 #include "plan/plan.h"
@@ -204,8 +205,7 @@ OptimizerHyper hyper(const py::object& lr, const py::object& beta, const py::obj
   require_in(h.beta, "beta", 0.0, 1.0, true);
   require_in(h.beta1, "beta1", 0.0, 1.0, true);
   require_in(h.beta2, "beta2", 0.0, 1.0, true);
-  require_finite(h.eps, "eps");
-  if (!(h.eps > 0)) throw py::value_error("eps must be > 0");
+  check_eps(h.eps);
   if (kind == OptimizerKind::adam && h.t < 1)
     throw py::value_error("t (the Adam step count) must be >= 1, got " + std::to_string(h.t));
   return h;
@@ -436,9 +436,7 @@ void bind_plan(py::module_& m) {
              const py::object& dbeta, const py::object& running_mean, const py::object& running_var,
              const py::object& eps, const py::object& momentum) {
             const double e = as_float(eps, "eps"), mo = as_float(momentum, "momentum");
-            require_finite(e, "eps");
-            if (!(e > 0)) throw py::value_error("eps must be > 0");
-            require_in(mo, "momentum", 0.0, 1.0, false);
+            check_bn_hyper(e, mo);
             p.visit([&](auto& pl) {
               using T = typename std::decay_t<decltype(pl)>::value_type;
               require_float_arg<T>(e, "eps");

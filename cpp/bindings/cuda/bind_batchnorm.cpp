@@ -7,6 +7,7 @@
 
 #include "batchnorm/batchnorm.h"
 #include "bindings/cuda/tensor.h"
+#include "bindings/hyper_checks.h"
 
 namespace natverk {
 namespace bind {
@@ -63,9 +64,7 @@ void bind_batchnorm(py::module_& m) {
         const Tensor& running_var = as_tensor(running_var_obj, "running_var");
         const bool training = as_bool(training_obj, "training");
         const double eps = as_float(eps_obj, "eps"), momentum = as_float(momentum_obj, "momentum");
-        require_finite(eps, "eps");
-        if (!(eps > 0)) throw py::value_error("eps must be > 0");
-        require_in(momentum, "momentum", 0.0, 1.0, false);
+        check_bn_hyper(eps, momentum);
         return dispatch_float_tensor(x, "x", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           require_float_arg<T>(eps, "eps");

@@ -2,6 +2,7 @@
 // the _core updates (cpp/bindings/bind_optimizers.cpp): same arguments, defaults and
 // validation, in the same order; w and the state Tensors are updated in place; None returned.
 #include "bindings/cuda/tensor.h"
+#include "bindings/hyper_checks.h"
 #include "optimizers/optimizers.h"
 
 namespace natverk {
@@ -10,8 +11,7 @@ namespace cudab {
 
 namespace {
 
-// The rules of the CPU binding (its helpers live in that file's anonymous namespace, so they
-// are restated here word for word; keep the two in step).
+// The scalar rules are bindings/hyper_checks.h, shared with the CPU binding.
 
 // g and the state Tensors: w's dtype and shape.
 template <typename T>
@@ -22,25 +22,6 @@ void check_state(const Tensor& w, const Tensor& g, std::initializer_list<std::pa
     require_tensor_dtype<T>(*s.first, s.second, "w");
     require_same_tensor_shape(w, "w", *s.first, s.second);
   }
-}
-
-// Before dispatch: the dtype-independent rules.
-void check_lr(double lr, double wd) {
-  require_finite(lr, "learning_rate");
-  if (lr < 0) throw py::value_error("learning_rate must be >= 0, got " + std::to_string(lr));
-  require_finite(wd, "weight_decay");
-  if (wd < 0) throw py::value_error("weight_decay must be >= 0, got " + std::to_string(wd));
-}
-
-void check_eps(double eps) {
-  require_finite(eps, "eps");
-  if (!(eps > 0)) throw py::value_error("eps must be > 0, got " + std::to_string(eps));
-}
-
-// After dispatch: every hyperparameter is used in w's dtype T, so each must be finite there too.
-template <typename T>
-void check_in_dtype(std::initializer_list<std::pair<double, const char*>> args) {
-  for (const auto& a : args) require_float_arg<T>(a.first, a.second);
 }
 
 }  // namespace
