@@ -511,29 +511,36 @@ def test_inputs_the_layers_reject_leave_the_error_to_them():
 
 
 def test_the_epoch_hands_back_a_keyboard_interrupt():
+    # A long epoch (1e6 one-example steps, about a second alone): on a loaded machine the
+    # sender thread may wait a while for a core, and the epoch must still be running then.
+    n = 1_000_000
     rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((200_000, 2)), rng.integers(0, 2, 200_000)
+    X, y = rng.standard_normal((n, 2)), rng.integers(0, 2, n)
     model = natverk.Sequential(Dense(2, 2, seed=0))
     opt = SGD(0.01)
     mp = _plan.plan_for_fit(model, opt, CrossEntropy(), X, y, 1, (2,), None)
+    epoch_over = threading.Event()
 
     def interrupt_once_running():
         # Ctrl-C while the epoch runs in C++ (a signal before that would hit the test itself):
         # the plan's lock says when it does; an evaluation forward changes no state
-        while True:
+        while not epoch_over.is_set():
             try:
                 mp.plan.forward(X[:1])
             except RuntimeError:
-                break
+                os.kill(os.getpid(), signal.SIGINT)
+                return
             time.sleep(0.0005)
-        os.kill(os.getpid(), signal.SIGINT)
 
     sender = threading.Thread(target=interrupt_once_running)
     sender.start()
-    r = mp.epoch(np.arange(200_000), 1)
-    sender.join()
+    try:
+        r = mp.epoch(np.arange(n), 1)
+    finally:
+        epoch_over.set()
+        sender.join()
     assert isinstance(r["interrupt"], KeyboardInterrupt)
-    assert 0 < r["steps"] < 200_000 and opt.iterations == r["steps"]
+    assert 0 < r["steps"] < n and opt.iterations == r["steps"]
     # what it did is exactly the first `steps` batches (the plan against the layer loop: above)
     twin, topt = natverk.Sequential(Dense(2, 2, seed=0)), SGD(0.01)
     _plan.plan_for_fit(twin, topt, CrossEntropy(), X, y, 1, (2,), None).epoch(np.arange(int(r["steps"])), 1)

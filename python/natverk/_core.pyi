@@ -31,6 +31,10 @@ _Red = Literal["mean", "sum"]
 
 __version__: str
 cuda_built: bool
+# natverk._core.cuda exists only in a NATVERK_CUDA=ON build (cuda_built True): the CUDA twin of
+# each function below under the same name and arguments, on natverk.cuda Tensors, plus
+# Tensor / to_device / empty / zeros / device_count / device_info / synchronize (see
+# python/natverk/cuda/__init__.py and cpp/bindings/cuda/).
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
