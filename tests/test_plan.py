@@ -238,6 +238,46 @@ def test_plan_steps_are_bit_identical_to_the_layer_loop(model_name, opt_name, we
     assert_identical(snapshot(a, oa), snapshot(b, ob))
 
 
+def _relu_pools(seed=0):
+    """Every ReLU -> max-pool pairing the plan fuses: overlapping padded windows, and one inside a
+    residual branch; the first conv is 1x1 with integer weights, so quantized inputs give ties and
+    windows with no positive value, the cases where the fused order could pick another winner."""
+    conv = Conv2D(2, 3, 1, seed=seed)
+    conv.W[...] = np.random.default_rng(seed).integers(-1, 2, conv.W.shape)
+    conv.b[...] = [-0.5, 0.0, 0.5]
+    return natverk.Sequential(
+        conv, ReLU(), MaxPool2D(3, stride=2, padding=1),
+        Residual(Conv2D(3, 3, 3, padding=1, seed=seed + 1), ReLU(), MaxPool2D(3, stride=1, padding=1)),
+        Flatten(), Dense(3 * 3 * 3, 3, seed=seed + 2),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_relu_then_maxpool_fuses_bit_identically_with_ties_and_non_positive_windows(opt_name, dtype):
+    rng = np.random.default_rng(3)
+    X = (rng.integers(-2, 3, (20, 2, 6, 6)) * 0.5).astype(dtype)
+    X[0, :, :2, :2] = -0.0  # signed zeros meet the ReLU too
+    y = rng.integers(0, 3, 20)
+    # the data must reach the cases the fusion argues about, or this test proves nothing
+    h = np.maximum(_relu_pools().astype(dtype).layers[0].forward(X), 0)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(h, ((0, 0), (0, 0), (1, 1), (1, 1)),
+                                                              constant_values=-np.inf), (3, 3), axis=(2, 3))
+    windows = windows[:, :, ::2, ::2].reshape(*windows.shape[:2], 3, 3, 9)
+    top = windows.max(axis=-1, keepdims=True)
+    assert (top == 0).sum() > 20 and ((windows == top).sum(axis=-1) > 1).sum() > 50
+    a, oa, b, ob = twins(_relu_pools, dtype, lambda: OPTIMIZERS[opt_name](0.01))
+    batches = _batches(len(X), 1) * 2
+    ref = layer_loop(a, oa, CrossEntropy(), X, y, batches)
+    got = plan_steps(b, ob, CrossEntropy(), X, y, batches)
+    _same_rows(ref, got)
+    assert_identical(snapshot(a, oa), snapshot(b, ob))
+    mp = _plan.build_plan(b, ob, CrossEntropy(), X.shape[1:], np.dtype(dtype))
+    mp.plan.forward(np.ascontiguousarray(X[:2]))  # the first run fuses
+    assert repr(mp.plan).count("[applied to the next op's pooled output]") == 2
+    np.testing.assert_array_equal(mp.plan.forward(np.ascontiguousarray(X)), a.forward(X, training=False))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss_name", ["class_weights", "mse", "mse_one_output", "bce"])
 def test_every_loss_is_bit_identical(loss_name, dtype):

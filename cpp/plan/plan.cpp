@@ -133,23 +133,32 @@ struct DenseOp : PlanOp<T> {
 };
 
 // ---- ReLU / Sigmoid / Tanh (layers/activations.py): h = f(z); dz = dh f'(h), from the output.
+// A ReLU whose output only a max-pooling reads is `deferred` (see fuse_relu_maxpool): it passes
+// its input and its gradient through, and the pooling applies it to its 4x smaller output.
 template <typename T>
 struct ActivationOp : PlanOp<T> {
   Activation act;
+  bool deferred = false;
   const T* h_ = nullptr;
   std::vector<T> y_, dx_;
 
   void reserve(int64_t rows, bool training) override {
+    if (deferred) return;
     grow(y_, rows, this->out_numel, "an activation output");
     if (training && this->need_dx) grow(dx_, rows, this->in_numel, "an activation gradient");
   }
   const T* forward(const T* x, int64_t m, bool) override {
+    if (deferred) return x;
     activation_forward<T>(y_.data(), x, m * this->out_numel, act);
     return h_ = y_.data();
   }
   const T* backward(const T* dy, int64_t m) override {
+    if (deferred) return dy;
     activation_backward<T>(dx_.data(), dy, h_, m * this->in_numel, act);
     return dx_.data();
+  }
+  void describe(std::string& s, const std::string& indent) const override {
+    s += indent + this->label + (deferred ? " [applied to the next op's pooled output]" : "") + "\n";
   }
 };
 
@@ -223,13 +232,15 @@ struct Conv2dOp : PlanOp<T> {
   }
 };
 
-// ---- MaxPool2D / AvgPool2D (layers/conv.py).
+// ---- MaxPool2D / AvgPool2D (layers/conv.py). relu_after: the ReLU before this max-pooling was
+// deferred to here, y = relu(maxpool(x)) (see fuse_relu_maxpool).
 template <typename T>
 struct Pool2dOp : PlanOp<T> {
   bool max;
+  bool relu_after = false;
   int64_t kH, kW, sh, sw, ph, pw;
   Pool2dShape s_{};
-  std::vector<T> y_, dx_;
+  std::vector<T> y_, dx_, dp_;
   std::vector<int64_t> argmax_;
 
   Pool2dShape shape(int64_t m) const {
@@ -239,15 +250,21 @@ struct Pool2dOp : PlanOp<T> {
     grow(y_, rows, this->out_numel, "a pooling output");
     if (max) grow(argmax_, rows, this->out_numel, "a max-pool argmax");
     if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a pooling gradient");
+    if (training && this->need_dx && relu_after) grow(dp_, rows, this->out_numel, "a pooling gradient");
   }
   const T* forward(const T* x, int64_t m, bool) override {
     if (s_.N != m) s_ = shape(m);
     if (max) maxpool2d_forward<T>(y_.data(), argmax_.data(), x, s_);
     else avgpool2d_forward<T>(y_.data(), x, s_);
+    if (relu_after) activation_forward<T>(y_.data(), y_.data(), m * this->out_numel, Activation::ReLU);
     return y_.data();
   }
   const T* backward(const T* dy, int64_t m) override {
     if (s_.N != m) s_ = shape(m);
+    if (relu_after) {
+      activation_backward<T>(dp_.data(), dy, y_.data(), m * this->out_numel, Activation::ReLU);
+      dy = dp_.data();
+    }
     if (!max) {
       avgpool2d_backward<T>(dx_.data(), dy, s_);
     } else if (!maxpool2d_backward<T>(dx_.data(), dy, argmax_.data(), s_)) {
@@ -351,6 +368,30 @@ struct ResidualOp : PlanOp<T> {
     for (const auto& op : branch) op->describe(s, indent + "  ");
   }
 };
+
+// A ReLU followed by a max-pooling becomes relu(maxpool(x)): max commutes with the monotone
+// ReLU, so the pooled values are the same, and the ReLU and its mask then run on the pooled
+// output, a quarter of the size for 2x2 pooling, instead of on the whole conv output (issue 12:
+// "the ReLU mask with the pool"). The bits are the layer loop's, for any window, stride and
+// padding:
+//   * a window whose max is > 0 or NaN: the same winner, the first maximum (or the first NaN) in
+//     window order, since the ReLU changes neither those values nor their order;
+//   * a window whose max is <= 0: the layer loop pools zeros and the ReLU mask then zeroes the
+//     gradient; here the ReLU of the pooled value is the same +0 and its mask zeroes the
+//     gradient before the scatter, so the winner, which may differ, receives +0 either way;
+//   * overlapping windows: an input position that wins a window with max > 0 has a positive
+//     value, so the layer loop's mask keeps every gradient summed into it, in the same order.
+// Only adjacent ops of one op list fuse: nothing else reads the ReLU's output.
+template <typename T>
+void fuse_relu_maxpool(std::vector<OpPtr<T>>& ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (auto* res = dynamic_cast<ResidualOp<T>*>(ops[i].get())) fuse_relu_maxpool(res->branch);
+    if (i + 1 == ops.size()) continue;
+    auto* act = dynamic_cast<ActivationOp<T>*>(ops[i].get());
+    auto* pool = dynamic_cast<Pool2dOp<T>*>(ops[i + 1].get());
+    if (act && pool && act->act == Activation::ReLU && pool->max) act->deferred = pool->relu_after = true;
+  }
+}
 
 template <typename T>
 void set_shapes(PlanOp<T>& op, const Dims& in, Dims out) {
@@ -663,6 +704,7 @@ void Plan<T>::finalize() {
     op->mark(seen);
     seen = seen || op->has_params;
   }
+  fuse_relu_maxpool(ops_);
   finalized_ = true;
 }
 
