@@ -610,17 +610,43 @@ def test_a_second_thread_is_told_the_plan_is_busy():
 # ------------------------------------------------------------------ forward, gradients, the dropout seed
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_plan_forward_is_predict_in_evaluation_mode(model_name):
+def test_predict_runs_the_plan_in_chunks_bit_identical_to_the_layer_loop(model_name, dtype, monkeypatch):
     factory, shape, min_batch = MODELS[model_name]
-    X, y = _data(shape, n=17)
-    model = factory()
+    X, y = _data(shape, n=40, dtype=dtype)
+    model = factory().astype(dtype)
     model.fit(X, y, epochs=1, batch_size=4 if min_batch == 1 else 5, optimizer=SGD(0.05), seed=0, verbose=0)
-    mp = _plan.build_plan(model, model.optimizer, CrossEntropy(), shape, np.dtype(np.float64))
+    ref = model.forward(X, training=False)  # the layer loop, every row in one call
     counters = [np.array(v) for _, v in model.buffers()]
-    np.testing.assert_array_equal(mp.forward(X), model.predict_logits(X))
+    chunks = []
+    forward = _plan.ModelPlan.forward
+    monkeypatch.setattr(_plan.ModelPlan, "forward", lambda self, xb: chunks.append(len(xb)) or forward(self, xb))
+    monkeypatch.setattr(_plan, "EVAL_ROWS", 16)
+    for batch_size, expected in ((1, [1] * 40), (7, [7] * 5 + [5]), (1000, [16, 16, 8])):
+        chunks.clear()
+        out = model.predict_logits(X, batch_size=batch_size)
+        assert chunks == expected  # the plan ran, at most EVAL_ROWS rows at a time
+        assert out.dtype == ref.dtype
+        np.testing.assert_array_equal(out, ref)
+    chunks.clear()
+    loss, acc = model.evaluate(X, y)
+    assert chunks == [16, 16, 8] and (loss, acc) == (model.loss.forward(ref, y), model.loss.accuracy(ref, y))
     for before, (_, after) in zip(counters, model.buffers()):
         np.testing.assert_array_equal(before, after)  # evaluation changes no state
+
+
+def test_predict_leaves_the_layer_loop_what_only_it_does():
+    fresh = natverk.Sequential(Dense(6, 3, seed=0))  # its first input still fixes its dtype
+    fresh.weights_ready = True
+    assert fresh.predict_logits(np.ones((2, 6), np.float32)).dtype == np.float32 and fresh.dtype == np.float32
+    conv_out = natverk.Sequential(Conv2D(1, 2, 3, seed=0)).astype(np.float64)  # outputs not (N, K)
+    conv_out.weights_ready = True
+    assert conv_out.predict_logits(np.ones((2, 1, 5, 5))).shape == (2, 2, 3, 3)
+    model = natverk.Sequential(Dense(6, 3, seed=0)).astype(np.float64)
+    model.weights_ready = True
+    with pytest.raises(ValueError, match="NaN or Inf"):  # the first layer's own error
+        model.predict_logits(np.full((2, 6), np.nan))
 
 
 def test_gradient_check_through_the_plan():

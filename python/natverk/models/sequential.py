@@ -304,7 +304,10 @@ class Sequential(Stack):
 
     # -- inference -----------------------------------------------------------------
     def predict_logits(self, X, batch_size: int = 1000) -> np.ndarray:
-        """The network's outputs for ``X`` in evaluation mode, computed ``batch_size`` rows at a time."""
+        """The network's outputs for ``X`` in evaluation mode, computed at most ``batch_size`` rows
+        at a time. A network the step plan supports runs through it, in chunks of at most
+        ``natverk.models._plan.EVAL_ROWS`` rows into buffers it reuses; every row's outputs are
+        the bits the layers give, whatever the chunk."""
         self._need_weights("predict")
         return self._outputs(X, batch_size, "X")
 
@@ -312,6 +315,14 @@ class Sequential(Stack):
         X = _as_inputs(X, name)
         bs = _as_batch_size(batch_size)
         _check_input_shape(self.layers, X, name)
+        mp = _plan.plan_for_inference(self, X)
+        if mp is not None:
+            # the plan's buffers, reused chunk after chunk, give the layer loop's bits
+            out = np.empty((X.shape[0], *mp.plan.output_shape), dtype=mp.dtype)
+            step = min(bs, _plan.EVAL_ROWS)
+            for i in range(0, X.shape[0], step):
+                out[i : i + step] = mp.forward(np.ascontiguousarray(X[i : i + step], dtype=mp.dtype))
+            return out
         outs = [self.forward(X[i : i + bs], training=False) for i in range(0, X.shape[0], bs)]
         return np.concatenate(outs, axis=0)
 
