@@ -284,6 +284,23 @@ def test_c_as_view_inside_larger_array(m, n, k, beta, dtype, simd, threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("k", [3, 300])  # one k block, and two (the second adds onto C)
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_an_element_does_not_depend_on_where_the_tile_edges_fall(k, beta, dtype, simd, threads):
+    # Row i, column j of C is the same sum whether (i, j) lies in a full register tile or in a
+    # ragged edge one: the rows of a batch get the same outputs whatever the batch size, which
+    # chunked inference (Sequential.predict through the plan) relies on.
+    rng = np.random.default_rng(77 + k)
+    A, B = _random(rng, (40, k), dtype), _random(rng, (k, 70), dtype)
+    C0 = _random(rng, (40, 70), dtype)
+    full = core.gemm(A, B, C0.copy(), alpha=1.3, beta=beta)
+    for m in (1, 5, 13, 27, 40):
+        for n in (1, 9, 33, 70):
+            part = core.gemm(A[:m], B[:, :n], C0[:m, :n].copy(), alpha=1.3, beta=beta)
+            np.testing.assert_array_equal(part, full[:m, :n], err_msg=f"{m} x {n}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_c_with_row_stride_in_strided_rows(dtype):
     rng = np.random.default_rng(10)
     A, B = _operands(rng, 12, 10, 7, False, False, dtype)
