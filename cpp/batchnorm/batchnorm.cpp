@@ -7,6 +7,34 @@
 
 namespace natverk {
 
+namespace {
+
+// The channel sums below are the hot part of batch norm, and one double accumulator made each a
+// chain of dependent additions (4 cycles each: 1.6 ms for one 64 x 32 x 28 x 28 pass). They run
+// as kLanes interleaved partial sums instead -- element s of each (n, c) row goes to lane s % kLanes
+// -- added pairwise at the end: a fixed order, so the result is the same for any thread count,
+// and the compiler keeps the lanes in vector registers.
+constexpr int kLanes = 8;
+
+struct Lanes {
+  double v[kLanes] = {};
+  double total() const {
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+  }
+};
+
+// lanes += f(s) for s < S, element s into lane s % kLanes.
+template <typename F>
+inline void accumulate(Lanes& acc, int64_t S, F f) {
+  int64_t s = 0;
+  for (; s + kLanes <= S; s += kLanes)
+#pragma GCC unroll 8
+    for (int l = 0; l < kLanes; ++l) acc.v[l] += f(s + l);
+  for (int l = 0; s < S; ++s, ++l) acc.v[l] += f(s);
+}
+
+}  // namespace
+
 template <typename T>
 void batchnorm_forward_train(T* y, T* mean, T* invstd, T* running_mean, T* running_var,
                              const T* x, const T* gamma, const T* beta, int64_t N, int64_t C,
@@ -14,21 +42,21 @@ void batchnorm_forward_train(T* y, T* mean, T* invstd, T* running_mean, T* runni
   const double M = static_cast<double>(N * S);
   parallel_for(C, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
-      double sum = 0;
+      Lanes sum;
       for (int64_t n = 0; n < N; ++n) {
         const T* p = x + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) sum += p[s];
+        accumulate(sum, S, [p](int64_t s) { return static_cast<double>(p[s]); });
       }
-      const double mu = sum / M;
-      double sq = 0;  // two-pass variance: no cancellation
+      const double mu = sum.total() / M;
+      Lanes sq;  // two-pass variance: no cancellation
       for (int64_t n = 0; n < N; ++n) {
         const T* p = x + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) {
+        accumulate(sq, S, [p, mu](int64_t s) {
           const double d = p[s] - mu;
-          sq += d * d;
-        }
+          return d * d;
+        });
       }
-      const double var = sq / M;
+      const double var = sq.total() / M;
       const double is = 1.0 / std::sqrt(var + eps);
       mean[c] = static_cast<T>(mu);
       invstd[c] = static_cast<T>(is);
@@ -72,28 +100,27 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
   parallel_for(C, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       const double mu = mean[c], is = invstd[c];
-      double sdy = 0, sdyx = 0;
+      Lanes lsdy, lsdyx;
       for (int64_t n = 0; n < N; ++n) {
         const T* p = x + (n * C + c) * S;
         const T* g = dy + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) {
-          sdy += g[s];
-          sdyx += g[s] * ((p[s] - mu) * is);
-        }
+        accumulate(lsdy, S, [g](int64_t s) { return static_cast<double>(g[s]); });
+        accumulate(lsdyx, S, [p, g, mu, is](int64_t s) { return g[s] * ((p[s] - mu) * is); });
       }
+      const double sdy = lsdy.total(), sdyx = lsdyx.total();
       if (dbeta) dbeta[c] = static_cast<T>(sdy);
       if (dgamma) dgamma[c] = static_cast<T>(sdyx);
       if (!dx) continue;
       const double k = gamma[c] * is;
+      // k / M (M dy - sdy - x_hat sdyx) with x_hat = (x - mu) is, its constants taken out of
+      // the loop: k dy - k sdy / M - (k is sdyx / M) (x - mu)
+      const double c1 = k * sdy / M, c2 = k * is * sdyx / M;
       for (int64_t n = 0; n < N; ++n) {
         const T* p = x + (n * C + c) * S;
         const T* g = dy + (n * C + c) * S;
         T* q = dx + (n * C + c) * S;
         if (training) {
-          for (int64_t s = 0; s < S; ++s) {
-            const double xh = (p[s] - mu) * is;
-            q[s] = static_cast<T>(k / M * (M * g[s] - sdy - xh * sdyx));
-          }
+          for (int64_t s = 0; s < S; ++s) q[s] = static_cast<T>(k * g[s] - c1 - c2 * (p[s] - mu));
         } else {
           for (int64_t s = 0; s < S; ++s) q[s] = static_cast<T>(k * g[s]);
         }

@@ -14,7 +14,8 @@
 // Backward (evaluation, statistics are constants): dx = dy gamma invstd.
 //
 // mean and invstd (C each) are written by the forward pass and read by the
-// backward pass. Statistics are accumulated in double. Channels run in parallel.
+// backward pass. Statistics are accumulated in double, in eight interleaved partial sums per
+// channel (a fixed order: batchnorm.cpp). Channels run in parallel.
 #pragma once
 #include <cstdint>
 
