@@ -7,7 +7,9 @@
 //     average pooling, batch norm (training mode) and residual (a nested op list whose output is
 //     added to its input, He et al. 2016). Each op calls exactly the kernels its Python layer
 //     (python/natverk/layers/) calls, in the same order, so N plan steps give the weights of N
-//     steps of the Python layer loop (Sequential.fit's) bit for bit;
+//     steps of the Python layer loop (Sequential.fit's) bit for bit. One reordering, proven to
+//     give the same bits (plan.cpp, fuse_relu_maxpool): a ReLU followed by a max-pooling runs
+//     after the pooling, on its smaller output;
 //   * the parameters, their gradients, the optimizer state (v, s), the batch-norm running
 //     statistics and the dropout call counters as pointers into the caller's arrays (the layers'
 //     W, b, gamma, ..., the optimizer's state arrays): nothing is copied in or out, every update
