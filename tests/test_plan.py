@@ -623,6 +623,9 @@ def test_predict_runs_the_plan_in_chunks_bit_identical_to_the_layer_loop(model_n
     forward = _plan.ModelPlan.forward
     monkeypatch.setattr(_plan.ModelPlan, "forward", lambda self, xb: chunks.append(len(xb)) or forward(self, xb))
     monkeypatch.setattr(_plan, "EVAL_ROWS", 16)
+    monkeypatch.setattr(_plan, "EVAL_MIN_ROWS", 40)
+    np.testing.assert_array_equal(model.predict_logits(X[:39]), ref[:39])
+    assert chunks == []  # below EVAL_MIN_ROWS: the layer loop
     for batch_size, expected in ((1, [1] * 40), (7, [7] * 5 + [5]), (1000, [16, 16, 8])):
         chunks.clear()
         out = model.predict_logits(X, batch_size=batch_size)
@@ -636,7 +639,8 @@ def test_predict_runs_the_plan_in_chunks_bit_identical_to_the_layer_loop(model_n
         np.testing.assert_array_equal(before, after)  # evaluation changes no state
 
 
-def test_predict_leaves_the_layer_loop_what_only_it_does():
+def test_predict_leaves_the_layer_loop_what_only_it_does(monkeypatch):
+    monkeypatch.setattr(_plan, "EVAL_MIN_ROWS", 1)  # so that only what is tested keeps the layer loop
     fresh = natverk.Sequential(Dense(6, 3, seed=0))  # its first input still fixes its dtype
     fresh.weights_ready = True
     assert fresh.predict_logits(np.ones((2, 6), np.float32)).dtype == np.float32 and fresh.dtype == np.float32

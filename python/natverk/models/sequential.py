@@ -305,9 +305,10 @@ class Sequential(Stack):
     # -- inference -----------------------------------------------------------------
     def predict_logits(self, X, batch_size: int = 1000) -> np.ndarray:
         """The network's outputs for ``X`` in evaluation mode, computed at most ``batch_size`` rows
-        at a time. A network the step plan supports runs through it, in chunks of at most
-        ``natverk.models._plan.EVAL_ROWS`` rows into buffers it reuses; every row's outputs are
-        the bits the layers give, whatever the chunk."""
+        at a time. A network the step plan supports runs through it from
+        ``natverk.models._plan.EVAL_MIN_ROWS`` rows up, in chunks of at most ``EVAL_ROWS`` rows
+        into buffers it reuses; every row's outputs are the bits the layers give, whatever the
+        chunk."""
         self._need_weights("predict")
         return self._outputs(X, batch_size, "X")
 
