@@ -54,7 +54,7 @@ def algo(request):
 
 
 def _seed(geo) -> int:
-    return 20_000 + GEOS.index(geo)
+    return 20_000 + (GEOS + WIDE_ROWS).index(geo)
 
 
 def _run_all(geo, dtype, seed):
@@ -95,11 +95,20 @@ def test_every_algorithm_matches_the_loop_reference(algo, geo, dtype):
     _check(db, e_db, dtype, f"{algo} db [{geo.id}]", sc["db"])
 
 
+# Rows longer than one vector register (16 floats / 8 doubles under AVX-512, 8 / 4 under
+# AVX2), so that the vector row copies of cpp/conv2d/winograd_rows.inc take several
+# masked steps a row, with a ragged last one, and padding 0 and 2 at both ends.
+WIDE_ROWS = [
+    Geo(1, 3, 5, 37, 2, 3, 3, padding=(2, 2)),
+    Geo(2, 2, 6, 35, 3, 3, 3),
+]
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("algo", WINOGRAD, indirect=True)
 def test_winograd_at_every_simd_level_and_thread_count(algo, simd, threads):
     core.set_num_threads(threads)
-    for geo in (GEOS[2], GEOS[7]):
+    for geo in (GEOS[2], GEOS[7], *WIDE_ROWS):
         for dtype in (np.float64, np.float32):
             _, (xr, wr, br, dyr), (y, dx, dw, db) = _run_all(geo, dtype, _seed(geo))
             sc = _scales(geo, xr, wr, br, dyr)

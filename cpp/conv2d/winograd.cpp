@@ -17,6 +17,8 @@
 
 #include <cstring>
 
+#include "conv2d/winograd_rows.h"
+
 #include "common/cpu_features.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
@@ -103,7 +105,7 @@ Geom make_geom(const Conv2dShape& s) {
 // Elements of each of the two per-thread transform buffers.
 template <int M>
 int64_t band_buf(const Geom& g) {
-  return (M + 2) * M * (g.tmax + 1) + M * g.P;
+  return (M + 2) * M * (g.tmax + 1);
 }
 
 // Layout of a block. Band bi's tiles sit in slots bi*P .. bi*P + tw - 1 and slot
@@ -116,29 +118,8 @@ int64_t band_buf(const Geom& g) {
 // Rows are kept "phase-major": element w = q*m + ph of band bi's row is at
 // [ph][bi*P + q] (q = 0..tw), phases L = Tp + 1 apart. Column col of tile slot t's
 // patch is then [col % m][t + col / m], a unit-stride read for every slot; only the
-// copies in and out of the image interleave (groups of m).
-
-// rp[ph * L + q] = row[q*m + ph - off] for q < P, zero outside [0, len).
-template <typename T, int M>
-__attribute__((always_inline)) inline void deinterleave(T* __restrict rp, int64_t L,
-                                                        const T* __restrict row, int64_t off,
-                                                        int64_t len, int64_t P) {
-  // whole groups inside the row: q*m - off >= 0 and q*m + m - 1 - off < len
-  int64_t q0 = (off + M - 1) / M, q1 = len + off >= M ? (len + off - M) / M + 1 : 0;
-  if (q1 > P) q1 = P;
-  if (q1 < q0) q1 = q0;
-  for (int64_t q = q0; q < q1; ++q)
-#pragma GCC unroll 4
-    for (int ph = 0; ph < M; ++ph) rp[ph * L + q] = row[q * M + ph - off];
-  for (int64_t q = 0; q < P; ++q) {
-    if (q == q0) q = q1;
-    if (q >= P) break;
-    for (int ph = 0; ph < M; ++ph) {
-      const int64_t w = q * M + ph - off;
-      rp[ph * L + q] = (w >= 0 && w < len) ? row[w] : T(0);
-    }
-  }
-}
+// copies in and out of the image interleave (groups of m): winograd_rows.h, a vector
+// version per SIMD level.
 
 // The bands b0 .. b0 + nb - 1 of a thread's images: band b is tile row b % th of image b / th.
 struct Bands {
@@ -153,6 +134,7 @@ template <typename T, int M>
 __attribute__((always_inline)) inline void input_block(T* __restrict V, int64_t ld, const T* X,
                                                        int64_t c, const Bands& bd,
                                                        const Conv2dShape& s, const Geom& g,
+                                                       const wino_rows::RowFns<T>& rf,
                                                        T* __restrict rows, T* __restrict tmp) {
   constexpr int A = M + 2;
   const int64_t Tp = bd.nb * g.P, L = Tp + 1, rl = M * L;
@@ -164,7 +146,7 @@ __attribute__((always_inline)) inline void input_block(T* __restrict V, int64_t 
         for (int ph = 0; ph < M; ++ph)
           std::memset(rr + ph * L + bi * g.P, 0, sizeof(T) * static_cast<size_t>(g.P));
       } else {
-        deinterleave<T, M>(rr + bi * g.P, L, X + ((bd.n(bi) * s.C + c) * s.H + h) * s.W, s.pw, s.W, g.P);
+        rf.gather(rr + bi * g.P, L, X + ((bd.n(bi) * s.C + c) * s.H + h) * s.W, s.pw, s.W, g.P);
       }
     }
     for (int ph = 0; ph < M; ++ph) rr[ph * L + Tp] = T(0);  // read by the last dummy only
@@ -193,27 +175,22 @@ template <typename T, int M>
 __attribute__((always_inline)) inline void output_block(T* Y, int64_t k, const T* __restrict Mv,
                                                         int64_t ld, T bias, const Bands& bd,
                                                         const Conv2dShape& s, const Geom& g,
+                                                        const wino_rows::RowFns<T>& rf,
                                                         T* __restrict t1, T* __restrict ob) {
   constexpr int A = M + 2;
-  const int64_t Tp = bd.nb * g.P, tw = g.tw;
+  const int64_t Tp = bd.nb * g.P;
   // horizontal half: t1[i][jo][t] = sum_j AT[jo][j] M[i][j][t]
 #pragma GCC unroll 6
   for (int i = 0; i < A; ++i) lincomb<T, M, A, Wino<M>::AT>(t1 + i * M * Tp, Tp, Mv + i * A * ld, ld, Tp);
   // vertical half: ob[io][jo][t] = bias + sum_i AT[io][i] t1[i][jo][t]
   lincomb<T, M, A, Wino<M>::AT>(ob, M * Tp, t1, M * Tp, M * Tp, bias);
-  // then interleaved into output row ty*m + io of each band
-  T* rowbuf = ob + M * M * Tp;
+  // then interleaved into output row ty*m + io of each band: Y[.., tx*m + jo] =
+  // ob[io][jo][tx] for the tw tiles, the columns past Wo of the last one dropped
   for (int io = 0; io < M; ++io) {
     for (int64_t bi = 0; bi < bd.nb; ++bi) {
       const int64_t oh = bd.ty(bi) * M + io;
       if (oh >= s.Ho) continue;
-      T* yr = Y + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo;
-      const T* src = ob + io * M * Tp + bi * g.P;
-      T* dst = s.Wo == tw * M ? yr : rowbuf;
-      for (int64_t tx = 0; tx < tw; ++tx)
-#pragma GCC unroll 4
-        for (int jo = 0; jo < M; ++jo) dst[tx * M + jo] = src[jo * Tp + tx];
-      if (dst == rowbuf) std::memcpy(yr, rowbuf, sizeof(T) * static_cast<size_t>(s.Wo));
+      rf.store(Y + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo, s.Wo, ob + io * M * Tp + bi * g.P, Tp, 0, g.tw);
     }
   }
 }
@@ -224,6 +201,7 @@ template <typename T, int M>
 __attribute__((always_inline)) inline void grad_block(T* __restrict dMv, int64_t ld, const T* dY,
                                                       int64_t k, const Bands& bd,
                                                       const Conv2dShape& s, const Geom& g,
+                                                      const wino_rows::RowFns<T>& rf,
                                                       T* __restrict rows, T* __restrict t1) {
   constexpr int A = M + 2;
   const int64_t Tp = bd.nb * g.P;
@@ -236,7 +214,7 @@ __attribute__((always_inline)) inline void grad_block(T* __restrict dMv, int64_t
         for (int jo = 0; jo < M; ++jo)
           std::memset(rr + jo * Tp + bi * g.P, 0, sizeof(T) * static_cast<size_t>(g.P));
       } else {
-        deinterleave<T, M>(rr + bi * g.P, Tp, dY + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo, 0, s.Wo, g.P);
+        rf.gather(rr + bi * g.P, Tp, dY + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo, 0, s.Wo, g.P);
       }
     }
   }
@@ -255,6 +233,7 @@ template <typename T, int M>
 __attribute__((always_inline)) inline void scatter_block(T* dX, int64_t c, const T* __restrict dV,
                                                          int64_t ld, const Bands& bd,
                                                          const Conv2dShape& s, const Geom& g,
+                                                         const wino_rows::RowFns<T>& rf,
                                                          T* __restrict t1, T* __restrict pr) {
   constexpr int A = M + 2;
   const int64_t Tp = bd.nb * g.P, L = Tp + 1, rl = M * L;
@@ -273,29 +252,13 @@ __attribute__((always_inline)) inline void scatter_block(T* dX, int64_t c, const
         o[e] += acc;
       }
     }
-  const int64_t off = s.pw;
-  int64_t q0 = (off + M - 1) / M, q1 = s.W + off >= M ? (s.W + off - M) / M + 1 : 0;
-  if (q1 > g.P) q1 = g.P;
-  if (q1 < q0) q1 = q0;
   // vertical half: pr[r][ph][t] = sum_i BT[i][r] t1[i][ph][t], added onto row ty*m - ph + r
   lincomb<T, A, A, Wino<M>::BT, true>(pr, rl, t1, rl, rl);
   for (int r = 0; r < A; ++r) {
     for (int64_t bi = 0; bi < bd.nb; ++bi) {
       const int64_t h = bd.ty(bi) * M - s.ph + r;
       if (h < 0 || h >= s.H) continue;
-      T* out = dX + ((bd.n(bi) * s.C + c) * s.H + h) * s.W;
-      const T* src = pr + r * rl + bi * g.P;
-      for (int64_t q = q0; q < q1; ++q)
-#pragma GCC unroll 4
-        for (int ph = 0; ph < M; ++ph) out[q * M + ph - off] += src[ph * L + q];
-      for (int64_t q = 0; q < g.P; ++q) {
-        if (q == q0) q = q1;
-        if (q >= g.P) break;
-        for (int ph = 0; ph < M; ++ph) {
-          const int64_t w = q * M + ph - off;
-          if (w >= 0 && w < s.W) out[w] += src[ph * L + q];
-        }
-      }
+      rf.add(dX + ((bd.n(bi) * s.C + c) * s.H + h) * s.W, s.W, pr + r * rl + bi * g.P, L, s.pw, g.P);
     }
   }
 }
@@ -378,6 +341,7 @@ struct Job {
   const T* dY;
   const T* U;     // forward: U[xi][k][c]; backward: UT[xi][c][k]
   const T* b;
+  wino_rows::RowFns<T> rows;  // this SIMD level's row copies
 };
 
 // The transforms of every tile of images [n0, n1), block by block, with the GEMMs
@@ -393,13 +357,13 @@ __attribute__((always_inline)) inline void forward_range(const Job<T>& j, int64_
     const Bands bd{b0, min64(g.bpb, n1 * g.th - b0), g.th};
     const int64_t Tp = bd.nb * g.P;
     for (int64_t c = 0; c < C; ++c)
-      input_block<T, M>(w.V + c * Tp, C * Tp, j.X, c, bd, s, g, w.b1, w.b2);
+      input_block<T, M>(w.V + c * Tp, C * Tp, j.X, c, bd, s, g, j.rows, w.b1, w.b2);
     // M_xi (K x Tp) = U_xi (K x C) V_xi (C x Tp)
     for (int xi = 0; xi < A2; ++xi)
       gemm_serial_rowmajor<T>(false, false, K, Tp, C, T(1), j.U + xi * K * C, C, w.V + xi * C * Tp,
                               Tp, T(0), w.Mb + xi * K * Tp, Tp);
     for (int64_t k = 0; k < K; ++k)
-      output_block<T, M>(j.Y, k, w.Mb + k * Tp, K * Tp, j.b ? j.b[k] : T(0), bd, s, g, w.b1, w.b2);
+      output_block<T, M>(j.Y, k, w.Mb + k * Tp, K * Tp, j.b ? j.b[k] : T(0), bd, s, g, j.rows, w.b1, w.b2);
   }
 }
 
@@ -416,9 +380,9 @@ __attribute__((always_inline)) inline void backward_range(const Job<T>& j, int64
   for (int64_t b0 = n0 * g.th; b0 < n1 * g.th; b0 += g.bpb) {
     const Bands bd{b0, min64(g.bpb, n1 * g.th - b0), g.th};
     const int64_t Tp = bd.nb * g.P;
-    for (int64_t k = 0; k < K; ++k) grad_block<T, M>(w.Mb + k * Tp, K * Tp, j.dY, k, bd, s, g, w.b1, w.b2);
+    for (int64_t k = 0; k < K; ++k) grad_block<T, M>(w.Mb + k * Tp, K * Tp, j.dY, k, bd, s, g, j.rows, w.b1, w.b2);
     if (du) {
-      for (int64_t c = 0; c < C; ++c) input_block<T, M>(w.V + c * Tp, C * Tp, j.X, c, bd, s, g, w.b1, w.b2);
+      for (int64_t c = 0; c < C; ++c) input_block<T, M>(w.V + c * Tp, C * Tp, j.X, c, bd, s, g, j.rows, w.b1, w.b2);
       // dU_xi (K x C) += dM_xi (K x Tp) V_xi^T (Tp x C)
       for (int xi = 0; xi < A2; ++xi)
         gemm_serial_rowmajor<T>(false, true, K, C, Tp, T(1), w.Mb + xi * K * Tp, Tp, w.V + xi * C * Tp,
@@ -429,7 +393,7 @@ __attribute__((always_inline)) inline void backward_range(const Job<T>& j, int64
       for (int xi = 0; xi < A2; ++xi)
         gemm_serial_rowmajor<T>(false, false, C, Tp, K, T(1), j.U + xi * C * K, K, w.Mb + xi * K * Tp,
                                 Tp, T(0), w.dV + xi * C * Tp, Tp);
-      for (int64_t c = 0; c < C; ++c) scatter_block<T, M>(j.dX, c, w.dV + c * Tp, C * Tp, bd, s, g, w.b1, w.b2);
+      for (int64_t c = 0; c < C; ++c) scatter_block<T, M>(j.dX, c, w.dV + c * Tp, C * Tp, bd, s, g, j.rows, w.b1, w.b2);
     }
   }
 }
@@ -442,6 +406,7 @@ template <typename T, int M>
 struct RangeFns {
   void (*fwd)(const Job<T>&, int64_t, int64_t);
   void (*bwd)(const Job<T>&, int64_t, int64_t, int);
+  wino_rows::RowFns<T> rows;
 };
 
 #define NATVERK_WINO_RANGES(name, attr)                                                          \
@@ -465,10 +430,13 @@ template <typename T, int M>
 RangeFns<T, M> range_fns() {
   switch (simd_level()) {
 #if defined(NATVERK_HAVE_X86_KERNELS)
-    case SimdLevel::AVX512: return {&fwd_avx512<T, M>, &bwd_avx512<T, M>};
-    case SimdLevel::AVX2: return {&fwd_avx2<T, M>, &bwd_avx2<T, M>};
+    case SimdLevel::AVX512: return {&fwd_avx512<T, M>, &bwd_avx512<T, M>, wino_rows::avx512::row_fns<T, M>()};
+    case SimdLevel::AVX2: return {&fwd_avx2<T, M>, &bwd_avx2<T, M>, wino_rows::avx2::row_fns<T, M>()};
 #endif
-    default: return {&fwd_generic<T, M>, &bwd_generic<T, M>};
+    default:
+      return {&fwd_generic<T, M>, &bwd_generic<T, M>,
+              {&wino_rows::gather_scalar<T, M>, &wino_rows::scatter_scalar<T, M, false>,
+               &wino_rows::scatter_scalar<T, M, true>}};
   }
 }
 
@@ -482,8 +450,8 @@ void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dSha
                                                      sizeof(T), "the Winograd weights")));
   weight_transform<T, M>(U, nullptr, Wt, s.K, s.C);
   work_elems<T, M>(s, g, true, false);  // sized (and checked) on the caller, before the region
-  const Job<T> job{&s, g, Y, nullptr, nullptr, X, nullptr, U, b};
   const RangeFns<T, M> fns = range_fns<T, M>();
+  const Job<T> job{&s, g, Y, nullptr, nullptr, X, nullptr, U, b, fns.rows};
   parallel_for(s.N, 1, [&](int64_t n0, int64_t n1, int) { fns.fwd(job, n0, n1); });
 }
 
@@ -507,8 +475,8 @@ void winograd_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const
     std::memset(dU, 0, sizeof(T) * static_cast<size_t>(n));
   }
   work_elems<T, M>(s, g, dW != nullptr, dX != nullptr);
-  const Job<T> job{&s, g, nullptr, dX, dU, X, dY, UT, nullptr};
   const RangeFns<T, M> fns = range_fns<T, M>();
+  const Job<T> job{&s, g, nullptr, dX, dU, X, dY, UT, nullptr, fns.rows};
   parallel_for_chunks(s.N, chunks, [&](int64_t n0, int64_t n1, int chunk) { fns.bwd(job, n0, n1, chunk); });
   if (!dW) return;
   // dW[k,c] = G^T (sum over chunks of dU[k,c], in chunk order) G, in double; output
