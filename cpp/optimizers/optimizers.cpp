@@ -4,75 +4,129 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/cpu_features.h"
 #include "common/elementwise.h"
 
 namespace natverk {
 
-// kLocalConstants: every loop below copies its constants into locals first. Captured by
-// reference they are T objects in memory, which a store to w[i] (also a T) might overwrite as
-// far as the compiler can tell: it reloaded each one every iteration and left the loop scalar
-// (Adam was 3/4 of a spiral-network step). Copied, the loop vectorises (with a run-time check
-// that w, v, s, g do not overlap); every element sees the same operations in the same order,
-// so the results are bit for bit those of the scalar loop.
+namespace {
+
+// The loops take their constants as one struct by value. Captured by reference they were T
+// objects in memory, which a store to w[i] (also a T) might overwrite as far as the compiler
+// could tell: it reloaded each one every iteration and left the loop scalar (Adam was 3/4 of
+// a spiral-network step). By value they are locals, and the loop vectorises (with a run-time
+// check that w, v, s, g do not overlap).
+template <typename T> struct SgdK { T a, wd; };
+template <typename T> struct MomentumK { T a, b1, c1, wd; };
+template <typename T> struct RmspropK { T a, b2, c2, ep, wd; };
+template <typename T> struct AdamK { T a, b1, c1, b2, c2, ep, wd, corr1, corr2; };
+
+template <typename T>
+__attribute__((always_inline)) inline void sgd_loop(SgdK<T> k, T* w, T*, T*, const T* g, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) w[i] -= k.a * (g[i] + k.wd * w[i]);
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void momentum_loop(MomentumK<T> k, T* w, T* v, T*, const T* g, int64_t b,
+                                                         int64_t e) {
+  for (int64_t i = b; i < e; ++i) {
+    const T gi = g[i] + k.wd * w[i];
+    v[i] = k.b1 * v[i] + k.c1 * gi;
+    w[i] -= k.a * v[i];
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void rmsprop_loop(RmspropK<T> k, T* w, T*, T* s, const T* g, int64_t b,
+                                                        int64_t e) {
+  for (int64_t i = b; i < e; ++i) {
+    const T gi = g[i] + k.wd * w[i];
+    s[i] = k.b2 * s[i] + k.c2 * gi * gi;
+    w[i] -= k.a * gi / (std::sqrt(s[i]) + k.ep);
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void adam_loop(AdamK<T> k, T* w, T* v, T* s, const T* g, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) {
+    const T gi = g[i] + k.wd * w[i];
+    v[i] = k.b1 * v[i] + k.c1 * gi;
+    s[i] = k.b2 * s[i] + k.c2 * gi * gi;
+    w[i] -= k.a * (v[i] / k.corr1) / (std::sqrt(s[i] / k.corr2) + k.ep);
+  }
+}
+
+// One copy of each loop per SIMD level, chosen with simd_level() as the GEMM's. The baseline
+// x86-64 copy works 4 floats at a time, and Adam's two divisions and square root a parameter
+// are throughput-bound there (13 % of a spiral-network step with fit(), AVX-512 CPU). Division
+// and square root are correctly rounded at any width; the copies are not given FMA, and this
+// file is compiled with -ffp-contract=off (CMakeLists.txt) besides, so no copy fuses a
+// multiply-add the others do not: every SIMD level gives the same bits
+// (tests/test_optimizers.py; with FMA the AVX-512 copy fails it).
+#define NATVERK_OPT_LOOPS(isa, attr)                                                               \
+  template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t)>     \
+  attr void loop_##isa(K k, T* w, T* v, T* s, const T* g, int64_t b, int64_t e) {                \
+    Loop(k, w, v, s, g, b, e);                                                                   \
+  }
+NATVERK_OPT_LOOPS(generic, )
+#if defined(NATVERK_HAVE_X86_KERNELS)
+NATVERK_OPT_LOOPS(avx2, __attribute__((target("avx2"))))
+NATVERK_OPT_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2"))))
+#endif
+#undef NATVERK_OPT_LOOPS
+
+// Run Loop over [0, n) in parallel chunks, in this SIMD level's copy.
+template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t)>
+void run_update(K k, T* w, T* v, T* s, const T* g, int64_t n) {
+  void (*f)(K, T*, T*, T*, const T*, int64_t, int64_t) = &loop_generic<T, K, Loop>;
+#if defined(NATVERK_HAVE_X86_KERNELS)
+  switch (simd_level()) {
+    case SimdLevel::AVX512: f = &loop_avx512<T, K, Loop>; break;
+    case SimdLevel::AVX2: f = &loop_avx2<T, K, Loop>; break;
+    default: break;
+  }
+#endif
+  parallel_elementwise(n, [&](int64_t b, int64_t e) { f(k, w, v, s, g, b, e); });
+}
+
+}  // namespace
 
 template <typename T>
 void sgd_update(T* w, const T* g, int64_t n, double lr, double weight_decay) {
-  const T a = static_cast<T>(lr), wd = static_cast<T>(weight_decay);
-  parallel_elementwise(n, [&](int64_t b, int64_t e) {
-    const T a_ = a, wd_ = wd;  // locals: see kLocalConstants
-    for (int64_t i = b; i < e; ++i) w[i] -= a_ * (g[i] + wd_ * w[i]);
-  });
+  const SgdK<T> k{static_cast<T>(lr), static_cast<T>(weight_decay)};
+  run_update<T, SgdK<T>, &sgd_loop<T>>(k, w, nullptr, nullptr, g, n);
 }
 
 template <typename T>
 void momentum_update(T* w, T* v, const T* g, int64_t n, double lr, double beta,
                      double weight_decay) {
-  const T a = static_cast<T>(lr), b1 = static_cast<T>(beta), c1 = static_cast<T>(1.0 - beta);
-  const T wd = static_cast<T>(weight_decay);
-  parallel_elementwise(n, [&](int64_t b, int64_t e) {
-    const T a_ = a, b1_ = b1, c1_ = c1, wd_ = wd;  // locals: see kLocalConstants
-    for (int64_t i = b; i < e; ++i) {
-      const T gi = g[i] + wd_ * w[i];
-      v[i] = b1_ * v[i] + c1_ * gi;
-      w[i] -= a_ * v[i];
-    }
-  });
+  const MomentumK<T> k{static_cast<T>(lr), static_cast<T>(beta), static_cast<T>(1.0 - beta),
+                       static_cast<T>(weight_decay)};
+  run_update<T, MomentumK<T>, &momentum_loop<T>>(k, w, v, nullptr, g, n);
 }
 
 template <typename T>
 void rmsprop_update(T* w, T* s, const T* g, int64_t n, double lr, double beta2, double eps,
                     double weight_decay) {
-  const T a = static_cast<T>(lr), b2 = static_cast<T>(beta2), c2 = static_cast<T>(1.0 - beta2);
-  const T ep = static_cast<T>(eps), wd = static_cast<T>(weight_decay);
-  parallel_elementwise(n, [&](int64_t b, int64_t e) {
-    const T a_ = a, b2_ = b2, c2_ = c2, ep_ = ep, wd_ = wd;  // locals: see kLocalConstants
-    for (int64_t i = b; i < e; ++i) {
-      const T gi = g[i] + wd_ * w[i];
-      s[i] = b2_ * s[i] + c2_ * gi * gi;
-      w[i] -= a_ * gi / (std::sqrt(s[i]) + ep_);
-    }
-  });
+  const RmspropK<T> k{static_cast<T>(lr), static_cast<T>(beta2), static_cast<T>(1.0 - beta2),
+                      static_cast<T>(eps), static_cast<T>(weight_decay)};
+  run_update<T, RmspropK<T>, &rmsprop_loop<T>>(k, w, nullptr, s, g, n);
 }
 
 template <typename T>
 void adam_update(T* w, T* v, T* s, const T* g, int64_t n, double lr, double beta1, double beta2,
                  int64_t t, double eps, double weight_decay) {
-  const T a = static_cast<T>(lr), ep = static_cast<T>(eps), wd = static_cast<T>(weight_decay);
-  const T b1 = static_cast<T>(beta1), c1 = static_cast<T>(1.0 - beta1);
-  const T b2 = static_cast<T>(beta2), c2 = static_cast<T>(1.0 - beta2);
   // Bias corrections in double: 1 - beta^t loses digits in float for small t.
-  const T corr1 = static_cast<T>(1.0 - std::pow(beta1, static_cast<double>(t)));
-  const T corr2 = static_cast<T>(1.0 - std::pow(beta2, static_cast<double>(t)));
-  parallel_elementwise(n, [&](int64_t b, int64_t e) {
-    const T a_ = a, b1_ = b1, c1_ = c1, b2_ = b2, c2_ = c2;  // locals: see kLocalConstants
-    const T ep_ = ep, wd_ = wd, corr1_ = corr1, corr2_ = corr2;
-    for (int64_t i = b; i < e; ++i) {
-      const T gi = g[i] + wd_ * w[i];
-      v[i] = b1_ * v[i] + c1_ * gi;
-      s[i] = b2_ * s[i] + c2_ * gi * gi;
-      w[i] -= a_ * (v[i] / corr1_) / (std::sqrt(s[i] / corr2_) + ep_);
-    }
-  });
+  const AdamK<T> k{static_cast<T>(lr),
+                   static_cast<T>(beta1),
+                   static_cast<T>(1.0 - beta1),
+                   static_cast<T>(beta2),
+                   static_cast<T>(1.0 - beta2),
+                   static_cast<T>(eps),
+                   static_cast<T>(weight_decay),
+                   static_cast<T>(1.0 - std::pow(beta1, static_cast<double>(t))),
+                   static_cast<T>(1.0 - std::pow(beta2, static_cast<double>(t)))};
+  run_update<T, AdamK<T>, &adam_loop<T>>(k, w, v, s, g, n);
 }
 
 OptimizerKind parse_optimizer_kind(const std::string& name) {
