@@ -369,6 +369,33 @@ def test_threads_and_simd_levels_agree(dtype):
                          rtol=1e-12 if dtype == np.float64 else None)
 
 
+# 2x2 / stride 2 rows of 7, 14, 35 and 1 windows: one masked AVX-512 step (the MNIST
+# CNN's pools), two full steps and a ragged one, and a row shorter than any vector.
+FAST_2X2 = [Pool(2, 3, 14, 14, (2, 2), (2, 2)), Pool(1, 2, 28, 28, (2, 2), (2, 2)),
+            Pool(2, 2, 6, 71, (2, 2), (2, 2)), Pool(1, 2, 4, 3, (2, 2), (2, 2))]
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "negative"])
+@pytest.mark.parametrize("p", FAST_2X2, ids=lambda q: q.id)
+def test_2x2_fast_path_at_every_simd_level_gives_the_scalar_levels_bits(p, kind, simd):
+    """The unpadded 2x2 / stride-2 window has an SSE2 and an AVX-512 float path
+    (pool2d.cpp); every level must keep the first-maximum and NaN rules, bit for bit."""
+    x = _x(p, 700, kind).astype(np.float32)
+    x[0, 0, 0, 1] = np.nan   # a NaN in the second candidate of the first window,
+    x[-1, -1, -1, -1] = np.nan  # and in the last candidate of a window in the last row
+    core.set_simd_level("scalar")
+    want = core.maxpool2d_forward(x, *p.args)
+    core.set_simd_level(simd)
+    got = core.maxpool2d_forward(x, *p.args)
+    np.testing.assert_array_equal(got[1], want[1], err_msg=f"argmax at {simd}")
+    np.testing.assert_array_equal(got[0], want[0], err_msg=f"y at {simd}")
+    clean = _x(p, 700, kind).astype(np.float32)
+    y, am = core.maxpool2d_forward(clean, *p.args)
+    e_y, e_am = ref_maxpool_forward(clean.astype(np.float64), p)
+    _check(y, e_y, np.float32, f"2x2 y at {simd} [{p.id}, {kind}]")
+    _check_argmax(am, e_am, f"2x2 argmax at {simd} [{p.id}, {kind}]")
+
+
 # ---------------------------------------------------------------------------
 # finite differences (float64)
 

@@ -12,7 +12,11 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(NATVERK_HAVE_X86_KERNELS)
+#include <immintrin.h>
+#endif
 
+#include "common/cpu_features.h"
 #include "common/elementwise.h"
 #include "common/parallel.h"
 #include "common/shape.h"
@@ -112,11 +116,63 @@ inline int64_t maxpool_2x2_row_sse2(float* y, int64_t* am, const float* r0, cons
 }
 #endif
 
+#if defined(NATVERK_HAVE_X86_KERNELS)
+// Sixteen float windows at once under AVX-512, the same fold as the SSE2 step above with
+// mask registers, and the arg-max computed in 64-bit lanes. A row's last step takes its
+// ragged rest under masks, so rows shorter than 16 windows (14 and 7 in the MNIST CNN, where
+// the SSE2 and scalar steps made 2x2 max-pool 6 % of a training step) are one step.
+// Masked-off lanes are neither read nor written.
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) int64_t maxpool_2x2_row_avx512(
+    float* y, int64_t* am, const float* r0, const float* r1, int64_t Wo, int64_t row_base, int64_t W) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i two_l = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i Wv = _mm512_set1_epi64(W);
+  for (int64_t ow = 0; ow < Wo; ow += 16) {
+    const int64_t nw = std::min<int64_t>(16, Wo - ow);
+    const __mmask16 out = static_cast<__mmask16>((1u << nw) - 1);
+    // the 2 nw input columns of both rows: lanes [0, 16) and [16, 32) of each
+    const int64_t lo_n = std::min<int64_t>(16, 2 * nw), hi_n = 2 * nw - lo_n;
+    const __mmask16 lo = static_cast<__mmask16>((1u << lo_n) - 1), hi = static_cast<__mmask16>((1u << hi_n) - 1);
+    const float* a = r0 + 2 * ow;
+    const float* c = r1 + 2 * ow;
+    const __m512 a_lo = _mm512_maskz_loadu_ps(lo, a), a_hi = _mm512_maskz_loadu_ps(hi, a + 16);
+    const __m512 c_lo = _mm512_maskz_loadu_ps(lo, c), c_hi = _mm512_maskz_loadu_ps(hi, c + 16);
+    const __m512 cand[4] = {_mm512_permutex2var_ps(a_lo, even, a_hi), _mm512_permutex2var_ps(a_lo, odd, a_hi),
+                            _mm512_permutex2var_ps(c_lo, even, c_hi), _mm512_permutex2var_ps(c_lo, odd, c_hi)};
+    __m512 bv = cand[0];
+    __m512i q = _mm512_setzero_si512();
+    for (int k = 1; k < 4; ++k) {
+      const __m512 v = cand[k];
+      // v > bv, or v is NaN and bv is not: the scalar rule's take
+      const __mmask16 take = _mm512_cmp_ps_mask(v, bv, _CMP_GT_OQ) |
+                             (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(bv, bv, _CMP_ORD_Q));
+      bv = _mm512_mask_mov_ps(bv, take, v);
+      q = _mm512_mask_mov_epi32(q, take, _mm512_set1_epi32(k));
+    }
+    _mm512_mask_storeu_ps(y + ow, out, bv);
+    // am = row_base + 2 (ow + l) + (q & 1) + (q >> 1) W, eight lanes at a time
+    const __m512i base = _mm512_add_epi64(_mm512_set1_epi64(row_base + 2 * ow), two_l);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i qh = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(q, 1) : _mm512_castsi512_si256(q));
+      const __m512i col = _mm512_and_si512(qh, _mm512_set1_epi64(1));
+      const __m512i row = _mm512_mullo_epi64(_mm512_srli_epi64(qh, 1), Wv);
+      const __m512i idx = _mm512_add_epi64(_mm512_add_epi64(base, _mm512_set1_epi64(16 * h)), _mm512_add_epi64(col, row));
+      _mm512_mask_storeu_epi64(am + ow + 8 * h, static_cast<__mmask8>(out >> (8 * h)), idx);
+    }
+  }
+  return Wo;
+}
+#endif
+
 // The common 2x2 / stride-2 / unpadded window (every VGG-style network): no bounds checks,
-// four loads per output; float runs four windows per SSE2 step. Same tie and NaN rules as the
-// general loop below.
+// four loads per output; float runs four windows per SSE2 step, or sixteen per AVX-512 step.
+// Same tie and NaN rules as the general loop below.
 template <typename T>
 inline void maxpool_2x2_plane(T* y, int64_t* am, const T* x, const Pool2dShape& s) {
+#if defined(NATVERK_HAVE_X86_KERNELS)
+  const bool avx512 = std::is_same_v<T, float> && simd_level() == SimdLevel::AVX512;
+#endif
   for (int64_t oh = 0; oh < s.Ho; ++oh) {
     const T* r0 = x + 2 * oh * s.W;
     const T* r1 = r0 + s.W;
@@ -124,8 +180,13 @@ inline void maxpool_2x2_plane(T* y, int64_t* am, const T* x, const Pool2dShape& 
     int64_t* amrow = am + oh * s.Wo;
     const int64_t row_base = 2 * oh * s.W;
     int64_t ow = 0;
+#if defined(NATVERK_HAVE_X86_KERNELS)
+    if constexpr (std::is_same_v<T, float>)
+      if (avx512) ow = maxpool_2x2_row_avx512(yrow, amrow, r0, r1, s.Wo, row_base, s.W);
+#endif
 #if defined(__SSE2__)
-    if constexpr (std::is_same_v<T, float>) ow = maxpool_2x2_row_sse2(yrow, amrow, r0, r1, s.Wo, row_base, s.W);
+    if constexpr (std::is_same_v<T, float>)
+      if (ow == 0) ow = maxpool_2x2_row_sse2(yrow, amrow, r0, r1, s.Wo, row_base, s.W);
 #endif
     for (; ow < s.Wo; ++ow) maxpool_2x2_window(yrow + ow, amrow + ow, r0, r1, 2 * ow, row_base + 2 * ow, s.W);
   }
