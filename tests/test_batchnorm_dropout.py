@@ -87,6 +87,37 @@ def test_batchnorm_backward_matches_the_reference_on_short_and_long_rows(dtype, 
         np.testing.assert_allclose(g, w, **TOL[dtype], err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batchnorm_every_simd_level_gives_the_scalar_levels_bits(dtype, simd):
+    """Each SIMD level runs its own copy of the channel loops (batchnorm.cpp) with the same
+    eight partial sums and no fused multiply-adds: forward (training and evaluation), running
+    statistics and backward must all have the scalar level's bits, on short, long and
+    ragged rows."""
+    def run(level):
+        core_level = _core.simd_level()
+        _core.set_simd_level(level)
+        try:
+            rng = np.random.default_rng(77)
+            out = []
+            for shape in [(3, 4, 9, 7), (2, 3, 11, 13), (1, 2, 32, 33), (33, 17)]:
+                C = shape[1]
+                x = (rng.standard_normal(shape) * 2 + 3).astype(dtype)
+                dy = rng.standard_normal(shape).astype(dtype)
+                gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+                rm, rv = rng.standard_normal(C).astype(dtype), rng.random(C).astype(dtype) + 0.5
+                y, mean, invstd = _core.batchnorm_forward(x, gamma, beta, rm, rv, True, 1e-5, 0.2)
+                out += [y, mean, invstd, rm, rv,
+                        _core.batchnorm_forward(x, gamma, beta, rm, rv, False)[0]]
+                for training in (True, False):
+                    out += list(_core.batchnorm_backward(dy, x, mean, invstd, gamma, training))
+            return out
+        finally:
+            _core.set_simd_level(core_level)
+
+    for a, b in zip(run(simd), run("scalar")):
+        np.testing.assert_array_equal(a, b, err_msg=f"batch norm at SIMD level {simd}")
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(6, 3), (3, 2, 3, 4), (1, 2, 2, 3)])
 def test_batchnorm_backward_matches_finite_differences(training, shape):
