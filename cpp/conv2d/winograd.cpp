@@ -17,7 +17,9 @@
 
 #include <cstring>
 
+#include "conv2d/winograd_matrices.h"
 #include "conv2d/winograd_rows.h"
+#include "conv2d/winograd_weights.h"
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
@@ -33,29 +35,6 @@ bool winograd_applies(const Conv2dShape& s) {
 }
 
 namespace {
-
-// Lavin & Gray 2016, section 4.1 (m = 2) and 4.2 (m = 4; interpolation points 0, +-1, +-2, inf).
-template <int M> struct Wino;
-template <> struct Wino<2> {
-  static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
-  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
-};
-template <> struct Wino<4> {
-  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0},
-                                      {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
-                                      {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
-  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},
-                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                     {0, 0, 1}};
-  static constexpr double AT[4][6] = {{1, 1, 1, 1, 1, 0},
-                                      {0, 1, -1, 2, -2, 0},
-                                      {0, 1, 1, 4, 4, 0},
-                                      {0, 1, -1, 8, -8, 1}};
-};
 
 // acc + c * x for a coefficient known at compile time once the loops are unrolled.
 template <typename T>
@@ -263,34 +242,6 @@ __attribute__((always_inline)) inline void scatter_block(T* dX, int64_t c, const
   }
 }
 
-// U[xi][k][c] = (G W[k,c] G^T)[xi], and/or UT[xi][c][k], computed in double; output
-// channels split between the threads (serial, it was 5 % of a 256->256 layer at 2 threads).
-template <typename T, int M>
-void weight_transform(T* U, T* UT, const T* Wt, int64_t K, int64_t C) {
-  constexpr int A = M + 2;
-  parallel_for(K, 1, [&](int64_t k0, int64_t k1, int) {
-    for (int64_t k = k0; k < k1; ++k)
-      for (int64_t c = 0; c < C; ++c) {
-        const T* w = Wt + (k * C + c) * 9;
-        double gw[A][3];  // G w
-        for (int i = 0; i < A; ++i)
-          for (int b = 0; b < 3; ++b) {
-            double acc = 0;
-            for (int a = 0; a < 3; ++a) acc += Wino<M>::G[i][a] * static_cast<double>(w[a * 3 + b]);
-            gw[i][b] = acc;
-          }
-        for (int i = 0; i < A; ++i)
-          for (int j = 0; j < A; ++j) {
-            double acc = 0;
-            for (int b = 0; b < 3; ++b) acc += gw[i][b] * Wino<M>::G[j][b];
-            const int xi = i * A + j;
-            if (U) U[(xi * K + k) * C + c] = static_cast<T>(acc);
-            if (UT) UT[(xi * C + c) * K + k] = static_cast<T>(acc);
-          }
-      }
-  });
-}
-
 thread_local Scratch t_wino;
 // The caller's transformed weights and dU partial sums: kept between calls, so a
 // training step allocates nothing once its shapes have been seen.
@@ -448,7 +399,7 @@ void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dSha
   const Geom g = make_geom<M>(s);
   T* U = static_cast<T*>(t_wino_u.get(checked_bytes(checked_mul(A2 * s.K, s.C, "the Winograd weights"),
                                                      sizeof(T), "the Winograd weights")));
-  weight_transform<T, M>(U, nullptr, Wt, s.K, s.C);
+  winograd_weights_in<T, M>(U, nullptr, Wt, s.K, s.C);
   work_elems<T, M>(s, g, true, false);  // sized (and checked) on the caller, before the region
   const RangeFns<T, M> fns = range_fns<T, M>();
   const Job<T> job{&s, g, Y, nullptr, nullptr, X, nullptr, U, b, fns.rows};
@@ -464,7 +415,7 @@ void winograd_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const
   T* UT = nullptr;
   if (dX) {
     UT = static_cast<T*>(t_wino_u.get(checked_bytes(ukc, sizeof(T), "the Winograd weights")));
-    weight_transform<T, M>(nullptr, UT, Wt, K, C);
+    winograd_weights_in<T, M>(nullptr, UT, Wt, K, C);
   }
   // dU partial sums, one per chunk, added in chunk order below
   const int chunks = plan_chunks(s.N, 1);
@@ -481,31 +432,7 @@ void winograd_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const
   if (!dW) return;
   // dW[k,c] = G^T (sum over chunks of dU[k,c], in chunk order) G, in double; output
   // channels split between the threads, each element's arithmetic the same whoever runs it
-  parallel_for(K, 1, [&](int64_t k0, int64_t k1, int) {
-    for (int64_t k = k0; k < k1; ++k)
-      for (int64_t c = 0; c < C; ++c) {
-        double du[A][A];
-        for (int xi = 0; xi < A2; ++xi) {
-          double acc = 0;
-          for (int ch = 0; ch < chunks; ++ch) acc += static_cast<double>(dU[ch * ukc + (xi * K + k) * C + c]);
-          du[xi / A][xi % A] = acc;
-        }
-        double gtd[3][A];  // G^T dU
-        for (int a = 0; a < 3; ++a)
-          for (int jj = 0; jj < A; ++jj) {
-            double acc = 0;
-            for (int i = 0; i < A; ++i) acc += Wino<M>::G[i][a] * du[i][jj];
-            gtd[a][jj] = acc;
-          }
-        T* out = dW + (k * C + c) * 9;
-        for (int a = 0; a < 3; ++a)
-          for (int bb = 0; bb < 3; ++bb) {
-            double acc = 0;
-            for (int jj = 0; jj < A; ++jj) acc += gtd[a][jj] * Wino<M>::G[jj][bb];
-            out[a * 3 + bb] = static_cast<T>(acc);
-          }
-      }
-  });
+  winograd_weights_out<T, M>(dW, dU, chunks, K, C);
 }
 
 template void winograd_forward<float, 2>(float*, const float*, const float*, const float*, const Conv2dShape&);
