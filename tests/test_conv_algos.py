@@ -54,7 +54,7 @@ def algo(request):
 
 
 def _seed(geo) -> int:
-    return 20_000 + (GEOS + WIDE_ROWS).index(geo)
+    return 20_000 + (GEOS + WIDE_ROWS + COMPACT).index(geo)
 
 
 def _run_all(geo, dtype, seed):
@@ -117,6 +117,62 @@ def test_winograd_at_every_simd_level_and_thread_count(algo, simd, threads):
             e_dx, e_dw, _ = ref_conv2d_backward(dyr, xr, wr, **geo.kwargs)
             _check(dx, e_dx, dtype, f"dx {tag}", sc["dx"])
             _check(dw, e_dw, dtype, f"dw {tag}", sc["dw"])
+
+
+# From 64 input channels on, the Winograd GEMMs run on compact tiles, without each band's
+# dummy slot (cpp/conv2d/winograd.cpp, "Layout of a block", kCompactMinC): the compact
+# and expand copies of cpp/conv2d/winograd_rows.inc then run between the two layouts.
+# Tiles a band (F(2x2) / F(4x4)): 1 / 1, 7 / 4, 19 / 10 (more than one register, ragged)
+# and 4 / 2; batch 1, blocks of several images, and a block that ends inside an image.
+COMPACT = [
+    Geo(1, 64, 5, 2, 3, 3, 3, padding=(1, 1)),
+    Geo(5, 65, 9, 14, 5, 3, 3, padding=(1, 1)),
+    Geo(1, 64, 4, 37, 2, 3, 3, padding=(2, 2)),
+    Geo(40, 64, 8, 8, 3, 3, 3, padding=(1, 1), bias=False),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("algo", WINOGRAD, indirect=True)
+def test_compact_tiles_at_every_simd_level_and_thread_count(algo, simd, threads):
+    core.set_num_threads(threads)
+    for geo in COMPACT:
+        for dtype in (np.float64, np.float32):
+            (xk, wk, _, _), (xr, wr, br, dyr), (y, dx, dw, db) = _run_all(geo, dtype, _seed(geo))
+            assert core.conv2d_algorithm(xk, wk, **geo.kwargs) == algo
+            sc = _scales(geo, xr, wr, br, dyr)
+            tag = f"{algo} {simd} {threads}t [{geo.id}]"
+            # float32: F(4x4)'s measured error bound at 64 channels and more (see
+            # F32_BOUND_EPS), not the default 1e-5 that holds up to 17 channels
+            f32 = {} if dtype == np.float64 else {"atol_eps": F32_BOUND_EPS[algo]}
+            # the tensordot reference (checked against the loop one in
+            # test_f32_error_growth_is_bounded): the loops take seconds at 64 channels
+            e_y, e_dx, e_dw = _fast_reference(xr, wr, np.zeros(geo.K) if br is None else br, dyr,
+                                              geo.kwargs["padding"][0])
+            for name, got, ref in (("y", y, e_y), ("dx", dx, e_dx), ("dw", dw, e_dw)):
+                if f32:
+                    atol = f32["atol_eps"] * float(np.finfo(np.float32).eps) * sc[name]
+                    _check(got, ref, dtype, f"{name} {tag}", sc[name], atol=atol)
+                else:
+                    _check(got, ref, dtype, f"{name} {tag}", sc[name])
+
+
+@pytest.mark.parametrize("algo", WINOGRAD, indirect=True)
+def test_central_differences_with_compact_tiles(algo):
+    """d/dx and d/dW of L = sum(y * R) by central differences, float64, 64 channels."""
+    geo = Geo(1, 64, 3, 6, 1, 3, 3, padding=(1, 1))
+    x, w, b, _ = _inputs(geo, 8)
+    R = np.random.default_rng(9).uniform(-1, 1, size=(geo.N, geo.K, *geo.out_hw))
+
+    def loss():
+        return float(np.sum(core.conv2d_forward(x, w, b, **geo.kwargs) * R))
+
+    dx, dw, _ = core.conv2d_backward(R, x, w, **geo.kwargs)
+    t = FINITE_DIFFERENCE
+    assert_close(dx, central_difference_inplace(loss, x), np.float64, f"{algo} dx vs finite differences",
+                 rtol=t.rtol, atol=t.atol)
+    assert_close(dw, central_difference_inplace(loss, w), np.float64, f"{algo} dw vs finite differences",
+                 rtol=t.rtol, atol=t.atol)
 
 
 @pytest.mark.parametrize("algo", ALGOS, indirect=True)

@@ -26,13 +26,22 @@ template <typename T>
 using GatherFn = void (*)(T* rp, int64_t L, const T* row, int64_t off, int64_t len, int64_t P);
 template <typename T>
 using ScatterFn = void (*)(T* out, int64_t len, const T* src, int64_t L, int64_t off, int64_t P);
+// Between a row of nb bands of P slots (the last one of each band a dummy) and the same
+// row's nb * tw tiles, compact (winograd.cpp, "Layout of a block"):
+//   compact: dst[bi*tw + q] = src[bi*P + q]                       for q < tw;
+//   expand:  dst[bi*P + q] = src[bi*tw + q], dst[bi*P + tw] = 0.
+template <typename T>
+using SlotFn = void (*)(T* dst, const T* src, int64_t nb, int64_t P, int64_t tw);
 
-// One SIMD level's copies for phase count M: gather, scatter (=), scatter (+=).
+// One SIMD level's copies for phase count M: gather, scatter (=), scatter (+=); and the
+// slot copies, compact and expand.
 template <typename T>
 struct RowFns {
   GatherFn<T> gather;
   ScatterFn<T> store;
   ScatterFn<T> add;
+  SlotFn<T> compact;
+  SlotFn<T> expand;
 };
 
 // The whole groups q in [q0, q1) whose m elements all lie inside the row.
@@ -82,6 +91,20 @@ void scatter_scalar(T* __restrict out, int64_t len, const T* __restrict src, int
       const int64_t w = q * M + ph - off;
       if (w >= 0 && w < len) out[w] = Add ? out[w] + src[ph * L + q] : src[ph * L + q];
     }
+  }
+}
+
+template <typename T>
+void compact_scalar(T* __restrict dst, const T* __restrict src, int64_t nb, int64_t P, int64_t tw) {
+  for (int64_t bi = 0; bi < nb; ++bi)
+    for (int64_t q = 0; q < tw; ++q) dst[bi * tw + q] = src[bi * P + q];
+}
+
+template <typename T>
+void expand_scalar(T* __restrict dst, const T* __restrict src, int64_t nb, int64_t P, int64_t tw) {
+  for (int64_t bi = 0; bi < nb; ++bi) {
+    for (int64_t q = 0; q < tw; ++q) dst[bi * P + q] = src[bi * tw + q];
+    dst[bi * P + tw] = T(0);
   }
 }
 
