@@ -720,6 +720,8 @@ class Sequential(Stack):
         finally:
             if bar is not None:
                 bar.close()
+            if plan is not None:  # the plan may be kept for the next fit; the data is not
+                plan.X = plan.y = plan.acc = None
         for cb in callbacks:
             cb.on_train_end(self, history)
         self.weights_ready = True  # fit ran (also for epochs=0: the user chose these weights)
