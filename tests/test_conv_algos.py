@@ -157,24 +157,6 @@ def test_compact_tiles_at_every_simd_level_and_thread_count(algo, simd, threads)
                     _check(got, ref, dtype, f"{name} {tag}", sc[name])
 
 
-@pytest.mark.parametrize("algo", WINOGRAD, indirect=True)
-def test_central_differences_with_compact_tiles(algo):
-    """d/dx and d/dW of L = sum(y * R) by central differences, float64, 64 channels."""
-    geo = Geo(1, 64, 3, 6, 1, 3, 3, padding=(1, 1))
-    x, w, b, _ = _inputs(geo, 8)
-    R = np.random.default_rng(9).uniform(-1, 1, size=(geo.N, geo.K, *geo.out_hw))
-
-    def loss():
-        return float(np.sum(core.conv2d_forward(x, w, b, **geo.kwargs) * R))
-
-    dx, dw, _ = core.conv2d_backward(R, x, w, **geo.kwargs)
-    t = FINITE_DIFFERENCE
-    assert_close(dx, central_difference_inplace(loss, x), np.float64, f"{algo} dx vs finite differences",
-                 rtol=t.rtol, atol=t.atol)
-    assert_close(dw, central_difference_inplace(loss, w), np.float64, f"{algo} dw vs finite differences",
-                 rtol=t.rtol, atol=t.atol)
-
-
 @pytest.mark.parametrize("algo", ALGOS, indirect=True)
 def test_repeats_are_bit_identical_for_a_thread_count(algo):
     geo = Geo(5, 6, 10, 9, 7, 3, 3, padding=(1, 1))
@@ -188,10 +170,14 @@ def test_repeats_are_bit_identical_for_a_thread_count(algo):
                 assert np.array_equal(a, c)
 
 
+# 3 input channels, and 64: the Winograd GEMMs on compact tiles (COMPACT above)
+FD_GEOS = [Geo(2, 3, 6, 7, 4, 3, 3, padding=(1, 1)), Geo(1, 64, 3, 6, 1, 3, 3, padding=(1, 1))]
+
+
+@pytest.mark.parametrize("geo", FD_GEOS, ids=[g.id for g in FD_GEOS])
 @pytest.mark.parametrize("algo", ALGOS, indirect=True)
-def test_central_differences_of_every_pass(algo):
+def test_central_differences_of_every_pass(algo, geo):
     """d/dx, d/dW, d/db of L = sum(y * R) by central differences, float64."""
-    geo = Geo(2, 3, 6, 7, 4, 3, 3, padding=(1, 1))
     x, w, b, _ = _inputs(geo, 5)
     R = np.random.default_rng(6).uniform(-1, 1, size=(geo.N, geo.K, *geo.out_hw))
 
