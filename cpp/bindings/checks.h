@@ -16,7 +16,7 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
-#include <sstream>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -59,13 +59,22 @@ inline py::sequence as_array_list(const py::handle& obj, const char* name) {
   return py::reinterpret_borrow<py::sequence>(obj);
 }
 
+// Messages are built from std::string and std::to_string / num_str, never through a
+// std::ostringstream: in the CUDA build on the project's H200 machine the first message
+// formatted through one (batch norm's "momentum must be in [0, 1]") killed the process with a
+// segmentation fault, while the messages built from strings next to it were raised as usual.
+// Why (the machine's libstdc++ stream or locale state) is not established.
 inline std::string shape_str(const py::array& a) {
-  std::ostringstream os;
-  os << "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
-  if (a.ndim() == 1) os << ",";
-  os << ")";
-  return os.str();
+  std::string out = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) out += (i ? ", " : "") + std::to_string(a.shape(i));
+  return out + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A double as a std::ostream writes it by default: %g, 6 significant digits.
+inline std::string num_str(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -369,11 +378,9 @@ template <typename T>
 inline double require_float_arg(double v, const char* name) {
   require_finite(v, name);
   if (std::fabs(v) > static_cast<double>(std::numeric_limits<T>::max())) {
-    std::ostringstream os;
-    os << name << " = " << v << " overflows the arrays' dtype "
-       << py::str(py::dtype::of<T>()).cast<std::string>() << " (largest finite value "
-       << static_cast<double>(std::numeric_limits<T>::max()) << ")";
-    throw py::value_error(os.str());
+    throw py::value_error(std::string(name) + " = " + num_str(v) + " overflows the arrays' dtype " +
+                          py::str(py::dtype::of<T>()).cast<std::string>() + " (largest finite value " +
+                          num_str(static_cast<double>(std::numeric_limits<T>::max())) + ")");
   }
   return v;
 }
@@ -381,9 +388,8 @@ inline double require_float_arg(double v, const char* name) {
 inline double require_in(double v, const char* name, double lo, double hi, bool hi_open) {
   require_finite(v, name);
   if (v < lo || (hi_open ? v >= hi : v > hi)) {
-    std::ostringstream os;
-    os << name << " must be in [" << lo << ", " << hi << (hi_open ? ")" : "]") << ", got " << v;
-    throw py::value_error(os.str());
+    throw py::value_error(std::string(name) + " must be in [" + num_str(lo) + ", " + num_str(hi) +
+                          (hi_open ? ")" : "]") + ", got " + num_str(v));
   }
   return v;
 }
@@ -394,11 +400,9 @@ inline double require_in(double v, const char* name, double lo, double hi, bool 
 template <typename T>
 inline void require_eps_in_dtype(double eps) {
   if (!(static_cast<T>(eps) > T(0))) {
-    std::ostringstream os;
-    os << "eps = " << eps << " is 0 in the arrays' dtype "
-       << py::str(py::dtype::of<T>()).cast<std::string>() << " (smallest positive value "
-       << static_cast<double>(std::numeric_limits<T>::denorm_min()) << ")";
-    throw py::value_error(os.str());
+    throw py::value_error("eps = " + num_str(eps) + " is 0 in the arrays' dtype " +
+                          py::str(py::dtype::of<T>()).cast<std::string>() + " (smallest positive value " +
+                          num_str(static_cast<double>(std::numeric_limits<T>::denorm_min())) + ")");
   }
 }
 
