@@ -142,19 +142,15 @@ def test_compact_tiles_at_every_simd_level_and_thread_count(algo, simd, threads)
             assert core.conv2d_algorithm(xk, wk, **geo.kwargs) == algo
             sc = _scales(geo, xr, wr, br, dyr)
             tag = f"{algo} {simd} {threads}t [{geo.id}]"
-            # float32: F(4x4)'s measured error bound at 64 channels and more (see
-            # F32_BOUND_EPS), not the default 1e-5 that holds up to 17 channels
-            f32 = {} if dtype == np.float64 else {"atol_eps": F32_BOUND_EPS[algo]}
             # the tensordot reference (checked against the loop one in
             # test_f32_error_growth_is_bounded): the loops take seconds at 64 channels
             e_y, e_dx, e_dw = _fast_reference(xr, wr, np.zeros(geo.K) if br is None else br, dyr,
                                               geo.kwargs["padding"][0])
             for name, got, ref in (("y", y, e_y), ("dx", dx, e_dx), ("dw", dw, e_dw)):
-                if f32:
-                    atol = f32["atol_eps"] * float(np.finfo(np.float32).eps) * sc[name]
-                    _check(got, ref, dtype, f"{name} {tag}", sc[name], atol=atol)
-                else:
-                    _check(got, ref, dtype, f"{name} {tag}", sc[name])
+                # float32: F(4x4)'s measured error bound at 64 channels and more (see
+                # F32_BOUND_EPS), not the default 1e-5 that holds up to 17 channels
+                atol = None if dtype == np.float64 else F32_BOUND_EPS[algo] * float(np.finfo(np.float32).eps) * sc[name]
+                _check(got, ref, dtype, f"{name} {tag}", sc[name], atol=atol)
 
 
 @pytest.mark.parametrize("algo", ALGOS, indirect=True)

@@ -407,25 +407,25 @@ def test_the_next_fit_reuses_the_plan_until_something_it_holds_changes():
     once.fit(X, y, epochs=3, batch_size=5, optimizer=Adam(0.01), seed=3, verbose=0)
     model, opt = _cnn(), Adam(0.01)
     model.fit(X, y, epochs=1, batch_size=5, optimizer=opt, seed=3, verbose=0)
-    first = _plan._last_fit[4]
+    first = _plan._last_fit[2]
     assert first.X is None and first.y is None and first.acc is None  # the data is not kept
     model.fit(X, y, epochs=1, batch_size=5, optimizer=opt, seed=3, verbose=0)
-    assert _plan._last_fit[4] is first  # the same model, optimizer and loss settings
+    assert _plan._last_fit[2] is first  # the same model, optimizer and loss settings
     model.fit(X, y, epochs=1, batch_size=5, seed=3, verbose=0)  # the model's own optimizer: opt
-    assert _plan._last_fit[4] is first
+    assert _plan._last_fit[2] is first
     # three fits of one epoch through one plan are one fit of three epochs, bit for bit
     assert_identical(snapshot(once, once.optimizer), snapshot(model, opt))
     model.fit(X, y, epochs=1, batch_size=5, optimizer=Adam(0.01), seed=3, verbose=0)
-    second = _plan._last_fit[4]
+    second = _plan._last_fit[2]
     assert second is not first  # another optimizer
     model.layers[0].W = model.layers[0].W.copy()
     model.fit(X, y, epochs=1, batch_size=5, optimizer=second.optimizer, seed=3, verbose=0)
-    third = _plan._last_fit[4]
+    third = _plan._last_fit[2]
     assert third is not second  # a replaced weight
     model.fit(X, y, epochs=1, batch_size=5, loss=CrossEntropy(class_weights=np.arange(1.0, 4.0)), seed=3, verbose=0)
-    assert _plan._last_fit[4] is not third  # another loss setting
+    assert _plan._last_fit[2] is not third  # another loss setting
     other = _cnn()
-    other.fit(X, y, epochs=1, batch_size=5, optimizer=_plan._last_fit[4].optimizer, seed=3, verbose=0)
+    other.fit(X, y, epochs=1, batch_size=5, optimizer=_plan._last_fit[2].optimizer, seed=3, verbose=0)
     assert _plan._last_fit[0]() is other  # another model
     del other
     gc.collect()

@@ -64,10 +64,15 @@ inline py::sequence as_array_list(const py::handle& obj, const char* name) {
 // formatted through one (batch norm's "momentum must be in [0, 1]") killed the process with a
 // segmentation fault, while the messages built from strings next to it were raised as usual.
 // Why (the machine's libstdc++ stream or locale state) is not established.
-inline std::string shape_str(const py::array& a) {
+// A shape as Python writes a tuple: (2, 3), (4,), (). Also the CUDA Tensors' (cuda/tensor.h).
+inline std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) out += (i ? ", " : "") + std::to_string(a.shape(i));
-  return out + (a.ndim() == 1 ? ",)" : ")");
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+inline std::string shape_str(const py::array& a) {
+  return shape_str(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
 }
 
 // A double as a std::ostream writes it by default: %g, 6 significant digits.

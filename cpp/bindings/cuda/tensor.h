@@ -63,12 +63,6 @@ struct Tensor {
   template <typename T> T* ptr() const { return static_cast<T*>(data.get()); }
 };
 
-inline std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "(";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + (s.size() == 1 ? ",)" : ")");
-}
-
 // A new, uninitialised tensor on the device.
 inline Tensor empty(std::vector<int64_t> shape, DType dtype) {
   Tensor t;

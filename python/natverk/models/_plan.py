@@ -357,7 +357,7 @@ class ModelPlan:
 
 
 #: The last fit's plan, for the next fit of the same model with the same optimizer and loss:
-#: (weak reference to the model, its layer tree, input shape, dtype, plan). A fresh plan
+#: (weak reference to the model, its layer tree, plan). A fresh plan
 #: touches its activation and gradient buffers for the first time in its first step: on the
 #: (e) VGG + BN benchmark net at batch 64, 1 thread, a fit of one batch took 520-620 ms on a
 #: new plan against 375-455 ms on a used one (page faults and zeroing of ~200 MB), so
@@ -369,7 +369,7 @@ _last_fit: tuple | None = None
 def _layer_tree(model) -> list:
     """Every layer in the model, the model itself left out (so that keeping it does not keep the model)."""
     tree = [model]
-    for layer in tree:  # grows as it walks, as _dtypes_fixed
+    for layer in tree:  # grows as it walks: every layer in the tree (as Sequential._probe_shapes)
         tree.extend(child for _, child in layer.children())
     return tree[1:]
 
@@ -383,12 +383,12 @@ def _reuse_fit_plan(model, optimizer: Optimizer, loss: Loss, input_shape, dtype)
     model's and the optimizer's)."""
     if _last_fit is None:
         return None
-    ref, tree, shape, dt, mp = _last_fit
+    ref, tree, mp = _last_fit
     if ref() is not model or mp.optimizer is not optimizer:
         return None
     if type(mp.loss) is not type(loss) or mp.loss.config() != loss.config():
         return None
-    if shape != tuple(int(d) for d in input_shape) or dt != np.dtype(dtype):
+    if mp.input_shape != tuple(int(d) for d in input_shape) or mp.dtype != np.dtype(dtype):
         return None
     now = _layer_tree(model)
     if len(now) != len(tree) or any(a is not b for a, b in zip(now, tree)) or not mp.valid():
@@ -414,7 +414,7 @@ def plan_for_fit(model, optimizer: Optimizer, loss: Loss, X: np.ndarray, targets
         _last_fit = None  # its buffers go before the new plan allocates its own
         mp = build_plan(model, optimizer, loss, input_shape, dtype)
         if mp is not None:
-            _last_fit = (weakref.ref(model), _layer_tree(model), mp.input_shape, mp.dtype, mp)
+            _last_fit = (weakref.ref(model), _layer_tree(model), mp)
     if mp is None or (not FIT_CONV_NETS and mp.has_conv):
         return None
     N = X.shape[0]
@@ -447,10 +447,8 @@ EVAL_MIN_ROWS = 4 * EVAL_ROWS
 def _dtypes_fixed(model) -> bool:
     """Whether every layer with parameters has its dtype fixed (by a forward pass or astype);
     a layer's first forward otherwise converts it to its input's dtype."""
-    tree = [model]
-    for layer in tree:  # grows as it walks: every layer in the tree (as Sequential._probe_shapes)
-        tree.extend(child for _, child in layer.children())
-    return all(layer._dtype is not None for layer in tree if layer.has_parameters and not layer.children())
+    return all(layer._dtype is not None for layer in _layer_tree(model)
+               if layer.has_parameters and not layer.children())
 
 
 def plan_for_inference(model, X: np.ndarray) -> ModelPlan | None:
