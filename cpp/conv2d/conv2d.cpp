@@ -100,13 +100,20 @@ ConvAlgo conv2d_algorithm(const Conv2dShape& s) {
   // The measured rule (benchmarks/README.md, "Convolution algorithms"):
   // - below 16 channels the transforms cost more than the multiplications they save
   //   (3->64 @32: im2col 16 ms fwd+bwd, F(2x2) 47, F(4x4) 41; ncnn draws the same line);
-  // - F(4x4, 3x3) needs 2.25 multiplications an output against F(2x2)'s 4, but rounds its
-  //   tiles up to 4x4 plus a dummy slot per tile row: at 32x32 it wins (64->64: 114 vs
-  //   144 ms), at 14x14 it loses (32->64: 20 vs 15 ms), at 16x16 and 8x8 they tie;
-  // - F(4x4)'s float32 error grows with the channel count (tests/test_conv_algos.py) and
-  //   passes the float32 default of 1e-5 past about 128 input channels; F(2x2)'s does not.
+  // - F(4x4, 3x3) needs 2.25 multiplications an output against F(2x2)'s 4, and wins from
+  //   16x16 outputs on (64->64 @30: 80-86 against 110 ms, 1 thread) and on smaller images
+  //   whose sides it pads no further than F(2x2) does, a multiple of 4 or one short of it
+  //   (256->256 @8: 71-77 against 91-93 ms; 128->256 @8 38-41 against 43-47; 64->128 @7
+  //   11-12 against 14; 2 threads alike). Where it pads further it loses (32->64 @14:
+  //   14.5-15.6 against 12.3-13.0).
+  // - Its float32 error, on the points of winograd_matrices.h, stays inside the float32
+  //   default of 1e-5 up to 256 channels (tests/test_conv_algos.py), so the channel count
+  //   no longer limits it.
   if (s.C < 16 || s.K < 16) return ConvAlgo::Im2col;
-  if (s.Ho >= 16 && s.Wo >= 16 && s.C <= 128) return ConvAlgo::Winograd4;
+  if (s.Ho >= 16 && s.Wo >= 16) return ConvAlgo::Winograd4;
+  // F(4x4) pads a side of n outputs to 4 ceil(n/4), F(2x2) to 2 ceil(n/2)
+  const auto no_more_padding = [](int64_t n) { return (n + 3) / 4 * 4 == (n + 1) / 2 * 2; };
+  if (no_more_padding(s.Ho) && no_more_padding(s.Wo)) return ConvAlgo::Winograd4;
   return ConvAlgo::Winograd2;
 }
 

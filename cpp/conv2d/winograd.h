@@ -20,7 +20,8 @@
 //   dW[k,c]   = G^T [ sum_t dM_t[k] .* V_t[c] ] G   = G^T (dM_xi V_xi^T) G
 //
 // Error: the transforms are exact in exact arithmetic; in floating point F(4x4, 3x3)
-// amplifies rounding (its A^T holds 8s, its G holds 1/6 and 1/24), F(2x2, 3x3) barely.
+// amplifies rounding (its A^T holds 8 and 1/8, its B^T 5/2), F(2x2, 3x3) barely. Its
+// interpolation points are chosen for that (winograd_matrices.h).
 // The weight transform G W G^T and the final G^T dU G are computed in double, so in
 // float32 only the data transforms and the GEMM round. tests/test_conv_algos.py
 // measures the error growth against the float64 reference and sets its float32
