@@ -32,6 +32,10 @@ SMALL_SHAPES = [
     (6, 16, 8),       # exactly one avx2 float32 tile
     (31, 17, 33),
     (97, 101, 103),
+    (20, 50, 7),      # ragged tiles run narrower kernels: 8 rows, and a last panel of 18 or 2
+    (64, 100, 33),    # a batch of 64 (a 4-row edge), n = 100 (a one-vector last panel)
+    (2, 250, 128),    # the spiral net's first-layer dW: 2 rows
+    (128, 4, 50),     # its last layer: 4 columns
 ]
 LARGE_SHAPES = [
     (300, 301, 302),   # several mc blocks, k crosses kc = 256
@@ -42,6 +46,7 @@ LARGE_SHAPES = [
     (1030, 64, 600),   # narrow C: A read in place (m ragged, k crosses kc twice)
     (301, 129, 70),    # just past the in-place-A width: A packed again
     (20, 2003, 300),   # many B panels packed row by row, a ragged last one
+    (50, 1000, 64),    # a one-vector last panel after 31 full ones (float32)
 ]
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
 ALPHA_BETA = [(1.0, 0.0), (2.5, 0.0), (1.0, 1.0), (-0.5, 2.0), (0.0, 1.5), (1.0, -1.0), (0.0, 0.0)]
@@ -294,8 +299,8 @@ def test_an_element_does_not_depend_on_where_the_tile_edges_fall(k, beta, dtype,
     A, B = _random(rng, (40, k), dtype), _random(rng, (k, 70), dtype)
     C0 = _random(rng, (40, 70), dtype)
     full = core.gemm(A, B, C0.copy(), alpha=1.3, beta=beta)
-    for m in (1, 5, 13, 27, 40):
-        for n in (1, 9, 33, 70):
+    for m in (1, 5, 13, 20, 27, 30, 40):
+        for n in (1, 9, 33, 50, 70):
             part = core.gemm(A[:m], B[:, :n], C0[:m, :n].copy(), alpha=1.3, beta=beta)
             np.testing.assert_array_equal(part, full[:m, :n], err_msg=f"{m} x {n}")
 
