@@ -436,6 +436,29 @@ def test_every_simd_level_and_thread_count_matches_reference(geo, dtype, simd, t
     check_backward(geo, dtype, 950 + RUNTIME_GEOMETRIES.index(geo), name=f"backward {simd}/{threads}")
 
 
+# Backward-weights with few taps per output channel (C/groups * kH * kW <= 27) runs as dot
+# products along the pixels (cpp/conv2d/dw_dot.h): blocks of dY rows and im2col rows,
+# zero rows past the last channel or tap, and a scalar tail past the last whole vector.
+FEW_TAP_GEOMETRIES = [
+    Geo(2, 1, 28, 28, 32, 3, 3, padding=(1, 1)),   # MNIST's first layer: 784 pixels, 32 = 10 x 3 + 2
+    Geo(1, 3, 9, 7, 7, 3, 3, padding=(1, 1)),      # 27 taps, 63 pixels (a tail at every width), batch 1
+    Geo(3, 1, 5, 5, 4, 5, 5, padding=(2, 2)),      # 25 taps
+    Geo(2, 3, 4, 3, 5, 3, 3),                      # 2 pixels: no whole vector, all tail
+    Geo(2, 4, 10, 9, 6, 3, 3, stride=(2, 2), padding=(1, 1), groups=2),  # 18 taps a group
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_few_tap_weight_gradient_at_every_simd_level_and_thread_count(dtype, simd, threads):
+    for i, geo in enumerate(FEW_TAP_GEOMETRIES):
+        check_backward(geo, dtype, 970 + i, name=f"few-tap backward {simd}/{threads}")
+        x, w, _, dy = _inputs(geo, 970 + i)
+        x, w, dy = (a.astype(dtype) for a in (x, w, dy))
+        first = core.conv2d_backward(dy, x, w, **geo.kwargs, need_dx=False, need_db=False)[1]
+        again = core.conv2d_backward(dy, x, w, **geo.kwargs, need_dx=False, need_db=False)[1]
+        np.testing.assert_array_equal(first, again, err_msg=f"dW not repeatable [{geo.id}]")
+
+
 # ---------------------------------------------------------------------------
 # argument checking: a clear Python exception, never a crash
 

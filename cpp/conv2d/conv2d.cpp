@@ -10,10 +10,12 @@
 #include <tuple>
 #include <vector>
 
+#include "common/cpu_features.h"
 #include "common/elementwise.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
 #include "common/shape.h"
+#include "conv2d/dw_dot.h"
 #include "conv2d/winograd.h"
 #include "gemm/gemm.h"
 
@@ -225,6 +227,62 @@ void im2col_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape
   });
 }
 
+// ---- backward-weights of few-tap convolutions by dot products (dw_dot.h)
+
+// The largest ckk (taps per output channel) that takes the dot products: a 3x3 layer on
+// up to three channels. Measured against the GEMM: see im2col_backward.
+constexpr int64_t kDotMaxTaps = 27;
+
+template <typename T>
+dw_dot::DotFns<T> dot_fns() {
+#if defined(NATVERK_HAVE_X86_KERNELS)
+  switch (simd_level()) {
+    case SimdLevel::AVX512: return dw_dot::avx512::dot_fns<T>();
+    case SimdLevel::AVX2: return dw_dot::avx2::dot_fns<T>();
+    default: break;
+  }
+#endif
+  return dw_dot::generic::dot_fns<T>();
+}
+
+// One image of one group: part (its blocks of lane sums) += cols (ckk x HWo) . dY_g
+// (Kg x HWo) along the whole vectors of pixels, tail (Kg x ckk) += the rest. Rows past
+// Kg or ckk read zero_row; their sums are never read.
+template <typename T>
+void dot_image(const dw_dot::DotFns<T>& f, T* part, T* tail, const T* cols, const T* dy, const T* zero_row,
+               int64_t ckk, int64_t Kg, int64_t HWo, int64_t nvec, int64_t p_tail) {
+  const int64_t ntb = (ckk + f.tb - 1) / f.tb, blk = static_cast<int64_t>(f.kb) * f.tb * f.lanes;
+  const T* dyr[16];
+  const T* cr[16];
+  for (int64_t k0 = 0, kb = 0; k0 < Kg; k0 += f.kb, ++kb) {
+    for (int r = 0; r < f.kb; ++r) dyr[r] = k0 + r < Kg ? dy + (k0 + r) * HWo : zero_row;
+    for (int64_t q0 = 0, tb = 0; q0 < ckk; q0 += f.tb, ++tb) {
+      for (int t = 0; t < f.tb; ++t) cr[t] = q0 + t < ckk ? cols + (q0 + t) * HWo : zero_row;
+      f.block(part + (kb * ntb + tb) * blk, cr, dyr, nvec);
+    }
+  }
+  if (p_tail < HWo)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t q = 0; q < ckk; ++q) {
+        T acc = T(0);
+        for (int64_t p = p_tail; p < HWo; ++p) acc += cols[q * HWo + p] * dy[k * HWo + p];
+        tail[k * ckk + q] += acc;
+      }
+}
+
+// dW_g (Kg x ckk) += the lane sums of part, lane by lane in order, + tail.
+template <typename T>
+void dot_finish(const dw_dot::DotFns<T>& f, T* dw, const T* part, const T* tail, int64_t ckk, int64_t Kg) {
+  const int64_t ntb = (ckk + f.tb - 1) / f.tb, blk = static_cast<int64_t>(f.kb) * f.tb * f.lanes;
+  for (int64_t k = 0; k < Kg; ++k)
+    for (int64_t q = 0; q < ckk; ++q) {
+      const T* lanes = part + ((k / f.kb) * ntb + q / f.tb) * blk + ((k % f.kb) * f.tb + q % f.tb) * f.lanes;
+      T sum = T(0);
+      for (int l = 0; l < f.lanes; ++l) sum += lanes[l];
+      dw[k * ckk + q] += sum + tail[k * ckk + q];
+    }
+}
+
 template <typename T>
 void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const Conv2dShape& s) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
@@ -245,24 +303,34 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
 
   // dW: per-chunk partial sums over that chunk's images, added in chunk order
   // afterwards, so the result does not depend on thread timing.
-  // With few columns per output channel (ckk = 9 for a first layer on one channel) the
-  // GEMM dY_g (Kg x HWo) cols^T would fill 9 of the micro-kernel's 32 columns; its
-  // transpose cols (ckk x HWo) dY_g^T fills all of them and reads cols in place, so dW^T
-  // is accumulated instead (1->32 @28, batch 64, 1 thread: dW 4-8 -> 1.1 ms).
-  const bool dw_transposed = dW && !direct && ckk < 16 && ckk < Kg;
+  // With few taps per output channel (ckk = 9 for a first layer on one channel, 27 on
+  // three) the GEMMs waste most of their tiles (dw_dot.h), so dW is taken as dot products
+  // along the pixels instead. Batch 64, 1 thread, AVX-512, dW alone, 3 alternating runs:
+  // 1->32 @28 0.95-0.98 -> 0.47 ms (it was dW^T = cols dY^T, packing dY^T for every
+  // image); 3->64 @32 4.00-4.06 -> 3.70-3.76 ms (it was dW = dY cols^T).
+  const bool dot_dw = dW && !direct && ckk <= kDotMaxTaps;
   const int chunks = plan_chunks(s.N, 1);
   std::vector<T> partial;
-  if (dw_transposed)
-    partial.assign(static_cast<size_t>(checked_mul(wsize, chunks, "the per-thread dW partial sums")), T(0));
-  else if (dW && chunks > 1)
+  if (dW && chunks > 1)
     partial.assign(static_cast<size_t>(checked_mul(wsize, chunks - 1, "the per-thread dW partial sums")), T(0));
   if (dW) std::memset(dW, 0, sizeof(T) * static_cast<size_t>(wsize));
+  const dw_dot::DotFns<T> dot = dot_fns<T>();
+  const int64_t nkb = (Kg + dot.kb - 1) / dot.kb, ntb = (ckk + dot.tb - 1) / dot.tb;
+  const int64_t dot_block = static_cast<int64_t>(dot.kb) * dot.tb * dot.lanes;
+  const int64_t nvec = HWo / dot.lanes, p_tail = nvec * dot.lanes;
+  // the rows a block reads past the last channel or tap: zeros, their products discarded
+  const std::vector<T> zero_row(dot_dw ? static_cast<size_t>(HWo) : 0, T(0));
 
   parallel_for_chunks(s.N, chunks, [&](int64_t n0, int64_t n1, int chunk) {
-    T* dw_acc = !dW ? nullptr
-                : dw_transposed ? partial.data() + chunk * wsize
-                : (chunk == 0 ? dW : partial.data() + (chunk - 1) * wsize);
+    T* dw_acc = !dW ? nullptr : (chunk == 0 ? dW : partial.data() + (chunk - 1) * wsize);
     T* col = direct ? nullptr : static_cast<T*>(t_cols.get(col_bytes));
+    // dot_dw: the lane-wise sums of this chunk's images, block by block, and the pixels
+    // past the last whole vector, summed at the end of the chunk
+    std::vector<T> part, tail;
+    if (dot_dw) {
+      part.assign(static_cast<size_t>(G * nkb * ntb * dot_block), T(0));
+      tail.assign(static_cast<size_t>(wsize), T(0));
+    }
     for (int64_t n = n0; n < n1; ++n) {
       const T* dy = dY + n * s.K * HWo;
       if (dX_scatter)
@@ -277,9 +345,9 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
             im2col(col, x, Cg, s);
             cols = col;
           }
-          if (dw_transposed)  // dW_g^T (ckk x Kg) += cols (ckk x HWo) @ dY_g^T (HWo x Kg)
-            gemm_rowmajor<T>(false, true, ckk, Kg, HWo, T(1), cols, HWo, dy_g, HWo, T(1),
-                             dw_acc + g * Kg * ckk, Kg);
+          if (dot_dw)
+            dot_image(dot, part.data() + g * nkb * ntb * dot_block, tail.data() + g * Kg * ckk, cols, dy_g,
+                      zero_row.data(), ckk, Kg, HWo, nvec, p_tail);
           else  // dW_g (Kg x ckk) += dY_g (Kg x HWo) @ cols^T (HWo x ckk)
             gemm_rowmajor<T>(false, true, Kg, ckk, HWo, T(1), dy_g, HWo, cols, HWo, T(1),
                              dw_acc + g * Kg * ckk, ckk);
@@ -297,6 +365,10 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
         }
       }
     }
+    if (dot_dw)
+      for (int64_t g = 0; g < G; ++g)
+        dot_finish(dot, dw_acc + g * Kg * ckk, part.data() + g * nkb * ntb * dot_block, tail.data() + g * Kg * ckk,
+                   ckk, Kg);
   });
   if (dx_as_conv) {
     // rotated[g*Cg + c, k, i, j] = W[g*Kg + k, c, kH-1-i, kW-1-j]: the weight of a convolution
@@ -314,15 +386,7 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
                                             s.dh, s.dw, G);
     im2col_forward<T>(dX, dY, rotated.data(), nullptr, t);
   }
-  if (dw_transposed) {
-    for (int c = 0; c < chunks; ++c)
-      for (int64_t g = 0; g < G; ++g) {
-        const T* p = partial.data() + c * wsize + g * Kg * ckk;  // (ckk x Kg)
-        T* d = dW + g * Kg * ckk;                                // (Kg x ckk)
-        for (int64_t q = 0; q < ckk; ++q)
-          for (int64_t k = 0; k < Kg; ++k) d[k * ckk + q] += p[q * Kg + k];
-      }
-  } else if (dW) {
+  if (dW) {
     for (int c = 1; c < chunks; ++c) {
       const T* p = partial.data() + (c - 1) * wsize;
       for (int64_t i = 0; i < wsize; ++i) dW[i] += p[i];
