@@ -252,7 +252,7 @@ template <typename T>
 void dot_image(const dw_dot::DotFns<T>& f, T* part, T* tail, const T* cols, const T* dy, const T* zero_row,
                int64_t ckk, int64_t Kg, int64_t HWo, int64_t nvec, int64_t p_tail) {
   const int64_t ntb = (ckk + f.tb - 1) / f.tb, blk = static_cast<int64_t>(f.kb) * f.tb * f.lanes;
-  const T* dyr[16];
+  const T* dyr[16];  // f.kb and f.tb are at most 9 (dw_dot_*.cpp)
   const T* cr[16];
   for (int64_t k0 = 0, kb = 0; k0 < Kg; k0 += f.kb, ++kb) {
     for (int r = 0; r < f.kb; ++r) dyr[r] = k0 + r < Kg ? dy + (k0 + r) * HWo : zero_row;
@@ -318,6 +318,7 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
   const int64_t nkb = (Kg + dot.kb - 1) / dot.kb, ntb = (ckk + dot.tb - 1) / dot.tb;
   const int64_t dot_block = static_cast<int64_t>(dot.kb) * dot.tb * dot.lanes;
   const int64_t nvec = HWo / dot.lanes, p_tail = nvec * dot.lanes;
+  const int64_t part_size = dot_dw ? checked_mul(G * nkb * ntb, dot_block, "the dW lane sums") : 0;
   // the rows a block reads past the last channel or tap: zeros, their products discarded
   const std::vector<T> zero_row(dot_dw ? static_cast<size_t>(HWo) : 0, T(0));
 
@@ -328,7 +329,7 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
     // past the last whole vector, summed at the end of the chunk
     std::vector<T> part, tail;
     if (dot_dw) {
-      part.assign(static_cast<size_t>(G * nkb * ntb * dot_block), T(0));
+      part.assign(static_cast<size_t>(part_size), T(0));
       tail.assign(static_cast<size_t>(wsize), T(0));
     }
     for (int64_t n = n0; n < n1; ++n) {
