@@ -75,7 +75,7 @@ def _run_all(geo, dtype, seed):
 #   im2col     y 6.3, dx 7.3, dw 6.6
 #   winograd2  y 8.3, dx 4.4, dw 4.9
 #   winograd4  y 53 (growing with C: 13 at C = 1, 19 at 17, 30 at 64, 53 at 256), dx 25, dw 16
-# F(4x4, 3x3)'s transforms scale values by up to 5/2 (B^T) and 8 (A^T) before and after
+# F(4x4, 3x3)'s transforms hold entries up to 5/2 (B^T) and 8 (A^T), applied before and after
 # the float32 GEMM, so its rounding is that much larger; on Lavin & Gray's points
 # (0, +-1, +-2) it was 134, 50 and 38 (winograd_matrices.h). The bounds are 2.4-3x the worst
 # measured. Every algorithm stays inside the float32 default of 1e-5 (84 eps) relative to
