@@ -370,9 +370,12 @@ def test_threads_and_simd_levels_agree(dtype):
 
 
 # 2x2 / stride 2 rows of 7, 14, 35 and 1 windows: one masked AVX-512 step (the MNIST
-# CNN's pools), two full steps and a ragged one, and a row shorter than any vector.
+# CNN's pools), two full steps and a ragged one, and a row shorter than any vector; rows of
+# 3 and 2 windows (the Table 4 CNN's 7x7 -> 3x3 pool) take SSE2's short-row step, whose
+# loads stop at the row's 2 Wo columns (odd W: the last column is in no window).
 FAST_2X2 = [Pool(2, 3, 14, 14, (2, 2), (2, 2)), Pool(1, 2, 28, 28, (2, 2), (2, 2)),
-            Pool(2, 2, 6, 71, (2, 2), (2, 2)), Pool(1, 2, 4, 3, (2, 2), (2, 2))]
+            Pool(2, 2, 6, 71, (2, 2), (2, 2)), Pool(1, 2, 4, 3, (2, 2), (2, 2)),
+            Pool(3, 5, 7, 7, (2, 2), (2, 2)), Pool(2, 3, 5, 4, (2, 2), (2, 2))]
 
 
 @pytest.mark.parametrize("kind", ["uniform", "ties", "negative"])
@@ -389,6 +392,10 @@ def test_2x2_fast_path_at_every_simd_level_gives_the_scalar_levels_bits(p, kind,
     got = core.maxpool2d_forward(x, *p.args)
     np.testing.assert_array_equal(got[1], want[1], err_msg=f"argmax at {simd}")
     np.testing.assert_array_equal(got[0], want[0], err_msg=f"y at {simd}")
+    # and the reference's rules themselves (the scalar level runs the SSE2 steps too)
+    e_y, e_am = ref_maxpool_forward(x.astype(np.float64), p)
+    np.testing.assert_array_equal(got[1], e_am, err_msg=f"argmax with NaN at {simd} vs the reference")
+    np.testing.assert_array_equal(got[0], e_y.astype(np.float32), err_msg=f"y with NaN at {simd} vs the reference")
     clean = _x(p, 700, kind).astype(np.float32)
     y, am = core.maxpool2d_forward(clean, *p.args)
     e_y, e_am = ref_maxpool_forward(clean.astype(np.float64), p)

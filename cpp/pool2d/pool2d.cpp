@@ -83,34 +83,55 @@ inline void maxpool_2x2_window(T* y, int64_t* am, const T* r0, const T* r1, int6
 // Four float windows at once (SSE2 is in every x86-64 CPU, so no run-time dispatch): the even
 // and odd columns of both rows are split into four candidate vectors and folded with the
 // scalar rule above, lane by lane; q records which candidate won (0..3 in window order).
+inline __m128 maxpool_2x2_fold_sse2(__m128 a_lo, __m128 a_hi, __m128 c_lo, __m128 c_hi, __m128i& q) {
+  const __m128 cand[4] = {_mm_shuffle_ps(a_lo, a_hi, _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm_shuffle_ps(a_lo, a_hi, _MM_SHUFFLE(3, 1, 3, 1)),
+                          _mm_shuffle_ps(c_lo, c_hi, _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm_shuffle_ps(c_lo, c_hi, _MM_SHUFFLE(3, 1, 3, 1))};
+  __m128 bv = cand[0];
+  q = _mm_setzero_si128();
+  for (int k = 1; k < 4; ++k) {
+    const __m128 v = cand[k];
+    const __m128 take = _mm_or_ps(_mm_cmpgt_ps(v, bv), _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(bv, bv)));
+    bv = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, bv));
+    const __m128i t = _mm_castps_si128(take);
+    q = _mm_or_si128(_mm_and_si128(t, _mm_set1_epi32(k)), _mm_andnot_si128(t, q));
+  }
+  return bv;
+}
+
+// The arg-max of windows ow .. ow + nw - 1 from the winners' candidate numbers.
+inline void maxpool_2x2_argmax_sse2(int64_t* am, __m128i q, int64_t ow, int64_t nw, int64_t row_base, int64_t W) {
+  alignas(16) int32_t qs[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(qs), q);
+  for (int64_t l = 0; l < nw; ++l) am[ow + l] = row_base + 2 * (ow + l) + (qs[l] & 1) + (qs[l] >> 1) * W;
+}
+
 // A ragged row end (Wo not a multiple of 4) redoes the row's last four windows in one more
-// step instead of a scalar tail: the overlapped windows get the same values again.
+// step instead of a scalar tail: the overlapped windows get the same values again. A row of
+// fewer than four windows (3 in the Table 4 CNN's 7x7 -> 3x3 pool, where the scalar
+// windows, compiled to branches, took as long as the 28x28 layer's pool) is one step whose
+// loads stop at its 2 Wo columns; its lanes past Wo fold zeros and are not stored.
 inline int64_t maxpool_2x2_row_sse2(float* y, int64_t* am, const float* r0, const float* r1,
                                     int64_t Wo, int64_t row_base, int64_t W) {
-  if (Wo < 4) return 0;
+  __m128i q;
+  if (Wo < 4) {
+    const __m128 z = _mm_setzero_ps();
+    auto lo = [&](const float* p) { return Wo >= 2 ? _mm_loadu_ps(p) : _mm_loadl_pi(z, reinterpret_cast<const __m64*>(p)); };
+    auto hi = [&](const float* p) { return Wo == 3 ? _mm_loadl_pi(z, reinterpret_cast<const __m64*>(p + 4)) : z; };
+    const __m128 bv = maxpool_2x2_fold_sse2(lo(r0), hi(r0), lo(r1), hi(r1), q);
+    alignas(16) float ys[4];
+    _mm_store_ps(ys, bv);
+    for (int64_t l = 0; l < Wo; ++l) y[l] = ys[l];
+    maxpool_2x2_argmax_sse2(am, q, 0, Wo, row_base, W);
+    return Wo;
+  }
   for (int64_t step = 0, ow = 0; step < (Wo + 3) / 4; ++step, ow = std::min(ow + 4, Wo - 4)) {
     const float* a = r0 + 2 * ow;
     const float* c = r1 + 2 * ow;
-    const __m128 a_lo = _mm_loadu_ps(a), a_hi = _mm_loadu_ps(a + 4);
-    const __m128 c_lo = _mm_loadu_ps(c), c_hi = _mm_loadu_ps(c + 4);
-    const __m128 cand[4] = {_mm_shuffle_ps(a_lo, a_hi, _MM_SHUFFLE(2, 0, 2, 0)),
-                            _mm_shuffle_ps(a_lo, a_hi, _MM_SHUFFLE(3, 1, 3, 1)),
-                            _mm_shuffle_ps(c_lo, c_hi, _MM_SHUFFLE(2, 0, 2, 0)),
-                            _mm_shuffle_ps(c_lo, c_hi, _MM_SHUFFLE(3, 1, 3, 1))};
-    __m128 bv = cand[0];
-    __m128i q = _mm_setzero_si128();
-    for (int k = 1; k < 4; ++k) {
-      const __m128 v = cand[k];
-      const __m128 take = _mm_or_ps(_mm_cmpgt_ps(v, bv), _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(bv, bv)));
-      bv = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, bv));
-      const __m128i t = _mm_castps_si128(take);
-      q = _mm_or_si128(_mm_and_si128(t, _mm_set1_epi32(k)), _mm_andnot_si128(t, q));
-    }
+    const __m128 bv = maxpool_2x2_fold_sse2(_mm_loadu_ps(a), _mm_loadu_ps(a + 4), _mm_loadu_ps(c), _mm_loadu_ps(c + 4), q);
     _mm_storeu_ps(y + ow, bv);
-    alignas(16) int32_t qs[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(qs), q);
-    for (int l = 0; l < 4; ++l)
-      am[ow + l] = row_base + 2 * (ow + l) + (qs[l] & 1) + (qs[l] >> 1) * W;
+    maxpool_2x2_argmax_sse2(am, q, ow, 4, row_base, W);
   }
   return Wo;
 }
