@@ -154,6 +154,55 @@ def test_compact_tiles_at_every_simd_level_and_thread_count(algo, simd, threads)
                 _check(got, ref, dtype, f"{name} {tag}", sc[name])
 
 
+# NaN confinement through the vector row copies: under AVX2 a register over a row's end is
+# a plain load when it stays inside the array, the neighbouring row's lanes then cleared
+# (winograd_rows.inc, gather). A NaN column next to a row end must not reach the tiles
+# whose patches do not hold it (the other image, too, stays NaN-free). Widths 7 (the Table 4 CNN's 64 -> 128 @7, F(4x4): tiles of
+# columns -1..4 and 3..8), 14 and 9; 64 channels take the compact tiles.
+NAN_GEOS = [Geo(2, 3, 7, 7, 4, 3, 3, padding=(1, 1)), Geo(2, 64, 5, 7, 3, 3, 3, padding=(1, 1)),
+            Geo(3, 2, 4, 14, 2, 3, 3, padding=(1, 1)), Geo(2, 5, 6, 9, 3, 3, 3)]
+
+
+def _tile_cols(ox: int, m: int, pw: int, W: int) -> set:
+    """The input columns of the patch under output column ox's tile."""
+    t = ox // m
+    return set(range(max(0, t * m - pw), min(W, t * m - pw + m + 2)))
+
+
+def _assert_nan_within(a, allowed, what):
+    """NaN somewhere (the NaN went in), and only where allowed: how far inside a patch it
+    spreads depends on the zeros of the transforms, so the test asks no more than that."""
+    got = np.isnan(a)
+    assert got.any(), f"{what}: no NaN came out"
+    assert not (got & ~allowed).any(), f"{what}: NaN outside the patches that hold it at {np.argwhere(got & ~allowed)[:5].tolist()}"
+
+
+@pytest.mark.parametrize("geo", NAN_GEOS, ids=[g.id for g in NAN_GEOS])
+@pytest.mark.parametrize("algo", WINOGRAD, indirect=True)
+def test_nan_stays_in_the_tiles_whose_patch_holds_it(algo, geo, simd):
+    m = 2 if algo == "winograd2" else 4
+    pw = geo.kwargs.get("padding", (0, 0))[1]
+    x, w, b, dy = _cast(np.float32, *_inputs(geo, 31))[0]
+    Ho, Wo = geo.out_hw
+    for col in (0, geo.W - 1):  # the first column, next to the row before's end, and the last
+        xn = x.copy()
+        xn[0, :, :, col] = np.nan  # image 0 only
+        y = core.conv2d_forward(xn, w, b, **geo.kwargs)
+        want_nan = np.zeros(y.shape, bool)
+        for ox in range(Wo):
+            if col in _tile_cols(ox, m, pw, geo.W):
+                want_nan[0, :, :, ox] = True
+        _assert_nan_within(y, want_nan, f"{algo} {simd} y, NaN in column {col}")
+    for oc in (0, Wo - 1):  # the same through backward-data's gather of dY rows
+        dyn = dy.copy()
+        dyn[0, :, :, oc] = np.nan
+        dx, _, _ = core.conv2d_backward(dyn, x, w, **geo.kwargs)
+        cols = _tile_cols(oc, m, pw, geo.W)
+        want_nan = np.zeros(dx.shape, bool)
+        want_nan[0, :, :, sorted(cols)] = True
+        _assert_nan_within(dx, want_nan, f"{algo} {simd} dx, NaN in dY column {oc}")
+
+
 @pytest.mark.parametrize("algo", ALGOS, indirect=True)
 def test_repeats_are_bit_identical_for_a_thread_count(algo):
     geo = Geo(5, 6, 10, 9, 7, 3, 3, padding=(1, 1))

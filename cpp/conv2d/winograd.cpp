@@ -145,7 +145,8 @@ __attribute__((always_inline)) inline void input_block(T* __restrict V, int64_t 
         for (int ph = 0; ph < M; ++ph)
           std::memset(rr + ph * L + bi * g.P, 0, sizeof(T) * static_cast<size_t>(g.P));
       } else {
-        rf.gather(rr + bi * g.P, L, X + ((bd.n(bi) * s.C + c) * s.H + h) * s.W, s.pw, s.W, g.P);
+        rf.gather(rr + bi * g.P, L, X + ((bd.n(bi) * s.C + c) * s.H + h) * s.W, s.pw, s.W, g.P, X,
+                  X + s.N * s.C * s.H * s.W);
       }
     }
     for (int ph = 0; ph < M; ++ph) rr[ph * L + Tp] = T(0);  // read by the last dummy only
@@ -215,7 +216,8 @@ __attribute__((always_inline)) inline void grad_block(T* __restrict dMv, int64_t
         for (int jo = 0; jo < M; ++jo)
           std::memset(rr + jo * Tc + bi * g.tc, 0, sizeof(T) * static_cast<size_t>(g.tc));
       } else {
-        rf.gather(rr + bi * g.tc, Tc, dY + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo, 0, s.Wo, g.tc);
+        rf.gather(rr + bi * g.tc, Tc, dY + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo, 0, s.Wo, g.tc, dY,
+                  dY + s.N * s.K * s.Ho * s.Wo);
       }
     }
   }

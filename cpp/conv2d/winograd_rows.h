@@ -22,8 +22,12 @@
 namespace natverk {
 namespace wino_rows {
 
+// [begin, end) is the array the row lies in: a vector version may read any element of it
+// (a plain load that reaches past the row into its neighbours, the lanes then cleared),
+// never one outside it.
 template <typename T>
-using GatherFn = void (*)(T* rp, int64_t L, const T* row, int64_t off, int64_t len, int64_t P);
+using GatherFn = void (*)(T* rp, int64_t L, const T* row, int64_t off, int64_t len, int64_t P,
+                          const T* begin, const T* end);
 template <typename T>
 using ScatterFn = void (*)(T* out, int64_t len, const T* src, int64_t L, int64_t off, int64_t P);
 // Between a row of nb bands of P slots (the last one of each band a dummy) and the same
@@ -57,7 +61,7 @@ inline void inner_groups(int64_t off, int64_t len, int64_t P, int64_t& q0, int64
 // the few at its ends with them.
 template <typename T, int M>
 void gather_scalar(T* __restrict rp, int64_t L, const T* __restrict row, int64_t off, int64_t len,
-                   int64_t P) {
+                   int64_t P, const T*, const T*) {
   int64_t q0, q1;
   inner_groups<M>(off, len, P, q0, q1);
   for (int64_t q = q0; q < q1; ++q)
