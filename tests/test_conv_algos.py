@@ -157,8 +157,9 @@ def test_compact_tiles_at_every_simd_level_and_thread_count(algo, simd, threads)
 # NaN confinement through the vector row copies: under AVX2 a register over a row's end is
 # a plain load when it stays inside the array, the neighbouring row's lanes then cleared
 # (winograd_rows.inc, gather). A NaN column next to a row end must not reach the tiles
-# whose patches do not hold it (the other image, too, stays NaN-free). Widths 7 (the Table 4 CNN's 64 -> 128 @7, F(4x4): tiles of
-# columns -1..4 and 3..8), 14 and 9; 64 channels take the compact tiles.
+# whose patches do not hold it (the other image, too, stays NaN-free). Widths 7 (the
+# Table 4 CNN's 64 -> 128 @7, F(4x4): tiles of columns -1..4 and 3..8), 14 and 9; 64
+# channels take the compact tiles.
 NAN_GEOS = [Geo(2, 3, 7, 7, 4, 3, 3, padding=(1, 1)), Geo(2, 64, 5, 7, 3, 3, 3, padding=(1, 1)),
             Geo(3, 2, 4, 14, 2, 3, 3, padding=(1, 1)), Geo(2, 5, 6, 9, 3, 3, 3)]
 

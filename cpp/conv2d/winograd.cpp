@@ -137,6 +137,7 @@ __attribute__((always_inline)) inline void input_block(T* __restrict V, int64_t 
                                                        T* __restrict hrow) {
   constexpr int A = M + 2;
   const int64_t Tp = bd.nb * g.P, L = Tp + 1, rl = M * L;
+  const T* X_end = X + s.N * s.C * s.H * s.W;  // the gather may read anywhere in X
   for (int r = 0; r < A; ++r) {
     T* rr = rows + r * rl;
     for (int64_t bi = 0; bi < bd.nb; ++bi) {
@@ -145,8 +146,7 @@ __attribute__((always_inline)) inline void input_block(T* __restrict V, int64_t 
         for (int ph = 0; ph < M; ++ph)
           std::memset(rr + ph * L + bi * g.P, 0, sizeof(T) * static_cast<size_t>(g.P));
       } else {
-        rf.gather(rr + bi * g.P, L, X + ((bd.n(bi) * s.C + c) * s.H + h) * s.W, s.pw, s.W, g.P, X,
-                  X + s.N * s.C * s.H * s.W);
+        rf.gather(rr + bi * g.P, L, X + ((bd.n(bi) * s.C + c) * s.H + h) * s.W, s.pw, s.W, g.P, X, X_end);
       }
     }
     for (int ph = 0; ph < M; ++ph) rr[ph * L + Tp] = T(0);  // read by the last dummy only
@@ -207,6 +207,7 @@ __attribute__((always_inline)) inline void grad_block(T* __restrict dMv, int64_t
                                                       T* __restrict rows, T* __restrict t1) {
   constexpr int A = M + 2;
   const int64_t Tc = bd.nb * g.tc;
+  const T* dY_end = dY + s.N * s.K * s.Ho * s.Wo;  // the gather may read anywhere in dY
   // rows[io][jo][t] = dY[ty*m + io, tx*m + jo], zero past the edges (and in the dummies)
   for (int io = 0; io < M; ++io) {
     T* rr = rows + io * M * Tc;
@@ -216,8 +217,7 @@ __attribute__((always_inline)) inline void grad_block(T* __restrict dMv, int64_t
         for (int jo = 0; jo < M; ++jo)
           std::memset(rr + jo * Tc + bi * g.tc, 0, sizeof(T) * static_cast<size_t>(g.tc));
       } else {
-        rf.gather(rr + bi * g.tc, Tc, dY + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo, 0, s.Wo, g.tc, dY,
-                  dY + s.N * s.K * s.Ho * s.Wo);
+        rf.gather(rr + bi * g.tc, Tc, dY + ((bd.n(bi) * s.K + k) * s.Ho + oh) * s.Wo, 0, s.Wo, g.tc, dY, dY_end);
       }
     }
   }
