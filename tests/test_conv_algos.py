@@ -57,7 +57,7 @@ def algo(request):
 
 
 def _seed(geo) -> int:
-    return 20_000 + (GEOS + WIDE_ROWS + COMPACT).index(geo)
+    return 20_000 + (GEOS + WIDE_ROWS + MANY_CHANNELS).index(geo)
 
 
 def _run_all(geo, dtype, seed):
@@ -80,7 +80,7 @@ def _run_all(geo, dtype, seed):
 # (0, +-1, +-2) it was 134, 50 and 38 (winograd_matrices.h). The bounds are 2.4-3x the worst
 # measured. Every algorithm stays inside the float32 default of 1e-5 (84 eps) relative to
 # the same scale at every channel count swept, so the value tests use that default at
-# every geometry, the 64- to 256-channel compact ones included.
+# every geometry, the 64- to 256-channel ones included.
 F32_BOUND_EPS = {"im2col": 20.0, "winograd2": 20.0, "winograd4": 160.0}
 
 
@@ -99,12 +99,14 @@ def test_every_algorithm_matches_the_loop_reference(algo, geo, dtype):
     _check(db, e_db, dtype, f"{algo} db [{geo.id}]", sc["db"])
 
 
-# Rows longer than one vector register (16 floats / 8 doubles under AVX-512, 8 / 4 under
-# AVX2), so that the vector row copies of cpp/conv2d/winograd_rows.inc take several
-# masked steps a row, with a ragged last one, and padding 0 and 2 at both ends.
+# Rows longer than the transposes' blocks of pixels (8 floats / 4 doubles a register,
+# cpp/conv2d/winograd_tiles.inc), so that a block of pixels spans rows and a plane ends
+# in a ragged rest, with padding 0 and 2 at both ends; and a row of more tiles than a
+# block holds (kTileBlock = 128: 150 tiles of 2 or 75 of 4 at 300 pixels), one band a block.
 WIDE_ROWS = [
     Geo(1, 3, 5, 37, 2, 3, 3, padding=(2, 2)),
     Geo(2, 2, 6, 35, 3, 3, 3),
+    Geo(1, 2, 3, 300, 3, 3, 3, padding=(1, 1)),
 ]
 
 
@@ -123,12 +125,11 @@ def test_winograd_at_every_simd_level_and_thread_count(algo, simd, threads):
             _check(dw, e_dw, dtype, f"dw {tag}", sc["dw"])
 
 
-# From 64 input channels on, the Winograd GEMMs run on compact tiles, without each band's
-# dummy slot (cpp/conv2d/winograd.cpp, "Layout of a block", kCompactMinC): the compact
-# and expand copies of cpp/conv2d/winograd_rows.inc then run between the two layouts.
-# Tiles a band (F(2x2) / F(4x4)): 1 / 1, 7 / 4, 19 / 10 (more than one register, ragged)
-# and 4 / 2; batch 1, blocks of several images, and a block that ends inside an image.
-COMPACT = [
+# Many channels: several channel groups a tile (cpp/conv2d/winograd_tiles.inc), 65 of
+# them (a ragged last group, its lanes past C zero), output channels fewer than one group;
+# tiles a band (F(2x2) / F(4x4)): 1 / 1, 7 / 4, 19 / 10 and 4 / 2; batch 1, blocks of
+# several images, and blocks that end inside an image (19 tiles a band, 6 bands a block).
+MANY_CHANNELS = [
     Geo(1, 64, 5, 2, 3, 3, 3, padding=(1, 1)),
     Geo(5, 65, 9, 14, 5, 3, 3, padding=(1, 1)),
     Geo(1, 64, 4, 37, 2, 3, 3, padding=(2, 2)),
@@ -138,9 +139,9 @@ COMPACT = [
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("algo", WINOGRAD, indirect=True)
-def test_compact_tiles_at_every_simd_level_and_thread_count(algo, simd, threads):
+def test_channel_groups_at_every_simd_level_and_thread_count(algo, simd, threads):
     core.set_num_threads(threads)
-    for geo in COMPACT:
+    for geo in MANY_CHANNELS:
         for dtype in (np.float64, np.float32):
             (xk, wk, _, _), (xr, wr, br, dyr), (y, dx, dw, db) = _run_all(geo, dtype, _seed(geo))
             assert core.conv2d_algorithm(xk, wk, **geo.kwargs) == algo
@@ -154,12 +155,11 @@ def test_compact_tiles_at_every_simd_level_and_thread_count(algo, simd, threads)
                 _check(got, ref, dtype, f"{name} {tag}", sc[name])
 
 
-# NaN confinement through the vector row copies: under AVX2 a register over a row's end is
-# a plain load when it stays inside the array, the neighbouring row's lanes then cleared
-# (winograd_rows.inc, gather). A NaN column next to a row end must not reach the tiles
-# whose patches do not hold it (the other image, too, stays NaN-free). Widths 7 (the
-# Table 4 CNN's 64 -> 128 @7, F(4x4): tiles of columns -1..4 and 3..8), 14 and 9; 64
-# channels take the compact tiles.
+# NaN confinement through the transposes and the padded channel-last buffers
+# (winograd_tiles.inc): a block of pixels runs across row ends, so a NaN column next to a
+# row end must not reach the tiles whose patches do not hold it (the other image, too,
+# stays NaN-free). Widths 7 (the Table 4 CNN's 64 -> 128 @7, F(4x4): tiles of columns
+# -1..4 and 3..8), 14 and 9; 64 channels, 8 groups of channels a tile.
 NAN_GEOS = [Geo(2, 3, 7, 7, 4, 3, 3, padding=(1, 1)), Geo(2, 64, 5, 7, 3, 3, 3, padding=(1, 1)),
             Geo(3, 2, 4, 14, 2, 3, 3, padding=(1, 1)), Geo(2, 5, 6, 9, 3, 3, 3)]
 
@@ -194,7 +194,7 @@ def test_nan_stays_in_the_tiles_whose_patch_holds_it(algo, geo, simd):
             if col in _tile_cols(ox, m, pw, geo.W):
                 want_nan[0, :, :, ox] = True
         _assert_nan_within(y, want_nan, f"{algo} {simd} y, NaN in column {col}")
-    for oc in (0, Wo - 1):  # the same through backward-data's gather of dY rows
+    for oc in (0, Wo - 1):  # the same through backward-data's transpose of dY
         dyn = dy.copy()
         dyn[0, :, :, oc] = np.nan
         dx, _, _ = core.conv2d_backward(dyn, x, w, **geo.kwargs)
@@ -217,7 +217,7 @@ def test_repeats_are_bit_identical_for_a_thread_count(algo):
                 assert np.array_equal(a, c)
 
 
-# 3 input channels, and 64: the Winograd GEMMs on compact tiles (COMPACT above)
+# 3 input channels (one ragged group of lanes), and 64 (several groups)
 FD_GEOS = [Geo(2, 3, 6, 7, 4, 3, 3, padding=(1, 1)), Geo(1, 64, 3, 6, 1, 3, 3, padding=(1, 1))]
 
 
@@ -400,4 +400,7 @@ def test_auto_rule():
     assert core.conv2d_algorithm(np.zeros((1, 64, 8, 14), np.float32), np.zeros((64, 64, 3, 3), np.float32),
                                  padding=(1, 1)) == "winograd2"  # both sides must fit
     assert pick(16, 16, 28) == "winograd4"
-    assert pick(15, 64, 28) == "im2col"
+    assert pick(8, 32, 28) == "winograd4"       # from 8 channels in and out
+    assert pick(32, 8, 14) == "winograd2"
+    assert pick(7, 64, 28) == "im2col"
+    assert pick(64, 7, 28) == "im2col"

@@ -99,19 +99,23 @@ ConvAlgo conv2d_algorithm(const Conv2dShape& s) {
   const bool wino = winograd_applies(s);
   if (forced != ConvAlgo::Auto) return (forced == ConvAlgo::Im2col || wino) ? forced : ConvAlgo::Im2col;
   if (!wino) return ConvAlgo::Im2col;
-  // The measured rule (benchmarks/README.md, "Convolution algorithms"):
-  // - below 16 channels the transforms cost more than the multiplications they save
-  //   (3->64 @32: im2col 16 ms fwd+bwd, F(2x2) 47, F(4x4) 41; ncnn draws the same line);
+  // The measured rule (benchmarks/README.md, "Convolution algorithms" and "Winograd tiles
+  // vectorised over channels"; fwd+bwd, batch 64, 1 thread, Zen 3, float32 ms):
+  // - below 8 channels in or out the transforms cost more than the multiplications they
+  //   save (4->32 @28: im2col 8.1, F(4x4) 8.3; 1->32 @28: 3.0 against 7.4; 3->64 @32: 16
+  //   against 28); from 8 on Winograd wins by 2.5x (8->32 @28: 19.6 against 8.0; 8->8 @28:
+  //   6.9 against 2.6; 32->8 @14: 7.3 against 2.6). ncnn draws the line at 16, for
+  //   kernels vectorised along the image; ours vectorise over channels, 8 a register.
   // - F(4x4, 3x3) needs 2.25 multiplications an output against F(2x2)'s 4, and wins from
-  //   16x16 outputs on (64->64 @30: 80-86 against 110 ms, 1 thread) and on smaller images
-  //   whose sides it pads no further than F(2x2) does, a multiple of 4 or one short of it
-  //   (256->256 @8: 71-77 against 91-93 ms; 128->256 @8 38-41 against 43-47; 64->128 @7
-  //   11-12 against 14; 2 threads alike). Where it pads further it loses (32->64 @14:
-  //   14.5-15.6 against 12.3-13.0).
+  //   16x16 outputs on (64->64 @32: 90 against 126; 128->128 @16: 70 against 93) and on
+  //   smaller images whose sides it pads no further than F(2x2) does, a multiple of 4 or
+  //   one short of it (256->256 @8: 68 against 91; 64->128 @7: 9.3 against 12.9; 32->64
+  //   @12: 5.3 against 8.0). Where it pads further it loses (32->64 @14: 11.8 against
+  //   10.6) or ties (32->64 @10: 5.1 against 5.4).
   // - Its float32 error, on the points of winograd_matrices.h, stays inside the float32
   //   default of 1e-5 up to 256 channels (tests/test_conv_algos.py), so the channel count
-  //   no longer limits it.
-  if (s.C < 16 || s.K < 16) return ConvAlgo::Im2col;
+  //   does not limit it.
+  if (s.C < 8 || s.K < 8) return ConvAlgo::Im2col;
   if (s.Ho >= 16 && s.Wo >= 16) return ConvAlgo::Winograd4;
   // F(4x4) pads a side of n outputs to 4 ceil(n/4), F(2x2) to 2 ceil(n/2)
   const auto no_more_padding = [](int64_t n) { return (n + 3) / 4 * 4 == (n + 1) / 2 * 2; };
