@@ -11,6 +11,7 @@
 // (m+2)^2 transform points xi the sum over c is a GEMM, M_xi = U_xi (K x C) V_xi (C x T),
 // over a block of T tiles: 16 (m = 2) or 36 (m = 4) GEMMs that together do
 // 2.25x (m = 2) or 4x (m = 4) fewer multiplications than the direct convolution.
+// (winograd_tiles.h runs them transposed, tiles by channels: M_xi^T = V_xi^T U_xi^T.)
 //
 // The backward passes are the exact adjoint of that linear map, so they share its
 // transforms and its GEMMs:
