@@ -370,7 +370,8 @@ def test_threads_and_simd_levels_agree(dtype):
 
 
 # 2x2 / stride 2 rows of 7, 14, 35 and 1 windows: one masked AVX-512 step (the MNIST
-# CNN's pools), two full steps and a ragged one, and a row shorter than any vector; rows of
+# CNN's pools), two full steps and a ragged one, and a row shorter than any vector (AVX2:
+# 7 windows take the SSE2 steps, 14 two overlapping steps of 8, 35 five); rows of
 # 3 and 2 windows (the Table 4 CNN's 7x7 -> 3x3 pool) take SSE2's short-row step, whose
 # loads stop at the row's 2 Wo columns (odd W: the last column is in no window).
 FAST_2X2 = [Pool(2, 3, 14, 14, (2, 2), (2, 2)), Pool(1, 2, 28, 28, (2, 2), (2, 2)),
@@ -381,7 +382,7 @@ FAST_2X2 = [Pool(2, 3, 14, 14, (2, 2), (2, 2)), Pool(1, 2, 28, 28, (2, 2), (2, 2
 @pytest.mark.parametrize("kind", ["uniform", "ties", "negative"])
 @pytest.mark.parametrize("p", FAST_2X2, ids=lambda q: q.id)
 def test_2x2_fast_path_at_every_simd_level_gives_the_scalar_levels_bits(p, kind, simd):
-    """The unpadded 2x2 / stride-2 window has an SSE2 and an AVX-512 float path
+    """The unpadded 2x2 / stride-2 window has SSE2, AVX2 and AVX-512 float paths
     (pool2d.cpp); every level must keep the first-maximum and NaN rules, bit for bit."""
     x = _x(p, 700, kind).astype(np.float32)
     x[0, 0, 0, 1] = np.nan   # a NaN in the second candidate of the first window,

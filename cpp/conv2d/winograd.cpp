@@ -15,6 +15,7 @@
 #include "conv2d/winograd.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "conv2d/winograd_tiles.h"
 #include "conv2d/winograd_weights.h"
@@ -23,6 +24,7 @@
 #include "common/parallel.h"
 #include "common/scratch.h"
 #include "common/shape.h"
+#include "gemm/gemm.h"
 
 namespace natverk {
 
@@ -38,6 +40,13 @@ thread_local Scratch t_wino;
 // The caller's transformed weights and dU partial sums: kept between calls, so a
 // training step allocates nothing once its shapes have been seen.
 thread_local Scratch t_wino_u, t_wino_du;
+
+// The GEMM micro-kernel's rows at this SIMD level decide the block size (make_geom).
+template <typename T, int M>
+wino_tiles::Geom geom(const Conv2dShape& s, int lanes) {
+  const GemmBlocking b = std::is_same_v<T, float> ? gemm_blocking_f32() : gemm_blocking_f64();
+  return wino_tiles::make_geom<M>(s, lanes, b.mr);
+}
 
 template <typename T, int M>
 wino_tiles::Fns<T, M> tile_fns() {
@@ -56,7 +65,7 @@ template <typename T, int M>
 void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
   constexpr int A = M + 2, A2 = A * A;
   const wino_tiles::Fns<T, M> f = tile_fns<T, M>();
-  const wino_tiles::Geom g = wino_tiles::make_geom<M>(s, f.lanes);
+  const wino_tiles::Geom g = geom<T, M>(s, f.lanes);
   // sized (and checked) on the caller, before the region
   const size_t bytes = checked_bytes(wino_tiles::work_elems<M>(g, true, false, false), sizeof(T),
                                      "the Winograd workspace");
@@ -88,7 +97,7 @@ void winograd_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const
     std::memset(dU, 0, sizeof(T) * static_cast<size_t>(n));
   }
   const wino_tiles::Fns<T, M> f = tile_fns<T, M>();
-  const wino_tiles::Geom g = wino_tiles::make_geom<M>(s, f.lanes);
+  const wino_tiles::Geom g = geom<T, M>(s, f.lanes);
   const size_t bytes = checked_bytes(wino_tiles::work_elems<M>(g, false, dW != nullptr, dX != nullptr),
                                      sizeof(T), "the Winograd workspace");
   const wino_tiles::Job<T> job{&s, g, nullptr, dX, dU, X, dY, U, nullptr};

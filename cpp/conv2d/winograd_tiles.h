@@ -42,8 +42,11 @@ struct Geom {
   int64_t xrows;   // rows of the input-side buffers, at most: bpb * (m + 2)
 };
 
+// mr: the GEMM micro-kernel's rows (gemm_blocking_*): a block's T tiles are the GEMMs' m,
+// and a ragged last tile of rows costs a whole one, so T is a multiple of mr where one
+// of at least half a block is (64 -> 128 @7 F(4x4): 126 tiles, not 128).
 template <int M>
-Geom make_geom(const Conv2dShape& s, int lanes) {
+Geom make_geom(const Conv2dShape& s, int lanes, int mr) {
   Geom g;
   g.th = (s.Ho + M - 1) / M;
   g.tw = (s.Wo + M - 1) / M;
@@ -52,6 +55,11 @@ Geom make_geom(const Conv2dShape& s, int lanes) {
   g.Cp = (s.C + lanes - 1) / lanes * lanes;
   g.Kp = (s.K + lanes - 1) / lanes * lanes;
   g.bpb = kTileBlock / g.tw > 0 ? kTileBlock / g.tw : 1;
+  for (int64_t b = g.bpb; b >= 1 && 2 * b * g.tw >= kTileBlock; --b)
+    if (b * g.tw % mr == 0) {
+      g.bpb = b;
+      break;
+    }
   g.Tmax = g.bpb * g.tw;
   g.xrows = g.bpb * (M + 2);
   return g;

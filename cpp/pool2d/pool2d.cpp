@@ -186,13 +186,66 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) int64_t maxpool_2x
 }
 #endif
 
+#if defined(NATVERK_HAVE_X86_KERNELS)
+// Eight float windows at once under AVX2, the same fold as the SSE2 step: each row's 16
+// inputs split into even and odd columns (an in-lane shuffle, then a cross-lane
+// permutation of 64-bit pairs), the arg-max in 64-bit lanes. A ragged row end redoes the
+// row's last eight windows (same values again), as the SSE2 step does; rows of fewer than
+// eight windows return 0 and take the SSE2 steps (no vmaskmov: microcoded on AMD Zen).
+// (64, 32, 28, 28) -> 14 x 14: 1.12 -> 0.70 ms; (64, 64, 32, 32): 3.5 -> 1.7 ms (Zen 3, 1
+// thread, with the output's allocation).
+// The even and odd elements of p[0..16).
+__attribute__((target("avx2"), always_inline)) inline void maxpool_split_avx2(const float* p, __m256& ev, __m256& od) {
+  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  // in-lane: [a0 a2 b0 b2 | a4 a6 b4 b6]; 64-bit pairs (0, 2, 1, 3): a0 a2 a4 a6 b0 b2 b4 b6
+  ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+  od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+}
+
+__attribute__((target("avx2"))) int64_t maxpool_2x2_row_avx2(float* y, int64_t* am, const float* r0,
+                                                             const float* r1, int64_t Wo, int64_t row_base,
+                                                             int64_t W) {
+  if (Wo < 8) return 0;
+  const __m256i one = _mm256_set1_epi64x(1), Wv = _mm256_set1_epi64x(W);
+  const __m256i two_l = _mm256_setr_epi64x(0, 2, 4, 6);
+  for (int64_t step = 0, ow = 0; step < (Wo + 7) / 8; ++step, ow = std::min(ow + 8, Wo - 8)) {
+    __m256 cand[4];
+    maxpool_split_avx2(r0 + 2 * ow, cand[0], cand[1]);
+    maxpool_split_avx2(r1 + 2 * ow, cand[2], cand[3]);
+    __m256 bv = cand[0];
+    __m256i q = _mm256_setzero_si256();
+    for (int k = 1; k < 4; ++k) {
+      const __m256 v = cand[k];
+      // v > bv, or v is NaN and bv is not: the scalar rule's take
+      const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, bv, _CMP_GT_OQ),
+                                       _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(bv, bv, _CMP_ORD_Q)));
+      bv = _mm256_blendv_ps(bv, v, take);
+      q = _mm256_blendv_epi8(q, _mm256_set1_epi32(k), _mm256_castps_si256(take));
+    }
+    _mm256_storeu_ps(y + ow, bv);
+    // am = row_base + 2 (ow + l) + (q & 1) + (q >> 1) W, four lanes at a time
+    const __m256i base = _mm256_add_epi64(_mm256_set1_epi64x(row_base + 2 * ow), two_l);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i qh = _mm256_cvtepi32_epi64(h ? _mm256_extracti128_si256(q, 1) : _mm256_castsi256_si128(q));
+      const __m256i col = _mm256_and_si256(qh, one);
+      const __m256i row = _mm256_and_si256(_mm256_sub_epi64(_mm256_setzero_si256(), _mm256_srli_epi64(qh, 1)), Wv);
+      const __m256i idx = _mm256_add_epi64(_mm256_add_epi64(base, _mm256_set1_epi64x(8 * h)), _mm256_add_epi64(col, row));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(am + ow + 4 * h), idx);
+    }
+  }
+  return Wo;
+}
+#endif
+
 // The common 2x2 / stride-2 / unpadded window (every VGG-style network): no bounds checks,
-// four loads per output; float runs four windows per SSE2 step, or sixteen per AVX-512 step.
+// four loads per output; float runs four windows per SSE2 step, eight per AVX2 step or
+// sixteen per AVX-512 step.
 // Same tie and NaN rules as the general loop below.
 template <typename T>
 inline void maxpool_2x2_plane(T* y, int64_t* am, const T* x, const Pool2dShape& s) {
 #if defined(NATVERK_HAVE_X86_KERNELS)
   const bool avx512 = std::is_same_v<T, float> && simd_level() == SimdLevel::AVX512;
+  const bool avx2 = std::is_same_v<T, float> && simd_level() == SimdLevel::AVX2;
 #endif
   for (int64_t oh = 0; oh < s.Ho; ++oh) {
     const T* r0 = x + 2 * oh * s.W;
@@ -202,8 +255,12 @@ inline void maxpool_2x2_plane(T* y, int64_t* am, const T* x, const Pool2dShape& 
     const int64_t row_base = 2 * oh * s.W;
     int64_t ow = 0;
 #if defined(NATVERK_HAVE_X86_KERNELS)
-    if constexpr (std::is_same_v<T, float>)
-      if (avx512) ow = maxpool_2x2_row_avx512(yrow, amrow, r0, r1, s.Wo, row_base, s.W);
+    if constexpr (std::is_same_v<T, float>) {
+      if (avx512)
+        ow = maxpool_2x2_row_avx512(yrow, amrow, r0, r1, s.Wo, row_base, s.W);
+      else if (avx2)
+        ow = maxpool_2x2_row_avx2(yrow, amrow, r0, r1, s.Wo, row_base, s.W);
+    }
 #endif
 #if defined(__SSE2__)
     if constexpr (std::is_same_v<T, float>)
