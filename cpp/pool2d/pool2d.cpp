@@ -187,14 +187,7 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) int64_t maxpool_2x
 #endif
 
 #if defined(NATVERK_HAVE_X86_KERNELS)
-// Eight float windows at once under AVX2, the same fold as the SSE2 step: each row's 16
-// inputs split into even and odd columns (an in-lane shuffle, then a cross-lane
-// permutation of 64-bit pairs), the arg-max in 64-bit lanes. A ragged row end redoes the
-// row's last eight windows (same values again), as the SSE2 step does; rows of fewer than
-// eight windows return 0 and take the SSE2 steps (no vmaskmov: microcoded on AMD Zen).
-// (64, 32, 28, 28) -> 14 x 14: 1.12 -> 0.70 ms; (64, 64, 32, 32): 3.5 -> 1.7 ms (Zen 3, 1
-// thread, with the output's allocation).
-// The even and odd elements of p[0..16).
+// The even and odd elements of p[0..16), for maxpool_2x2_row_avx2.
 __attribute__((target("avx2"), always_inline)) inline void maxpool_split_avx2(const float* p, __m256& ev, __m256& od) {
   const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
   // in-lane: [a0 a2 b0 b2 | a4 a6 b4 b6]; 64-bit pairs (0, 2, 1, 3): a0 a2 a4 a6 b0 b2 b4 b6
@@ -202,6 +195,13 @@ __attribute__((target("avx2"), always_inline)) inline void maxpool_split_avx2(co
   od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
 }
 
+// Eight float windows at once under AVX2, the same fold as the SSE2 step: each row's 16
+// inputs split into even and odd columns (an in-lane shuffle, then a cross-lane
+// permutation of 64-bit pairs), the arg-max in 64-bit lanes. A ragged row end redoes the
+// row's last eight windows (same values again), as the SSE2 step does; rows of fewer than
+// eight windows return 0 and take the SSE2 steps (no vmaskmov: microcoded on AMD Zen).
+// (64, 32, 28, 28) -> 14 x 14: 1.12 -> 0.70 ms; (64, 64, 32, 32): 3.5 -> 1.7 ms (Zen 3, 1
+// thread, with the output's allocation).
 __attribute__((target("avx2"))) int64_t maxpool_2x2_row_avx2(float* y, int64_t* am, const float* r0,
                                                              const float* r1, int64_t Wo, int64_t row_base,
                                                              int64_t W) {
