@@ -204,6 +204,34 @@ def test_nan_stays_in_the_tiles_whose_patch_holds_it(algo, geo, simd):
         _assert_nan_within(dx, want_nan, f"{algo} {simd} dx, NaN in dY column {oc}")
 
 
+@pytest.mark.parametrize("need", [(True, False), (False, True)], ids=["dx only", "dW only"])
+@pytest.mark.parametrize("algo", WINOGRAD, indirect=True)
+def test_winograd_backward_with_one_gradient(algo, need, simd):
+    """Backward-data alone (a frozen layer) and backward-weights alone (a first layer: the
+    plan never asks for its dx) take their own workspace layouts (winograd_tiles.inc): each
+    must equal the reference, and the same pass with both asked for."""
+    need_dx, need_dw = need
+    for threads in (1, 2):
+        core.set_num_threads(threads)
+        for geo in (GEOS[2], MANY_CHANNELS[1]):
+            for dtype in (np.float64, np.float32):
+                x, w, b, dy = _inputs(geo, _seed(geo))
+                (xk, wk, _, dyk), (xr, wr, br, dyr) = _cast(dtype, x, w, b, dy)
+                full = core.conv2d_backward(dyk, xk, wk, **geo.kwargs)
+                part = core.conv2d_backward(dyk, xk, wk, **geo.kwargs, need_dx=need_dx, need_dw=need_dw)
+                # the tensordot reference (see MANY_CHANNELS): the loops take seconds at 65 channels
+                _, e_dx, e_dw = _fast_reference(xr, wr, np.zeros(geo.K), dyr, geo.kwargs["padding"][0])
+                sc = _scales(geo, xr, wr, br, dyr)
+                tag = f"{algo} {simd} {threads}t [{geo.id}]"
+                for name, wanted, got, whole, ref in (("dx", need_dx, part[0], full[0], e_dx),
+                                                      ("dw", need_dw, part[1], full[1], e_dw)):
+                    if not wanted:
+                        assert got is None, f"{name} {tag}: not asked for"
+                        continue
+                    _check(got, ref, dtype, f"{name} alone {tag}", sc[name])
+                    assert np.array_equal(got, whole), f"{name} alone {tag}: not the bits of the full pass"
+
+
 @pytest.mark.parametrize("algo", ALGOS, indirect=True)
 def test_repeats_are_bit_identical_for_a_thread_count(algo):
     geo = Geo(5, 6, 10, 9, 7, 3, 3, padding=(1, 1))
