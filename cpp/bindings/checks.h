@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/array_pool.h"
 #include "common/shape.h"
 
 namespace natverk {
@@ -414,19 +415,20 @@ inline void require_eps_in_dtype(double eps) {
 // A new output array of dtype T. The element count and byte size are checked for int64
 // overflow first (common/shape.h), so a shape multiplied together from several arguments
 // (gemm's C is (rows of A, columns of B)) fails with a ValueError naming the output rather
-// than wrapping around. What fits but exceeds memory raises MemoryError from NumPy.
+// than wrapping around. What fits but exceeds memory raises MemoryError. Large outputs come
+// from the array pool (array_pool.h).
 template <typename T>
 inline py::array_t<T> new_array(std::initializer_list<py::ssize_t> shape, const char* what) {
   int64_t n = 1;
   for (py::ssize_t d : shape) n = checked_mul(n, d, what);
   checked_bytes(n, sizeof(T), what);
-  return py::array_t<T>(std::vector<py::ssize_t>(shape));
+  return pooled_array<T>(std::vector<py::ssize_t>(shape));
 }
 
 // Same shape as `like` (an existing array, so its size cannot overflow).
 template <typename T>
 inline py::array_t<T> new_array_like(const py::array& like) {
-  return py::array_t<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+  return pooled_array<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
 }
 
 }  // namespace bind

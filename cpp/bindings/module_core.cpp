@@ -83,6 +83,20 @@ PYBIND11_MODULE(_core, m) {
         return d;
       },
       py::arg("dtype"), "The GEMM register/cache blocking used at the current SIMD level.");
+  m.def(
+      "array_pool_stats",
+      [] {
+        const bind::ArrayPoolStats s = bind::array_pool_stats();
+        py::dict d;
+        d["cached_blocks"] = s.cached_blocks; d["cached_bytes"] = s.cached_bytes;
+        d["hits"] = s.hits; d["misses"] = s.misses;
+        d["min_pooled_bytes"] = bind::kMinPooledBytes; d["max_cached_bytes"] = bind::kMaxCachedBytes;
+        return d;
+      },
+      "The pool new output arrays come from (cpp/bindings/array_pool.h): blocks and bytes waiting now, "
+      "acquisitions served from it (hits) and from the system (misses), and its two limits.");
+  m.def("array_pool_clear", &bind::array_pool_clear,
+        "Return every block waiting in the output-array pool to the system.");
 
   bind::bind_gemm(m);
   bind::bind_activations(m);

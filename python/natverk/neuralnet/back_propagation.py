@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _core
-from .._validation import as_activation, as_class_weights, as_labels, as_lambda, network_dtype, num_layers
+from .._validation import as_activation, as_class_weights, as_labels, as_lambda, network_layout
 
 
 def back_propagation(
@@ -43,8 +43,7 @@ def back_propagation(
     dict
         ``dW1..dWL`` and ``db1..dbL``, each shaped like its parameter.
     """
-    dtype = network_dtype(parameters)
-    L = num_layers(parameters)
+    dtype, L = network_layout(parameters)
     activation = as_activation(activation)
     lambda_ = as_lambda(lambda_)
     try:

@@ -13,8 +13,7 @@ from .._validation import (
     as_inputs,
     as_labels,
     as_lambda,
-    network_dtype,
-    num_layers,
+    network_layout,
 )
 
 
@@ -63,8 +62,7 @@ def forward_propagation(
         kept too), ``probs``, ``psi`` (sum of squared weights, for the
         balance principle) and ``no_reg_loss`` (the data loss).
     """
-    dtype = network_dtype(parameters)
-    L = num_layers(parameters)
+    dtype, L = network_layout(parameters)
     activation = as_activation(activation)
     lambda_ = as_lambda(lambda_)
     X = as_inputs(X, dtype, parameters["W1"].shape[0])

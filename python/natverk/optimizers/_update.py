@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from .._validation import network_dtype, num_layers
+from .._validation import network_layout
 
 
 def state(parameters: dict, key: str, like: np.ndarray) -> np.ndarray:
@@ -26,8 +26,8 @@ def for_each_parameter(
 
     A failure names the parameter: the kernels' own messages say ``w``/``g``.
     """
-    network_dtype(parameters)
-    for l in range(1, num_layers(parameters) + 1):
+    _, L = network_layout(parameters)
+    for l in range(1, L + 1):
         for name in (f"W{l}", f"b{l}"):
             g = gradients.get(f"d{name}")
             if g is None:
