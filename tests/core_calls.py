@@ -159,8 +159,7 @@ def held_arrays(func) -> list:
 
 # run-time settings and queries: no array arguments
 NO_ARRAYS = {"set_num_threads", "get_num_threads", "hardware_threads", "simd_level", "best_simd_level",
-             "set_simd_level", "gemm_blocking", "dropout_call_seed", "set_conv_algo", "get_conv_algo",
-             "array_pool_stats", "array_pool_clear"}
+             "set_simd_level", "gemm_blocking", "dropout_call_seed", "set_conv_algo", "get_conv_algo"}
 
 
 def public_functions():

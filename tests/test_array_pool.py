@@ -60,7 +60,7 @@ def arrays_in(result):
 def test_outputs_fully_written_over_a_poisoned_block(name, dtype):
     call = big_calls(dtype)[name]
     first = [a.copy() for a in arrays_in(call())]
-    assert any(a.nbytes >= core.array_pool_stats()["min_pooled_bytes"] for a in first), "no pooled output"
+    assert any(a.nbytes >= core._array_pool_stats()["min_pooled_bytes"] for a in first), "no pooled output"
     for _ in range(2):
         out = arrays_in(call())
         for a in out:
@@ -70,9 +70,9 @@ def test_outputs_fully_written_over_a_poisoned_block(name, dtype):
                 a.fill(-1)
         del out, a
         gc.collect()
-        hits = core.array_pool_stats()["hits"]
+        hits = core._array_pool_stats()["hits"]
         again = arrays_in(call())
-        assert core.array_pool_stats()["hits"] > hits, f"{name}: the freed blocks were not reused"
+        assert core._array_pool_stats()["hits"] > hits, f"{name}: the freed blocks were not reused"
         for a, b in zip(first, again):
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_array_equal(b, a, err_msg=f"{name}: a reused block left stale values")
@@ -90,10 +90,10 @@ def test_matlab_loop_reuses_its_blocks():
 
     step(1)
     step(2)
-    before = core.array_pool_stats()
+    before = core._array_pool_stats()
     for t in range(3, 8):
         step(t)
-    after = core.array_pool_stats()
+    after = core._array_pool_stats()
     assert after["misses"] == before["misses"], "steps after the second took new memory"
     assert after["hits"] > before["hits"]
 
@@ -101,7 +101,7 @@ def test_matlab_loop_reuses_its_blocks():
 def test_pooled_arrays_behave_as_numpy_arrays(tmp_path):
     X, W = rand(200, 100), rand(100, 300)
     C = core.gemm(X, W)
-    assert C.nbytes >= core.array_pool_stats()["min_pooled_bytes"]
+    assert C.nbytes >= core._array_pool_stats()["min_pooled_bytes"]
     assert C.flags.writeable and C.flags.c_contiguous and C.flags.aligned
     assert C.ctypes.data % 64 == 0
     ref = X @ W
@@ -122,19 +122,19 @@ def test_pooled_arrays_behave_as_numpy_arrays(tmp_path):
 
 
 def test_small_outputs_bypass_the_pool_and_clear_empties_it():
-    core.array_pool_clear()
-    stats = core.array_pool_stats()
+    core._array_pool_clear()
+    stats = core._array_pool_stats()
     assert stats["cached_blocks"] == 0 and stats["cached_bytes"] == 0
     small = core.gemm(rand(8, 8), rand(8, 8))  # 512 bytes
     assert small.nbytes < stats["min_pooled_bytes"]
     del small
     gc.collect()
-    assert core.array_pool_stats()["cached_blocks"] == 0
+    assert core._array_pool_stats()["cached_blocks"] == 0
     big = core.gemm(rand(64, 8), rand(8, 128))  # 64 KiB
     del big
     gc.collect()
-    stats = core.array_pool_stats()
+    stats = core._array_pool_stats()
     assert stats["cached_blocks"] == 1 and stats["cached_bytes"] == 64 * 1024
     assert stats["cached_bytes"] <= stats["max_cached_bytes"]
-    core.array_pool_clear()
-    assert core.array_pool_stats()["cached_bytes"] == 0
+    core._array_pool_clear()
+    assert core._array_pool_stats()["cached_bytes"] == 0

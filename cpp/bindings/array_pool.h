@@ -13,7 +13,7 @@
 // - Arrays below kMinPooledBytes keep NumPy's own allocator (malloc reuses small blocks well).
 // - Contents are undefined, as with numpy.empty: every kernel writes all of its outputs.
 // - At most kMaxCachedBytes wait in the pool; past that the oldest block goes back to the system.
-//   array_pool_clear() returns them all (natverk._core.array_pool_clear()).
+//   array_pool_clear() returns them all (natverk._core._array_pool_clear()).
 // - An array that outlives the module (a reference kept until interpreter exit) still returns
 //   its block safely: the pool itself is never destroyed.
 #pragma once

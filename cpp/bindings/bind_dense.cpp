@@ -16,9 +16,52 @@ inline void require_bias(const py::array& b, py::ssize_t n, const char* name) {
                           std::to_string(n) + "), got " + shape_str(b));
 }
 
+// The valid case of python/natverk/_validation.py's network_layout, which every MATLAB-style call
+// runs: (dtype, L) when `parameters` is a dict whose keys are strings, exactly L of them starting
+// with "W" (W1..WL), each W_l a 2-D float32/float64 array chaining from W_{l-1}, each b_l an
+// array of shape (n_l,) or (1, n_l), all of W1's dtype; None for anything else, and the Python
+// check then says what is wrong. In Python the valid case cost 10 us a call on a 4-layer net
+// whose Adam state makes 24 keys (Zen 3), a third of a tiny network's whole step.
+py::object network_layout_fast(const py::handle& parameters) {
+  PyObject* d = parameters.ptr();
+  if (!PyDict_CheckExact(d)) return py::none();  // a Mapping or dict subclass may redefine lookups
+  Py_ssize_t pos = 0;
+  PyObject *key, *value;
+  int64_t L = 0;
+  while (PyDict_Next(d, &pos, &key, &value)) {
+    if (!PyUnicode_CheckExact(key)) return py::none();
+    if (PyUnicode_GET_LENGTH(key) > 0 && PyUnicode_READ_CHAR(key, 0) == 'W') ++L;
+  }
+  if (L == 0) return py::none();
+  py::object dtype;
+  py::ssize_t prev_out = -1;
+  for (int64_t l = 1; l <= L; ++l) {
+    const std::string idx = std::to_string(l);
+    PyObject* W = PyDict_GetItemString(d, ("W" + idx).c_str());  // borrowed
+    PyObject* b = PyDict_GetItemString(d, ("b" + idx).c_str());
+    if (!W || !b || !py::isinstance<py::array>(W) || !py::isinstance<py::array>(b)) return py::none();
+    const auto Wa = py::reinterpret_borrow<py::array>(W), ba = py::reinterpret_borrow<py::array>(b);
+    if (l == 1) {
+      if (!py::isinstance<py::array_t<float>>(W) && !py::isinstance<py::array_t<double>>(W)) return py::none();
+      dtype = Wa.dtype();
+    }
+    if (!Wa.dtype().equal(dtype) || !ba.dtype().equal(dtype)) return py::none();
+    if (Wa.ndim() != 2) return py::none();
+    const py::ssize_t n_out = Wa.shape(1);
+    const bool b_ok = (ba.ndim() == 1 && ba.shape(0) == n_out) ||
+                      (ba.ndim() == 2 && ba.shape(0) == 1 && ba.shape(1) == n_out);
+    if (!b_ok || (prev_out >= 0 && Wa.shape(0) != prev_out)) return py::none();
+    prev_out = n_out;
+  }
+  return py::make_tuple(dtype, L);
+}
+
 }  // namespace
 
 void bind_dense(py::module_& m) {
+  m.def("_network_layout", &network_layout_fast, py::arg("parameters"),
+        "(dtype, L) of a valid MATLAB-style parameter dict (W1..WL, b1..bL), else None: the fast "
+        "path of natverk._validation.network_layout, which explains what is invalid.");
   m.def(
       "dense_forward",
       [](const py::object& X_obj, const py::object& W_obj, const py::object& b_obj,

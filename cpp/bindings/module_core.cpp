@@ -84,7 +84,7 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("dtype"), "The GEMM register/cache blocking used at the current SIMD level.");
   m.def(
-      "array_pool_stats",
+      "_array_pool_stats",
       [] {
         const bind::ArrayPoolStats s = bind::array_pool_stats();
         py::dict d;
@@ -95,7 +95,7 @@ PYBIND11_MODULE(_core, m) {
       },
       "The pool new output arrays come from (cpp/bindings/array_pool.h): blocks and bytes waiting now, "
       "acquisitions served from it (hits) and from the system (misses), and its two limits.");
-  m.def("array_pool_clear", &bind::array_pool_clear,
+  m.def("_array_pool_clear", &bind::array_pool_clear,
         "Return every block waiting in the output-array pool to the system.");
 
   bind::bind_gemm(m);
