@@ -138,3 +138,27 @@ def test_small_outputs_bypass_the_pool_and_clear_empties_it():
     assert stats["cached_bytes"] <= stats["max_cached_bytes"]
     core._array_pool_clear()
     assert core._array_pool_stats()["cached_bytes"] == 0
+
+
+def test_large_blocks_go_back_to_the_system():
+    core._array_pool_clear()
+    limits = core._array_pool_stats()
+    assert limits["max_block_bytes"] <= limits["max_cached_bytes"]
+    # one output just over the block limit is not kept
+    rows = limits["max_block_bytes"] // (4 * 4096) + 1
+    huge = core.gemm(np.ones((rows, 1), np.float32), np.ones((1, 4096), np.float32))
+    assert huge.nbytes > limits["max_block_bytes"] and float(huge[-1, -1]) == 1.0
+    del huge
+    gc.collect()
+    assert core._array_pool_stats()["cached_bytes"] == 0
+    # blocks under it are kept until their sum passes the total limit; then the oldest go first
+    size = limits["max_block_bytes"] * 3 // 4  # three of these pass max_cached_bytes, two do not
+    outs = [core.gemm(np.ones((size // 4096 + i, 1), np.float32), np.ones((1, 1024), np.float32)) for i in range(3)]
+    sizes = [a.nbytes for a in outs]
+    assert 3 * size > limits["max_cached_bytes"] >= 2 * (size + 8192)
+    del outs
+    gc.collect()
+    stats = core._array_pool_stats()
+    assert stats["cached_bytes"] <= limits["max_cached_bytes"]
+    assert stats["cached_blocks"] == 2 and stats["cached_bytes"] == sum(sizes[1:])
+    core._array_pool_clear()

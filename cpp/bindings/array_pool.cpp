@@ -68,7 +68,7 @@ void pool_release(void* p) {
   const size_t size = header_size(base);
   Pool& P = pool();
   std::lock_guard<std::mutex> lock(P.mu);
-  if (size > kMaxCachedBytes) {
+  if (size > kMaxBlockBytes) {
     std::free(base);
     return;
   }

@@ -91,10 +91,11 @@ PYBIND11_MODULE(_core, m) {
         d["cached_blocks"] = s.cached_blocks; d["cached_bytes"] = s.cached_bytes;
         d["hits"] = s.hits; d["misses"] = s.misses;
         d["min_pooled_bytes"] = bind::kMinPooledBytes; d["max_cached_bytes"] = bind::kMaxCachedBytes;
+        d["max_block_bytes"] = bind::kMaxBlockBytes;
         return d;
       },
       "The pool new output arrays come from (cpp/bindings/array_pool.h): blocks and bytes waiting now, "
-      "acquisitions served from it (hits) and from the system (misses), and its two limits.");
+      "acquisitions served from it (hits) and from the system (misses), and its limits.");
   m.def("_array_pool_clear", &bind::array_pool_clear,
         "Return every block waiting in the output-array pool to the system.");
 
