@@ -11,6 +11,17 @@
 #include <mutex>
 #include <new>
 
+// Under AddressSanitizer (.ci/sanitizers) a block waiting in the pool is poisoned, so a read or
+// write through an array already freed is still reported, as it would be without the pool.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define NATVERK_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define NATVERK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define NATVERK_POISON(p, n) ((void)(p), (void)(n))
+#define NATVERK_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace natverk {
 namespace bind {
 namespace {
@@ -52,6 +63,7 @@ void* pool_acquire(size_t bytes) {
       P.free_blocks.erase(P.free_blocks.begin() + static_cast<std::ptrdiff_t>(i));
       P.cached_bytes -= size;
       ++P.hits;
+      NATVERK_UNPOISON(base + kHeader, size);
       return base + kHeader;
     }
     ++P.misses;
@@ -78,10 +90,12 @@ void pool_release(void* p) {
     std::free(base);
     return;
   }
+  NATVERK_POISON(base + kHeader, size);
   P.cached_bytes += size;
   size_t n_old = 0;
   while (P.cached_bytes > kMaxCachedBytes) {
     P.cached_bytes -= P.free_blocks[n_old].size;
+    NATVERK_UNPOISON(P.free_blocks[n_old].base + kHeader, P.free_blocks[n_old].size);
     std::free(P.free_blocks[n_old].base);
     ++n_old;
   }
@@ -102,7 +116,10 @@ void array_pool_clear() {
     blocks.swap(P.free_blocks);
     P.cached_bytes = 0;
   }
-  for (const Block& b : blocks) std::free(b.base);
+  for (const Block& b : blocks) {
+    NATVERK_UNPOISON(b.base + kHeader, b.size);
+    std::free(b.base);
+  }
 }
 
 }  // namespace bind
