@@ -207,3 +207,33 @@ def test_bias_add_read_only_z_is_rejected_and_untouched():
     with pytest.raises(ValueError, match="read-only"):
         core.bias_add(Z, np.ones(2))
     np.testing.assert_array_equal(Z, 0.0)
+
+
+# (m, n_in, n_out): edge tiles in both directions (rows not a multiple of MR = 6, columns past
+# the last full panel by less and by more than one vector), k = 0, and k past KC = 256, where
+# the bias must enter in the first k block only and the ReLU after the last.
+EPILOGUE_SHAPES = [(1, 1, 1), (7, 3, 5), (13, 2, 250), (64, 784, 100), (130, 600, 33), (3, 300, 17), (9, 0, 12)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("m,n_in,n_out", EPILOGUE_SHAPES, ids=[f"{m}x{i}x{o}" for m, i, o in EPILOGUE_SHAPES])
+def test_dense_forward_epilogue_gives_the_bits_of_the_three_passes(m, n_in, n_out, activation, dtype, threads, simd):
+    """dense_forward adds the bias and applies a ReLU in the GEMM's epilogue (gemm_bias_act): the
+    result must be bit for bit that of filling H with b, gemm with beta = 1 and activation_forward,
+    including NaN (kept by the ReLU), -0 and exact zeros (to +0), and Inf."""
+    rng = np.random.default_rng(m * 1000 + n_in * 10 + n_out)
+    X = rng.uniform(-1.0, 1.0, size=(m, n_in)).astype(dtype)
+    W = rng.uniform(-1.0, 1.0, size=(n_in, n_out)).astype(dtype)
+    b = rng.uniform(-1.0, 1.0, size=n_out).astype(dtype)
+    if n_out >= 3:
+        b[0], b[1], b[2] = -0.0, np.inf, 0.0  # -0 + 0 sums, an Inf column
+    if n_in and m >= 2 and n_out >= 4:
+        X[1, 0] = np.nan  # a NaN row: kept by the ReLU
+        W[:, 3] = 0.0  # column 3 is exactly b[3] (or -0 when b[3] is -0)
+    H = core.dense_forward(X, W, b, activation)
+    three = core.gemm(X, W, np.tile(b, (m, 1)), beta=1.0)
+    three = core.activation_forward(three, activation)
+    assert H.dtype == three.dtype and H.shape == three.shape
+    np.testing.assert_array_equal(H.view(np.uint8), three.view(np.uint8),
+                                  err_msg="the epilogue rounds differently from the three passes")

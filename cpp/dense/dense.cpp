@@ -40,13 +40,11 @@ void bias_grad(T* db, const T* dZ, int64_t m, int64_t n) {
 template <typename T>
 void dense_forward(T* H, const T* X, const T* W, const T* b, int64_t m, int64_t n_in,
                    int64_t n_out, Activation act) {
-  // H = broadcast(b); H += X W; H = f(H)
-  parallel_for(m, n_out > 0 ? kElementwiseGrain / n_out + 1 : m, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t i = lo; i < hi; ++i)
-      for (int64_t j = 0; j < n_out; ++j) H[i * n_out + j] = b[j];
-  });
-  gemm_rowmajor<T>(false, false, m, n_out, n_in, T(1), X, n_in, W, n_out, T(1), H, n_out);
-  activation_forward<T>(H, H, m * n_out, act);
+  // H = f(X W + b): the bias and a ReLU in the GEMM's epilogue (gemm.h, gemm_bias_act), the
+  // sigmoid and tanh in a pass after it. Same bits as H = broadcast(b); H += X W; H = f(H).
+  const bool relu = act == Activation::ReLU;
+  gemm_bias_act<T>(H, n_out, X, n_in, 1, W, n_out, 1, m, n_out, n_in, T(1), b, relu);
+  if (!relu && act != Activation::Identity) activation_forward<T>(H, H, m * n_out, act);
 }
 
 template <typename T>

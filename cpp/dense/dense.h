@@ -16,8 +16,8 @@
 
 namespace natverk {
 
-// H = f(X W + b): bias broadcast first, GEMM accumulates onto it, then the
-// activation runs in place on the output (H may not alias X).
+// H = f(X W + b) (H may not alias X; b may be null: no bias). The bias and a ReLU are the GEMM's
+// epilogue (gemm_bias_act); a sigmoid or tanh runs in place on H after it.
 template <typename T>
 void dense_forward(T* H, const T* X, const T* W, const T* b, int64_t m, int64_t n_in,
                    int64_t n_out, Activation act);

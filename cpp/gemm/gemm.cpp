@@ -61,6 +61,19 @@ void scale_rows(T* C, int64_t ldc, int64_t rows, int64_t cols, T beta) {
   }
 }
 
+// gemm_bias_act with k == 0: an empty sum, so C = f(bias) (C = f(0) without a bias), as filling C
+// with the bias, gemm with beta = 1 and activation_forward gave it.
+template <typename T>
+void bias_act_rows(T* C, int64_t ldc, int64_t rows, int64_t cols, const T* bias, bool relu) {
+  for (int64_t i = 0; i < rows; ++i) {
+    T* c = C + i * ldc;
+    for (int64_t j = 0; j < cols; ++j) {
+      const T v = bias ? bias[j] : c[j];
+      c[j] = relu && !(v > T(0) || v != v) ? T(0) : v;
+    }
+  }
+}
+
 template <typename T>
 struct Job {
   Kernel<T> kern;
@@ -84,6 +97,7 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
     const int64_t hi = end * job.unit < g.n ? end * job.unit : g.n;
     g.B += lo * g.csb;
     g.C += lo;
+    if (g.bias) g.bias += lo;
     g.n = hi - lo;
   }
   if (g.m <= 0 || g.n <= 0) return;
@@ -93,6 +107,7 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
   // The micro-kernel computes alpha * acc, which is exactly that.
   if (g.k == 0) {
     scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
+    if (g.bias || g.relu) bias_act_rows(g.C, g.ldc, g.m, g.n, g.bias, g.relu);
     return;
   }
   // beta == 0: the first k block overwrites C (BLAS semantics: NaN in the old C
@@ -110,14 +125,10 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
   job.kern.serial(g, reinterpret_cast<T*>(base), reinterpret_cast<T*>(base + a_bytes));
 }
 
-}  // namespace
-
+// Split C between the threads (see the top of this file) and run the job.
 template <typename T>
-void gemm(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-          int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, T beta) {
-  if (m <= 0 || n <= 0) return;
-  Job<T> job{select_kernel<T>(), GemmArgs<T>{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false},
-             beta, true, 1};
+void run_parallel(Job<T>& job) {
+  const int64_t m = job.g.m, n = job.g.n, k = job.g.k;
   const int64_t tiles_m = (m + job.kern.blocking.mr - 1) / job.kern.blocking.mr;
   const int64_t tiles_n = (n + job.kern.blocking.nr - 1) / job.kern.blocking.nr;
   job.split_m = tiles_m >= tiles_n;
@@ -128,6 +139,28 @@ void gemm(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, i
   int64_t grain = kMinWorkPerThread / (work_per_unit > 0 ? work_per_unit : 1);
   if (grain < 1) grain = 1;
   parallel_for(units, grain, &run_slab<T>, &job);
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+          int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, T beta) {
+  if (m <= 0 || n <= 0) return;
+  Job<T> job{select_kernel<T>(), GemmArgs<T>{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false},
+             beta, true, 1};
+  run_parallel(job);
+}
+
+template <typename T>
+void gemm_bias_act(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                   int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu) {
+  if (m <= 0 || n <= 0) return;
+  GemmArgs<T> g{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false};
+  g.bias = bias;
+  g.relu = relu;
+  Job<T> job{select_kernel<T>(), g, T(0), true, 1};  // beta = 0: C is written, never read
+  run_parallel(job);
 }
 
 template <typename T>
@@ -145,6 +178,10 @@ template void gemm_serial<float>(float*, int64_t, const float*, int64_t, int64_t
 template void gemm_serial<double>(double*, int64_t, const double*, int64_t, int64_t, const double*,
                                   int64_t, int64_t, int64_t, int64_t, int64_t, double, double);
 
+template void gemm_bias_act<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+                                   int64_t, int64_t, int64_t, int64_t, float, const float*, bool);
+template void gemm_bias_act<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t, double, const double*, bool);
 template void gemm<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
                           int64_t, int64_t, int64_t, int64_t, float, float);
 template void gemm<double>(double*, int64_t, const double*, int64_t, int64_t, const double*,

@@ -34,6 +34,18 @@ inline void gemm_rowmajor(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
           trans_b ? ldb : 1, m, n, k, alpha, beta);
 }
 
+// C = f(alpha * op(A) op(B) + bias): bias (n values, or null for none) added to every row,
+// f the identity or, with relu, activation_forward's ReLU (NaN kept). C is written, never read.
+// A dense layer's forward in one pass over C (thesis eq. 1, z = h W + b, h = f(z)): the bias
+// enters where the first k block's sums are stored and the ReLU where the last block's are,
+// so the bits are exactly those of filling C with the bias, gemm with beta = 1, then
+// activation_forward, without their two extra passes over C (tests/test_gemm.py).
+template <typename T>
+void gemm_bias_act(T* C, int64_t ldc,
+                   const T* A, int64_t rsa, int64_t csa,
+                   const T* B, int64_t rsb, int64_t csb,
+                   int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu);
+
 // gemm on the calling thread only, never through the pool: for kernels that already
 // split their work at a coarser level (the Winograd convolution runs one small GEMM
 // per transform point per tile block, where a pool region per call would cost more

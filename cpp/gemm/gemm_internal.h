@@ -27,6 +27,9 @@ struct GemmArgs {
   // beta == 0: C's old contents are ignored, so the first k block stores its
   // tile instead of adding to it (saves clearing C and reading it back).
   bool overwrite;
+  // gemm_bias_act (gemm.h): bias (n) added in the first k block in place of C, ReLU after the last
+  const T* bias = nullptr;
+  bool relu = false;
 };
 
 #define NATVERK_DECLARE_GEMM_ISA(ns)                                                      \

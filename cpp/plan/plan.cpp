@@ -109,6 +109,7 @@ struct DenseOp : PlanOp<T> {
   T *W, *b, *dW, *db;
   int64_t n_in, n_out;
   const double* l2 = nullptr;  // the MATLAB placement of the L2 gradient: dW = x^T dz + l2 W
+  bool relu_after = false;     // the next op's ReLU runs in this op's GEMM epilogue (fuse_dense_relu)
   const T* x_ = nullptr;
   std::vector<T> y_, dx_, db_scratch_;
 
@@ -121,7 +122,7 @@ struct DenseOp : PlanOp<T> {
   }
   const T* forward(const T* x, int64_t m, bool) override {
     x_ = x;
-    dense_forward<T>(y_.data(), x, W, b, m, n_in, n_out, Activation::Identity);
+    dense_forward<T>(y_.data(), x, W, b, m, n_in, n_out, relu_after ? Activation::ReLU : Activation::Identity);
     return y_.data();
   }
   const T* backward(const T* dy, int64_t m) override {
@@ -135,20 +136,24 @@ struct DenseOp : PlanOp<T> {
 // ---- ReLU / Sigmoid / Tanh (layers/activations.py): h = f(z); dz = dh f'(h), from the output.
 // A ReLU whose output only a max-pooling reads is `deferred` (see fuse_relu_maxpool): it passes
 // its input and its gradient through, and the pooling applies it to its 4x smaller output.
+// A ReLU right after a dense layer is `applied_before` (see fuse_dense_relu): that layer's GEMM
+// epilogue applied it, so its input already is h; the backward pass is unchanged.
 template <typename T>
 struct ActivationOp : PlanOp<T> {
   Activation act;
   bool deferred = false;
+  bool applied_before = false;
   const T* h_ = nullptr;
   std::vector<T> y_, dx_;
 
   void reserve(int64_t rows, bool training) override {
     if (deferred) return;
-    grow(y_, rows, this->out_numel, "an activation output");
+    if (!applied_before) grow(y_, rows, this->out_numel, "an activation output");
     if (training && this->need_dx) grow(dx_, rows, this->in_numel, "an activation gradient");
   }
   const T* forward(const T* x, int64_t m, bool) override {
     if (deferred) return x;
+    if (applied_before) return h_ = x;
     activation_forward<T>(y_.data(), x, m * this->out_numel, act);
     return h_ = y_.data();
   }
@@ -158,7 +163,8 @@ struct ActivationOp : PlanOp<T> {
     return dx_.data();
   }
   void describe(std::string& s, const std::string& indent) const override {
-    s += indent + this->label + (deferred ? " [applied to the next op's pooled output]" : "") + "\n";
+    s += indent + this->label + (deferred ? " [applied to the next op's pooled output]" : "") +
+         (applied_before ? " [applied in the previous op's GEMM epilogue]" : "") + "\n";
   }
 };
 
@@ -390,6 +396,22 @@ void fuse_relu_maxpool(std::vector<OpPtr<T>>& ops) {
     auto* act = dynamic_cast<ActivationOp<T>*>(ops[i].get());
     auto* pool = dynamic_cast<Pool2dOp<T>*>(ops[i + 1].get());
     if (act && pool && act->act == Activation::ReLU && pool->max) act->deferred = pool->relu_after = true;
+  }
+}
+
+// A ReLU right after a dense layer runs in that layer's GEMM epilogue (gemm_bias_act), which
+// writes relu(x W + b) in the one pass that writes x W + b: the bits of the two ops (the test
+// test_dense.py::test_dense_forward_epilogue_gives_the_bits_of_the_three_passes), without the
+// ReLU's pass over the output and its buffer. The ReLU's backward still runs, on that output.
+template <typename T>
+void fuse_dense_relu(std::vector<OpPtr<T>>& ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (auto* res = dynamic_cast<ResidualOp<T>*>(ops[i].get())) fuse_dense_relu(res->branch);
+    if (i + 1 == ops.size()) continue;
+    auto* dense = dynamic_cast<DenseOp<T>*>(ops[i].get());
+    auto* act = dynamic_cast<ActivationOp<T>*>(ops[i + 1].get());
+    if (dense && act && act->act == Activation::ReLU && !act->deferred)
+      dense->relu_after = act->applied_before = true;
   }
 }
 
@@ -705,6 +727,7 @@ void Plan<T>::finalize() {
     seen = seen || op->has_params;
   }
   fuse_relu_maxpool(ops_);
+  fuse_dense_relu(ops_);
   finalized_ = true;
 }
 
