@@ -11,6 +11,10 @@
 #include <mutex>
 #include <new>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 // Under AddressSanitizer (.ci/sanitizers) a block waiting in the pool is poisoned, so a read or
 // write through an array already freed is still reported, as it would be without the pool.
 #if defined(__SANITIZE_ADDRESS__)
@@ -28,6 +32,8 @@ namespace {
 
 constexpr size_t kHeader = 64;  // keeps the data 64-byte aligned
 constexpr size_t kPage = 4096;
+constexpr size_t kHugeBytes = size_t(4) << 20;
+constexpr size_t kHugeAlign = size_t(2) << 20;
 
 struct Block {
   char* base;
@@ -68,8 +74,18 @@ void* pool_acquire(size_t bytes) {
     }
     ++P.misses;
   }
-  char* base = static_cast<char*>(std::aligned_alloc(64, kHeader + size));
+  // A block of 4 MiB or more starts on a 2 MiB boundary and asks for transparent huge pages, as
+  // NumPy does for its large arrays: where the kernel grants them only on request ("madvise",
+  // the default of many distributions), 4 KiB pages cost a fault each on first touch, and the
+  // MNIST CNN's inference at batch 1000 ran at 0.57x its speed with NumPy's allocator.
+  const bool huge = size >= kHugeBytes;
+  const size_t align = huge ? kHugeAlign : 64;
+  const size_t total = (kHeader + size + align - 1) / align * align;  // aligned_alloc's rule
+  char* base = static_cast<char*>(std::aligned_alloc(align, total));
   if (!base) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (huge) madvise(base, total, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
   header_size(base) = size;
   return base + kHeader;
 }

@@ -10,11 +10,10 @@
 // its first step.
 //
 // Contract:
-// - Arrays below kMinPooledBytes keep NumPy's own allocator (malloc reuses small blocks well).
+// - Arrays below kMinPooledBytes keep NumPy's own allocator (malloc reuses small blocks well), and
+//   so do those above kMaxBlockBytes, which the pool would not keep.
 // - Contents are undefined, as with numpy.empty: every kernel writes all of its outputs.
-// - A block above kMaxBlockBytes (a whole test set's activations, say) goes straight back to the
-//   system when freed, and at most kMaxCachedBytes wait in the pool; past that the oldest block
-//   goes back. (The weight gradient of the largest benchmark layer, 3072 x 5000 float32, is 61 MB.)
+// - At most kMaxCachedBytes wait in the pool; past that the oldest block goes back to the system. (The weight gradient of the largest benchmark layer, 3072 x 5000 float32, is 61 MB.)
 //   array_pool_clear() returns them all (natverk._core._array_pool_clear()).
 // - An array that outlives the module (a reference kept until interpreter exit) still returns
 //   its block safely: the pool itself is never destroyed.
@@ -54,7 +53,8 @@ py::array_t<T> pooled_array(std::vector<py::ssize_t> shape) {
   size_t n = 1;
   for (py::ssize_t d : shape) n *= static_cast<size_t>(d);
   const size_t bytes = n * sizeof(T);
-  if (bytes < kMinPooledBytes) return py::array_t<T>(std::move(shape));
+  // Small arrays, and those too large to be kept, from NumPy's own allocator
+  if (bytes < kMinPooledBytes || bytes > kMaxBlockBytes) return py::array_t<T>(std::move(shape));
   void* p = nullptr;
   try {
     p = pool_acquire(bytes);
