@@ -278,6 +278,33 @@ def test_relu_then_maxpool_fuses_bit_identically_with_ties_and_non_positive_wind
     np.testing.assert_array_equal(mp.plan.forward(np.ascontiguousarray(X)), a.forward(X, training=False))
 
 
+def _dense_relus(seed=0):
+    return natverk.Sequential(Dense(6, 9, seed=seed), ReLU(), Residual(Dense(9, 9, seed=seed + 1), ReLU()),
+                              Dense(9, 300, seed=seed + 2), ReLU(), Dense(300, 3, seed=seed + 3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_dense_then_relu_fuses_bit_identically(opt_name, dtype):
+    """A ReLU after a dense layer runs in its GEMM epilogue (plan.cpp, fuse_dense_relu), also in a
+    residual branch: the layer loop's bits, with inputs holding -0, exact zeros and a 300-wide
+    layer whose columns end past the last full GEMM panel."""
+    rng = np.random.default_rng(5)
+    X = (rng.integers(-2, 3, (20, 6)) * 0.5).astype(dtype)
+    X[0, :3] = -0.0
+    y = rng.integers(0, 3, 20)
+    a, oa, b, ob = twins(_dense_relus, dtype, lambda: OPTIMIZERS[opt_name](0.01))
+    batches = _batches(len(X), 1) * 2
+    ref = layer_loop(a, oa, CrossEntropy(), X, y, batches)
+    got = plan_steps(b, ob, CrossEntropy(), X, y, batches)
+    _same_rows(ref, got)
+    assert_identical(snapshot(a, oa), snapshot(b, ob))
+    mp = _plan.build_plan(b, ob, CrossEntropy(), X.shape[1:], np.dtype(dtype))
+    mp.plan.forward(np.ascontiguousarray(X[:2]))  # the first run fuses
+    assert repr(mp.plan).count("[applied in the previous op's GEMM epilogue]") == 3
+    np.testing.assert_array_equal(mp.plan.forward(np.ascontiguousarray(X)), a.forward(X, training=False))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss_name", ["class_weights", "mse", "mse_one_output", "bce"])
 def test_every_loss_is_bit_identical(loss_name, dtype):

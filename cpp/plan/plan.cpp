@@ -375,6 +375,16 @@ struct ResidualOp : PlanOp<T> {
   }
 };
 
+// f(ops[i], ops[i + 1]) for every adjacent pair of an op list and of its residual branches: the
+// pairs the fusions below look at.
+template <typename T, typename F>
+void adjacent_pairs(std::vector<OpPtr<T>>& ops, const F& f) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (auto* res = dynamic_cast<ResidualOp<T>*>(ops[i].get())) adjacent_pairs<T>(res->branch, f);
+    if (i + 1 < ops.size()) f(ops[i].get(), ops[i + 1].get());
+  }
+}
+
 // A ReLU followed by a max-pooling becomes relu(maxpool(x)): max commutes with the monotone
 // ReLU, so the pooled values are the same, and the ReLU and its mask then run on the pooled
 // output, a quarter of the size for 2x2 pooling, instead of on the whole conv output (issue 12:
@@ -390,29 +400,26 @@ struct ResidualOp : PlanOp<T> {
 // Only adjacent ops of one op list fuse: nothing else reads the ReLU's output.
 template <typename T>
 void fuse_relu_maxpool(std::vector<OpPtr<T>>& ops) {
-  for (size_t i = 0; i < ops.size(); ++i) {
-    if (auto* res = dynamic_cast<ResidualOp<T>*>(ops[i].get())) fuse_relu_maxpool(res->branch);
-    if (i + 1 == ops.size()) continue;
-    auto* act = dynamic_cast<ActivationOp<T>*>(ops[i].get());
-    auto* pool = dynamic_cast<Pool2dOp<T>*>(ops[i + 1].get());
+  adjacent_pairs<T>(ops, [](PlanOp<T>* first, PlanOp<T>* second) {
+    auto* act = dynamic_cast<ActivationOp<T>*>(first);
+    auto* pool = dynamic_cast<Pool2dOp<T>*>(second);
     if (act && pool && act->act == Activation::ReLU && pool->max) act->deferred = pool->relu_after = true;
-  }
+  });
 }
 
 // A ReLU right after a dense layer runs in that layer's GEMM epilogue (gemm_bias_act), which
 // writes relu(x W + b) in the one pass that writes x W + b: the bits of the two ops (the test
 // test_dense.py::test_dense_forward_epilogue_gives_the_bits_of_the_three_passes), without the
 // ReLU's pass over the output and its buffer. The ReLU's backward still runs, on that output.
+// (Run after fuse_relu_maxpool: a ReLU deferred to a pooling stays there.)
 template <typename T>
 void fuse_dense_relu(std::vector<OpPtr<T>>& ops) {
-  for (size_t i = 0; i < ops.size(); ++i) {
-    if (auto* res = dynamic_cast<ResidualOp<T>*>(ops[i].get())) fuse_dense_relu(res->branch);
-    if (i + 1 == ops.size()) continue;
-    auto* dense = dynamic_cast<DenseOp<T>*>(ops[i].get());
-    auto* act = dynamic_cast<ActivationOp<T>*>(ops[i + 1].get());
+  adjacent_pairs<T>(ops, [](PlanOp<T>* first, PlanOp<T>* second) {
+    auto* dense = dynamic_cast<DenseOp<T>*>(first);
+    auto* act = dynamic_cast<ActivationOp<T>*>(second);
     if (dense && act && act->act == Activation::ReLU && !act->deferred)
       dense->relu_after = act->applied_before = true;
-  }
+  });
 }
 
 template <typename T>
