@@ -77,7 +77,7 @@ void* pool_acquire(size_t bytes) {
   // A block of 4 MiB or more starts on a 2 MiB boundary and asks for transparent huge pages, as
   // NumPy does for its large arrays: where the kernel grants them only on request ("madvise",
   // the default of many distributions), 4 KiB pages cost a fault each on first touch, and the
-  // MNIST CNN's inference at batch 1000 ran at 0.57x its speed with NumPy's allocator.
+  // MNIST CNN's inference at batch 1000 ran at 0.57x the speed it had with NumPy's allocator.
   const bool huge = size >= kHugeBytes;
   const size_t align = huge ? kHugeAlign : 64;
   const size_t total = (kHeader + size + align - 1) / align * align;  // aligned_alloc's rule

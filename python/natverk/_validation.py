@@ -22,10 +22,11 @@ def num_layers(parameters: Mapping[str, np.ndarray]) -> int:
     """Number of layers L of a parameter map holding ``W1..WL`` and ``b1..bL``."""
     if not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
-    # Every MATLAB-style call runs this (issue 11's per-call overhead): matching all keys with the
-    # regex cost 6 us on a 4-layer net whose Adam state makes 24 keys. W1, W2, ... are probed
-    # instead, and one pass over the keys confirms that no other key starts with "W"; only a map
-    # where one does (a gap, "W01", "Wx") takes the full match, which also words the error.
+    # Matching every key with the regex cost 6 us on a 4-layer net whose Adam state makes 24 keys
+    # (issue 11's per-call overhead; the MATLAB-style functions now reach this only for a map
+    # _core._network_layout turns down). W1, W2, ... are probed instead, and one pass over the
+    # keys confirms that no other key starts with "W"; only a map where one does (a gap, "W01",
+    # "Wx") takes the full match, which also words the error.
     L = 0
     while f"W{L + 1}" in parameters:
         L += 1
