@@ -266,7 +266,13 @@ def test_relu_then_maxpool_fuses_bit_identically_with_ties_and_non_positive_wind
     windows = windows[:, :, ::2, ::2].reshape(*windows.shape[:2], 3, 3, 9)
     top = windows.max(axis=-1, keepdims=True)
     assert (top == 0).sum() > 20 and ((windows == top).sum(axis=-1) > 1).sum() > 50
-    a, oa, b, ob = twins(_relu_pools, dtype, lambda: OPTIMIZERS[opt_name](0.01))
+    _fusion_matches_the_layer_loop(_relu_pools, X, y, opt_name, dtype, "[applied to the next op's pooled output]", 2)
+
+
+def _fusion_matches_the_layer_loop(factory, X, y, opt_name, dtype, tag, fused):
+    """Two steps over every batch through the plan and through the layer loop give the same bits,
+    the plan's description shows `tag` `fused` times, and its evaluation forward is the model's."""
+    a, oa, b, ob = twins(factory, dtype, lambda: OPTIMIZERS[opt_name](0.01))
     batches = _batches(len(X), 1) * 2
     ref = layer_loop(a, oa, CrossEntropy(), X, y, batches)
     got = plan_steps(b, ob, CrossEntropy(), X, y, batches)
@@ -274,7 +280,7 @@ def test_relu_then_maxpool_fuses_bit_identically_with_ties_and_non_positive_wind
     assert_identical(snapshot(a, oa), snapshot(b, ob))
     mp = _plan.build_plan(b, ob, CrossEntropy(), X.shape[1:], np.dtype(dtype))
     mp.plan.forward(np.ascontiguousarray(X[:2]))  # the first run fuses
-    assert repr(mp.plan).count("[applied to the next op's pooled output]") == 2
+    assert repr(mp.plan).count(tag) == fused
     np.testing.assert_array_equal(mp.plan.forward(np.ascontiguousarray(X)), a.forward(X, training=False))
 
 
@@ -293,16 +299,7 @@ def test_dense_then_relu_fuses_bit_identically(opt_name, dtype):
     X = (rng.integers(-2, 3, (20, 6)) * 0.5).astype(dtype)
     X[0, :3] = -0.0
     y = rng.integers(0, 3, 20)
-    a, oa, b, ob = twins(_dense_relus, dtype, lambda: OPTIMIZERS[opt_name](0.01))
-    batches = _batches(len(X), 1) * 2
-    ref = layer_loop(a, oa, CrossEntropy(), X, y, batches)
-    got = plan_steps(b, ob, CrossEntropy(), X, y, batches)
-    _same_rows(ref, got)
-    assert_identical(snapshot(a, oa), snapshot(b, ob))
-    mp = _plan.build_plan(b, ob, CrossEntropy(), X.shape[1:], np.dtype(dtype))
-    mp.plan.forward(np.ascontiguousarray(X[:2]))  # the first run fuses
-    assert repr(mp.plan).count("[applied in the previous op's GEMM epilogue]") == 3
-    np.testing.assert_array_equal(mp.plan.forward(np.ascontiguousarray(X)), a.forward(X, training=False))
+    _fusion_matches_the_layer_loop(_dense_relus, X, y, opt_name, dtype, "[applied in the previous op's GEMM epilogue]", 3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
