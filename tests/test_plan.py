@@ -266,7 +266,8 @@ def test_relu_then_maxpool_fuses_bit_identically_with_ties_and_non_positive_wind
     windows = windows[:, :, ::2, ::2].reshape(*windows.shape[:2], 3, 3, 9)
     top = windows.max(axis=-1, keepdims=True)
     assert (top == 0).sum() > 20 and ((windows == top).sum(axis=-1) > 1).sum() > 50
-    _fusion_matches_the_layer_loop(_relu_pools, X, y, opt_name, dtype, "[applied to the next op's pooled output]", 2)
+    tag = "[applied to the next op's pooled output]"
+    _fusion_matches_the_layer_loop(_relu_pools, X, y, opt_name, dtype, tag, 2)
 
 
 def _fusion_matches_the_layer_loop(factory, X, y, opt_name, dtype, tag, fused):
@@ -299,7 +300,8 @@ def test_dense_then_relu_fuses_bit_identically(opt_name, dtype):
     X = (rng.integers(-2, 3, (20, 6)) * 0.5).astype(dtype)
     X[0, :3] = -0.0
     y = rng.integers(0, 3, 20)
-    _fusion_matches_the_layer_loop(_dense_relus, X, y, opt_name, dtype, "[applied in the previous op's GEMM epilogue]", 3)
+    tag = "[applied in the previous op's GEMM epilogue]"
+    _fusion_matches_the_layer_loop(_dense_relus, X, y, opt_name, dtype, tag, 3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
