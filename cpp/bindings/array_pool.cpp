@@ -96,10 +96,6 @@ void pool_release(void* p) {
   const size_t size = header_size(base);
   Pool& P = pool();
   std::lock_guard<std::mutex> lock(P.mu);
-  if (size > kMaxBlockBytes) {
-    std::free(base);
-    return;
-  }
   try {
     P.free_blocks.push_back(Block{base, size});
   } catch (...) {  // a capsule destructor must not throw: give the block back instead

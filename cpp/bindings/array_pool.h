@@ -13,8 +13,9 @@
 // - Arrays below kMinPooledBytes keep NumPy's own allocator (malloc reuses small blocks well), and
 //   so do those above kMaxBlockBytes, which the pool would not keep.
 // - Contents are undefined, as with numpy.empty: every kernel writes all of its outputs.
-// - At most kMaxCachedBytes wait in the pool; past that the oldest block goes back to the system. (The weight gradient of the largest benchmark layer, 3072 x 5000 float32, is 61 MB.)
-//   array_pool_clear() returns them all (natverk._core._array_pool_clear()).
+// - At most kMaxCachedBytes wait in the pool; past that the oldest block goes back to the system.
+//   array_pool_clear() returns them all (natverk._core._array_pool_clear()). kMaxBlockBytes
+//   admits the weight gradient of the largest benchmark layer (3072 x 5000 float32, 61 MB).
 // - An array that outlives the module (a reference kept until interpreter exit) still returns
 //   its block safely: the pool itself is never destroyed.
 #pragma once
@@ -36,7 +37,8 @@ constexpr size_t kMinPooledBytes = size_t(32) << 10;
 constexpr size_t kMaxBlockBytes = size_t(64) << 20;
 constexpr size_t kMaxCachedBytes = size_t(128) << 20;
 
-// A 64-byte-aligned block of at least `bytes` bytes; release it with pool_release.
+// A 64-byte-aligned block of at least `bytes` (at most kMaxBlockBytes) bytes; release it with
+// pool_release.
 void* pool_acquire(size_t bytes);
 void pool_release(void* p);
 

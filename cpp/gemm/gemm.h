@@ -39,7 +39,7 @@ inline void gemm_rowmajor(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 // A dense layer's forward in one pass over C (thesis eq. 1, z = h W + b, h = f(z)): the bias
 // enters where the first k block's sums are stored and the ReLU where the last block's are,
 // so the bits are exactly those of filling C with the bias, gemm with beta = 1, then
-// activation_forward, without their two extra passes over C (tests/test_gemm.py).
+// activation_forward, without their two extra passes over C (tests/test_dense.py).
 template <typename T>
 void gemm_bias_act(T* C, int64_t ldc,
                    const T* A, int64_t rsa, int64_t csa,

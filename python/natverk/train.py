@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._divergence import as_max_loss, check_loss
-from ._validation import as_activation, as_inputs, as_labels, as_lambda, network_dtype, num_layers
+from ._validation import as_activation, as_inputs, as_labels, as_lambda, network_layout
 from .neuralnet import back_propagation, forward_propagation
 from . import optimizers as _optimizers
 from .optimizers.table import OPTIMIZERS as _TABLE
@@ -143,7 +143,7 @@ def train(
         term ``lambda_ / 2 * sum ||W_l||^2`` of eq. 9), ``train_accuracy``, ``val_accuracy`` (when validation data is
         given) and ``adam_t``.
     """
-    dtype = network_dtype(parameters)
+    dtype, L = network_layout(parameters)
     activation = as_activation(activation)
     lambda_ = as_lambda(lambda_)
     spec = resolve(optimizer)
@@ -151,7 +151,7 @@ def train(
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
     epochs = int(epochs)
     X = as_inputs(X_train, dtype, parameters["W1"].shape[0], "X_train")
-    n_classes = parameters[f"W{num_layers(parameters)}"].shape[1]
+    n_classes = parameters[f"W{L}"].shape[1]
     y = as_labels(y_train, X.shape[0], n_classes, "y_train")
     has_val = X_val is not None
     if has_val:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._validation import network_dtype, num_layers
+from .._validation import network_layout
 
 
 def gradient_checking(
@@ -36,10 +36,9 @@ def gradient_checking(
     """
     from ..neuralnet.forward_propagation import forward_propagation
 
-    network_dtype(parameters)
+    _, L = network_layout(parameters)
     if not (np.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive step, got {h}")
-    L = num_layers(parameters)
     names = [f"{p}{l}" for l in range(1, L + 1) for p in ("W", "b")]
     params64 = {k: np.array(parameters[k], dtype=np.float64) for k in names}
     X64 = np.asarray(X, dtype=np.float64)
