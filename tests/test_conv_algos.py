@@ -406,9 +406,11 @@ def test_bad_environment_variable_is_named():
     assert out.stdout.split() == ["winograd2", "winograd2"], out
 
 
-def test_auto_rule():
-    """The measured rule (conv2d.cpp, benchmarks/README.md)."""
+def test_auto_rule(simd):
+    """The measured rule (conv2d.cpp, benchmarks/README.md), at each SIMD level: below 16x16
+    outputs, AVX-512 takes F(4x4) further than AVX2 and the scalar level do."""
     assert core.get_conv_algo() == "auto"
+    wide = simd == "avx512"
     pick = lambda C, K, hw, **kw: core.conv2d_algorithm(np.zeros((1, C, hw, hw), np.float32),  # noqa: E731
                                                         np.zeros((K, C, 3, 3), np.float32), padding=(1, 1), **kw)
     assert pick(1, 32, 28) == "im2col"
@@ -421,14 +423,22 @@ def test_auto_rule():
     assert pick(128, 256, 8) == "winograd4"     # under 16x16: where 4x4 tiles pad no further
     assert pick(64, 128, 7) == "winograd4"      # than 2x2 ones (sides 4k and 4k - 1) ...
     assert pick(64, 64, 4) == "winograd4"
-    assert pick(32, 64, 14) == "winograd2"      # ... and F(2x2) where they would (4k + 1, 4k + 2)
+    # ... and F(2x2) where they would (4k + 1, 4k + 2); with AVX-512 F(4x4) still, while its
+    # tiles take at most 3/4 of F(2x2)'s multiplications (3 t4 <= t2: 14 and 13, not 10, 9, 6, 5)
+    assert pick(32, 64, 14) == ("winograd4" if wide else "winograd2")
+    assert pick(64, 64, 13) == ("winograd4" if wide else "winograd2")
+    assert pick(64, 64, 10) == "winograd2"
+    assert pick(64, 64, 9) == "winograd2"
     assert pick(64, 64, 6) == "winograd2"
-    assert pick(64, 64, 13) == "winograd2"
+    assert pick(64, 64, 5) == "winograd2"
     assert pick(64, 64, 30) == "winograd4"      # from 16x16 on F(4x4) whatever the padding
-    assert core.conv2d_algorithm(np.zeros((1, 64, 8, 14), np.float32), np.zeros((64, 64, 3, 3), np.float32),
-                                 padding=(1, 1)) == "winograd2"  # both sides must fit
+    rect = lambda h, w: core.conv2d_algorithm(np.zeros((1, 64, h, w), np.float32),  # noqa: E731
+                                              np.zeros((64, 64, 3, 3), np.float32), padding=(1, 1))
+    assert rect(8, 14) == ("winograd4" if wide else "winograd2")  # both sides must fit (AVX2) ...
+    assert rect(6, 14) == "winograd2"                # ... or their tiles (AVX-512: 3 x 8 > 21)
+    assert rect(14, 6) == "winograd2"
     assert pick(16, 16, 28) == "winograd4"
     assert pick(8, 32, 28) == "winograd4"       # from 8 channels in and out
-    assert pick(32, 8, 14) == "winograd2"
+    assert pick(32, 8, 14) == ("winograd4" if wide else "winograd2")
     assert pick(7, 64, 28) == "im2col"
     assert pick(64, 7, 28) == "im2col"

@@ -100,7 +100,7 @@ ConvAlgo conv2d_algorithm(const Conv2dShape& s) {
   if (forced != ConvAlgo::Auto) return (forced == ConvAlgo::Im2col || wino) ? forced : ConvAlgo::Im2col;
   if (!wino) return ConvAlgo::Im2col;
   // The measured rule (benchmarks/README.md, "Convolution algorithms" and "Winograd tiles
-  // vectorised over channels"; fwd+bwd, batch 64, 1 thread, Zen 3, float32 ms):
+  // vectorised over channels"; fwd+bwd, batch 64, 1 thread, Zen 3 with AVX2, float32 ms):
   // - below 8 channels in or out the transforms cost more than the multiplications they
   //   save (4->32 @28: im2col 8.1, F(4x4) 8.3; 1->32 @28: 3.0 against 7.4; 3->64 @32: 16
   //   against 28); from 8 on Winograd wins by 2.5x (8->32 @28: 19.6 against 8.0; 8->8 @28:
@@ -110,16 +110,27 @@ ConvAlgo conv2d_algorithm(const Conv2dShape& s) {
   //   16x16 outputs on (64->64 @32: 90 against 126; 128->128 @16: 70 against 93) and on
   //   smaller images whose sides it pads no further than F(2x2) does, a multiple of 4 or
   //   one short of it (256->256 @8: 68 against 91; 64->128 @7: 9.3 against 12.9; 32->64
-  //   @12: 5.3 against 8.0). Where it pads further it loses (32->64 @14: 11.8 against
-  //   10.6) or ties (32->64 @10: 5.1 against 5.4).
+  //   @12: 5.3 against 8.0). Where it pads further it loses with AVX2 (32->64 @14: 11.8
+  //   against 10.6) or ties (32->64 @10: 5.1 against 5.4).
   // - Its float32 error, on the points of winograd_matrices.h, stays inside the float32
   //   default of 1e-5 up to 256 channels (tests/test_conv_algos.py), so the channel count
   //   does not limit it.
+  // - With AVX-512 (measured on Zen 4: benchmarks/README.md, "F(4x4) below 16x16 with
+  //   AVX-512"), F(4x4) also wins where it pads further, as long as its padded tiles take
+  //   at most 3/4 of F(2x2)'s multiplications, 36 t4 <= 3/4 16 t2 with t4, t2 the tiles an
+  //   image: 32->64 @14 8.0-8.1 against 9.3-10.3, 64->64 @13 18.2 against 19.7, 256->256 @14
+  //   206 against 237, 8->32 @14 3.1 against 3.8 (128->128 @14 is a tie: 62-74 against
+  //   59-68). Past that line it ties (64->64 @9 9.3 against 9.7, 32->64 @10 4.3 against
+  //   4.5) or loses (64->64 @6 4.1 against 3.4, @5 3.2 against 2.8).
   if (s.C < 8 || s.K < 8) return ConvAlgo::Im2col;
   if (s.Ho >= 16 && s.Wo >= 16) return ConvAlgo::Winograd4;
   // F(4x4) pads a side of n outputs to 4 ceil(n/4), F(2x2) to 2 ceil(n/2)
   const auto no_more_padding = [](int64_t n) { return (n + 3) / 4 * 4 == (n + 1) / 2 * 2; };
   if (no_more_padding(s.Ho) && no_more_padding(s.Wo)) return ConvAlgo::Winograd4;
+  if (simd_level() == SimdLevel::AVX512) {
+    const int64_t t4 = ((s.Ho + 3) / 4) * ((s.Wo + 3) / 4), t2 = ((s.Ho + 1) / 2) * ((s.Wo + 1) / 2);
+    if (3 * t4 <= t2) return ConvAlgo::Winograd4;
+  }
   return ConvAlgo::Winograd2;
 }
 
