@@ -285,6 +285,38 @@ def _fusion_matches_the_layer_loop(factory, X, y, opt_name, dtype, tag, fused):
     np.testing.assert_array_equal(mp.plan.forward(np.ascontiguousarray(X)), a.forward(X, training=False))
 
 
+def _conv_pools(seed=0):
+    """Both first-layer pairings the plan fuses into one pass (fuse_conv_maxpool, conv_pool.h):
+    conv -> ReLU -> 2x2 max-pool and conv -> 2x2 max-pool, the first with integer weights (ties,
+    windows with no positive value), both on odd sides the pooling drops a row and column of;
+    then a 5-channel conv (45 taps) that the pooling after it does not fuse with."""
+    conv = Conv2D(1, 4, 3, padding=1, seed=seed)
+    conv.W[...] = np.random.default_rng(seed).integers(-1, 2, conv.W.shape)
+    conv.b[...] = [-0.5, 0.0, 0.5, 0.0]
+    return natverk.Sequential(
+        conv, ReLU(), MaxPool2D(2),
+        Conv2D(4, 5, 1, seed=seed + 1), MaxPool2D(2),
+        Conv2D(5, 3, 3, padding=1, seed=seed + 2), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(3, 3, seed=seed + 3),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_conv_then_maxpool_fuses_bit_identically(opt_name, dtype, simd):
+    """The fused pass gives the layer loop's bits at every SIMD level: where it runs (AVX2,
+    AVX-512) and where the plan runs the three kernels instead (scalar)."""
+    rng = np.random.default_rng(4)
+    X = (rng.integers(-2, 3, (20, 1, 11, 9)) * 0.5).astype(dtype)
+    X[0, :, :2, :2] = -0.0
+    y = rng.integers(0, 3, 20)
+    h = _conv_pools().astype(dtype).layers[0].forward(X)[:, :, :10, :8].reshape(20, 4, 5, 2, 4, 2)
+    top = h.max(axis=(3, 5), keepdims=True)
+    assert (top <= 0).sum() > 20 and ((h == top).sum(axis=(3, 5)) > 1).sum() > 50
+    tag = "[with the max-pooling below in one pass"
+    _fusion_matches_the_layer_loop(_conv_pools, X, y, opt_name, dtype, tag, 2)
+
+
 def _dense_relus(seed=0):
     return natverk.Sequential(Dense(6, 9, seed=seed), ReLU(), Residual(Dense(9, 9, seed=seed + 1), ReLU()),
                               Dense(9, 300, seed=seed + 2), ReLU(), Dense(300, 3, seed=seed + 3))

@@ -3,6 +3,7 @@
 
 #include "bindings/checks.h"
 #include "conv2d/conv2d.h"
+#include "conv2d/conv_pool.h"
 
 namespace natverk {
 namespace bind {
@@ -153,6 +154,39 @@ void bind_conv2d(py::module_& m) {
       py::arg("x"), py::arg("weight"), py::arg("stride") = Pair{1, 1}, py::arg("padding") = Pair{0, 0},
       py::arg("dilation") = Pair{1, 1}, py::arg("groups") = 1,
       "The algorithm conv2d_forward/conv2d_backward run for these arrays' shapes and this geometry.");
+  m.def(
+      "_conv2d_maxpool",
+      [](const py::object& x_obj, const py::object& weight_obj, const py::object& bias_obj,
+         const py::object& padding_obj, const py::object& relu_obj) -> py::object {
+        const py::array x = as_array(x_obj, "x"), weight = as_array(weight_obj, "weight");
+        const std::optional<py::array> bias = as_optional_array(bias_obj, "bias");
+        const Pair padding = as_int64_pair(padding_obj, "padding");
+        const bool relu = as_bool(relu_obj, "relu");
+        return dispatch_float(x, "x", [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          require_dtype<T>(weight, "weight", "x");
+          const Conv2dShape s = conv_shape(x, weight, Pair{1, 1}, padding, Pair{1, 1}, 1);
+          if (!conv_maxpool_applies(s)) return py::none();
+          const T* xp = in_ptr<T>(x, "x");
+          const T* wp = in_ptr<T>(weight, "weight");
+          const T* bp = bias_ptr<T>(bias, s.K);
+          py::array_t<T> y = new_array<T>({s.N, s.K, s.Ho / 2, s.Wo / 2}, "the output");
+          py::array_t<int64_t> am = new_array<int64_t>({s.N, s.K, s.Ho / 2, s.Wo / 2}, "the argmax");
+          T* yp = y.mutable_data();
+          int64_t* ap = am.mutable_data();
+          {
+            py::gil_scoped_release release;
+            conv2d_maxpool_forward<T>(yp, ap, xp, wp, bp, s, relu);
+          }
+          return py::make_tuple(y, am);
+        });
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("padding") = Pair{0, 0},
+      py::arg("relu") = true,
+      "Internal (the plan's fused first layer, conv_pool.h): (y, argmax) of y = maxpool2x2(conv2d(x, weight) + "
+      "bias), then relu(y) with relu, in one pass, with the bits of conv2d_forward, maxpool2d_forward and "
+      "activation_forward; stride and dilation 1. None where the fused kernel does not apply to this shape at "
+      "this SIMD level.");
 }
 
 }  // namespace bind

@@ -14,6 +14,7 @@
 #include "common/parallel.h"
 #include "common/shape.h"
 #include "conv2d/conv2d.h"
+#include "conv2d/conv_pool.h"
 #include "dense/dense.h"
 #include "dropout/dropout.h"
 #include "losses/losses.h"
@@ -207,43 +208,15 @@ struct FlattenOp : PlanOp<T> {
   const T* backward(const T* dy, int64_t) override { return dy; }
 };
 
-// ---- Conv2D (layers/conv.py): conv2d_forward / conv2d_backward, db only with a bias.
-template <typename T>
-struct Conv2dOp : PlanOp<T> {
-  T *W, *b, *dW, *db;
-  int64_t K, Cw, kH, kW, sh, sw, ph, pw, dh, dw, groups;
-  const T* x_ = nullptr;
-  Conv2dShape s_{};
-  std::vector<T> y_, dx_;
-
-  Conv2dShape shape(int64_t m) const {
-    return make_conv2d_shape(m, this->in[0], this->in[1], this->in[2], K, Cw, kH, kW, sh, sw, ph, pw, dh, dw,
-                             groups);
-  }
-  void reserve(int64_t rows, bool training) override {
-    grow(y_, rows, this->out_numel, "a conv2d output");
-    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a conv2d input gradient");
-  }
-  const T* forward(const T* x, int64_t m, bool) override {
-    if (s_.N != m) s_ = shape(m);
-    x_ = x;
-    conv2d_forward<T>(y_.data(), x, W, b, s_);
-    return y_.data();
-  }
-  const T* backward(const T* dy, int64_t m) override {
-    if (s_.N != m) s_ = shape(m);
-    T* dx = this->need_dx ? dx_.data() : nullptr;
-    conv2d_backward<T>(dx, dW, db, dy, x_, W, s_);
-    return dx;
-  }
-};
-
 // ---- MaxPool2D / AvgPool2D (layers/conv.py). relu_after: the ReLU before this max-pooling was
-// deferred to here, y = relu(maxpool(x)) (see fuse_relu_maxpool).
+// deferred to here, y = relu(maxpool(x)) (see fuse_relu_maxpool). pooled_by_conv: this call's
+// y and argmax were written by the convolution before it (see fuse_conv_maxpool), which it then
+// passes on.
 template <typename T>
 struct Pool2dOp : PlanOp<T> {
   bool max;
   bool relu_after = false;
+  bool pooled_by_conv = false;
   int64_t kH, kW, sh, sw, ph, pw;
   Pool2dShape s_{};
   std::vector<T> y_, dx_, dp_;
@@ -260,6 +233,7 @@ struct Pool2dOp : PlanOp<T> {
   }
   const T* forward(const T* x, int64_t m, bool) override {
     if (s_.N != m) s_ = shape(m);
+    if (pooled_by_conv) return y_.data();
     if (max) maxpool2d_forward<T>(y_.data(), argmax_.data(), x, s_);
     else avgpool2d_forward<T>(y_.data(), x, s_);
     if (relu_after) activation_forward<T>(y_.data(), y_.data(), m * this->out_numel, Activation::ReLU);
@@ -277,6 +251,49 @@ struct Pool2dOp : PlanOp<T> {
       throw std::runtime_error(this->label + ": argmax holds an index outside the input plane");
     }
     return dx_.data();
+  }
+};
+
+// ---- Conv2D (layers/conv.py): conv2d_forward / conv2d_backward, db only with a bias.
+template <typename T>
+struct Conv2dOp : PlanOp<T> {
+  T *W, *b, *dW, *db;
+  int64_t K, Cw, kH, kW, sh, sw, ph, pw, dh, dw, groups;
+  Pool2dOp<T>* pool_after = nullptr;  // the 2x2 max-pooling this conv's pass may fill (fuse_conv_maxpool)
+  const T* x_ = nullptr;
+  Conv2dShape s_{};
+  std::vector<T> y_, dx_;
+
+  Conv2dShape shape(int64_t m) const {
+    return make_conv2d_shape(m, this->in[0], this->in[1], this->in[2], K, Cw, kH, kW, sh, sw, ph, pw, dh, dw,
+                             groups);
+  }
+  void reserve(int64_t rows, bool training) override {
+    grow(y_, rows, this->out_numel, "a conv2d output");
+    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a conv2d input gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool) override {
+    if (s_.N != m) s_ = shape(m);
+    x_ = x;
+    if (pool_after) {
+      Pool2dOp<T>& pool = *pool_after;
+      if (pool.s_.N != m) pool.s_ = pool.shape(m);
+      pool.pooled_by_conv =
+          conv2d_maxpool_forward<T>(pool.y_.data(), pool.argmax_.data(), x, W, b, s_, pool.relu_after);
+      if (pool.pooled_by_conv) return y_.data();  // not written: the pooling does not read it this call
+    }
+    conv2d_forward<T>(y_.data(), x, W, b, s_);
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    if (s_.N != m) s_ = shape(m);
+    T* dx = this->need_dx ? dx_.data() : nullptr;
+    conv2d_backward<T>(dx, dW, db, dy, x_, W, s_);
+    return dx;
+  }
+  void describe(std::string& s, const std::string& indent) const override {
+    s += indent + this->label + (pool_after ? " [with the max-pooling below in one pass, where conv_pool.h applies]" : "") +
+         "\n";
   }
 };
 
@@ -405,6 +422,33 @@ void fuse_relu_maxpool(std::vector<OpPtr<T>>& ops) {
     auto* pool = dynamic_cast<Pool2dOp<T>*>(second);
     if (act && pool && act->act == Activation::ReLU && pool->max) act->deferred = pool->relu_after = true;
   });
+}
+
+// A convolution followed by a 2x2, stride-2, unpadded max-pooling, with or without a ReLU
+// between them (deferred to the pooling by fuse_relu_maxpool), writes the pooled output and its
+// arg-max in the pass that computes it, where conv2d_maxpool_forward applies (conv_pool.h: few
+// input channels, the im2col algorithm, AVX2 or AVX-512): the bits of the conv, pooling and ReLU
+// kernels, without the conv output's round trip through memory. The backward passes are
+// unchanged: the pooling's reads the arg-max and the pooled output, the conv's X and dY. Where
+// the kernel does not apply (checked every call: the SIMD level and a forced algorithm may
+// change between calls), the ops run as before. (Run after fuse_relu_maxpool.)
+template <typename T>
+void fuse_conv_maxpool(std::vector<OpPtr<T>>& ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (auto* res = dynamic_cast<ResidualOp<T>*>(ops[i].get())) fuse_conv_maxpool<T>(res->branch);
+    auto* conv = dynamic_cast<Conv2dOp<T>*>(ops[i].get());
+    if (!conv) continue;
+    size_t j = i + 1;
+    if (j < ops.size())
+      if (auto* act = dynamic_cast<ActivationOp<T>*>(ops[j].get()); act && act->deferred) ++j;
+    auto* pool = j < ops.size() ? dynamic_cast<Pool2dOp<T>*>(ops[j].get()) : nullptr;
+    // the geometry conv_maxpool_applies asks for that cannot change; the rest it checks per call
+    const bool few_taps = conv->groups == 1 && conv->sh == 1 && conv->sw == 1 && conv->dh == 1 && conv->dw == 1 &&
+                          conv->Cw * conv->kH * conv->kW <= kConvPoolMaxTaps;
+    if (few_taps && pool && pool->max && pool->kH == 2 && pool->kW == 2 && pool->sh == 2 && pool->sw == 2 &&
+        pool->ph == 0 && pool->pw == 0)
+      conv->pool_after = pool;
+  }
 }
 
 // A ReLU right after a dense layer runs in that layer's GEMM epilogue (gemm_bias_act), which
@@ -734,6 +778,7 @@ void Plan<T>::finalize() {
     seen = seen || op->has_params;
   }
   fuse_relu_maxpool(ops_);
+  fuse_conv_maxpool(ops_);
   fuse_dense_relu(ops_);
   finalized_ = true;
 }

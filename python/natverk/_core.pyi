@@ -144,6 +144,9 @@ def conv2d_algorithm(
     dilation: _Pair = (1, 1),
     groups: int = 1,
 ) -> str: ...
+def _conv2d_maxpool(
+    x: _F, weight: _F, bias: _F | None = None, padding: _Pair = (0, 0), relu: bool = True
+) -> tuple[_F, npt.NDArray[np.int64]] | None: ...
 
 # pool2d
 def maxpool2d_forward(
