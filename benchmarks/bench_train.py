@@ -41,7 +41,9 @@ STEPS = {"quick": {"a": 10, "b": 3, "c": 10, "d": 4, "e": 1}, "full": {"a": 200,
 REPEATS = {"quick": {"a": 3, "b": 3, "c": 3, "d": 3, "e": 2}, "full": {k: 5 for k in "abcde"}}
 # Quick runs time fit() and natverk.train() only where a step is cheap.
 QUICK_EPOCH_APIS = {"a", "c", "d"}
-INFER_BATCH = 1000
+# Inference: the smallest input Sequential.predict runs through the step plan
+# (natverk.models._plan.EVAL_MIN_ROWS; below it, the layer loop)
+INFER_BATCH = 1024
 LOSS_TOL = 1e-4  # relative, on the loss before and after one step
 
 TRAIN_IMPLS = ["nv_functional", "nv_train", "nv_sequential", "nv_fit", "numpy", "torch", "torch_cl"]
@@ -353,11 +355,11 @@ def train_table(rows) -> str:
 
 # ---------------------------------------------------------------- inference
 
-INFER_IMPLS = ["nv_functional", "nv_sequential", "numpy", "torch", "torch_cl"]
-INFER_LABELS = ["nv functional", "nv Sequential", "numpy", "torch NCHW", "torch CL"]
+INFER_IMPLS = ["nv_functional", "nv_sequential", "nv_predict", "numpy", "torch", "torch_cl"]
+INFER_LABELS = ["nv functional", "nv Sequential", "nv predict", "numpy", "torch NCHW", "torch CL"]
 
 
-def run_infer(threads_list, quick: bool = False, peak: dict | None = None, models: str = "ad", log=print):
+def run_infer(threads_list, quick: bool = False, peak: dict | None = None, models: str = "ade", log=print):
     torch = get_torch()
     repeats, warmup, min_time = (3, 1, 0.0) if quick else (7, 2, 0.05)
     rows = []
@@ -365,7 +367,11 @@ def run_infer(threads_list, quick: bool = False, peak: dict | None = None, model
         cfg = MODELS[key]
         X, _ = synthetic(cfg, INFER_BATCH, seed=2)
         model = build_natverk(cfg).eval()
-        impls = {"nv_sequential": (lambda model=model: model.forward(X, training=False), "logits")}
+        model.forward(X[:2], training=False)  # fixes the layers' dtype, as any use does; predict's plan needs it
+        model.weights_ready = True  # predict refuses untrained weights; these are random on purpose (speed only)
+        # the layer loop, and predict: the step plan in evaluation mode, 256 rows a call, with its fused epilogues
+        impls = {"nv_sequential": (lambda model=model: model.forward(X, training=False), "logits"),
+                 "nv_predict": (lambda model=model: model.predict_logits(X, batch_size=INFER_BATCH), "logits")}
         if cfg["mlp"]:
             params = functional_params(model, cfg["nodes"])
             impls["nv_functional"] = (lambda: nv.forward_propagation(X, None, params, 0.0, "relu")[0], "probs")
@@ -407,7 +413,7 @@ def run_infer(threads_list, quick: bool = False, peak: dict | None = None, model
 
 
 def infer_row(row: dict) -> list[str]:
-    return _throughput_row(row, INFER_IMPLS, 2)
+    return _throughput_row(row, INFER_IMPLS, 3)
 
 
 INFER_HEADERS = ["model", "batch", "threads"] + INFER_LABELS + ["best natverk / best other", "best natverk %peak"]
@@ -431,7 +437,7 @@ def main() -> None:
     print()
     print(train_table(rows))
     if not args.no_infer:
-        irows = run_infer(threads, args.quick, models="".join(k for k in "ad" if k in models))
+        irows = run_infer(threads, args.quick, models="".join(k for k in "ade" if k in models))
         print()
         print(infer_table(irows))
 

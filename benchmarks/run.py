@@ -196,9 +196,10 @@ def main(argv: list[str] | None = None) -> None:
         import bench_train
 
         result["infer"] = section(
-            "infer", "Inference, float32, batch 1000, eval mode (samples/s, median)",
-            "natverk `Sequential.forward(X, training=False)` and `forward_propagation(X, None, ...)`; torch "
-            "under `torch.inference_mode()`; outputs checked against torch (rel. 1e-4).",
+            "infer", "Inference, float32, batch 1024, eval mode (samples/s, median)",
+            "natverk `Sequential.forward(X, training=False)` (the layer loop), `Sequential.predict_logits(X)` (the "
+            "step plan, from 1024 rows) and `forward_propagation(X, None, ...)`; torch under "
+            "`torch.inference_mode()`; outputs checked against torch (rel. 1e-4).",
             lambda: bench_train.run_infer(threads, args.quick, peak=peak, log=_log), bench_train.infer_table)
 
     if "overhead" in sections:

@@ -317,6 +317,33 @@ def test_conv_then_maxpool_fuses_bit_identically(opt_name, dtype, simd):
     _fusion_matches_the_layer_loop(_conv_pools, X, y, opt_name, dtype, tag, 2)
 
 
+def _conv_bns(seed=0):
+    """Every pairing the evaluation epilogue takes (fuse_conv_bn_eval): conv -> BN -> ReLU on 3
+    channels (im2col) and on 8 (Winograd), in a residual branch, conv -> BN alone, and conv -> BN
+    -> ReLU -> max-pool, whose ReLU stays with the pooling (the epilogue applies the BN only)."""
+    return natverk.Sequential(
+        Conv2D(3, 8, 3, padding=1, seed=seed), BatchNorm2D(8), ReLU(),
+        Residual(Conv2D(8, 8, 3, padding=1, seed=seed + 1), BatchNorm2D(8), ReLU()),
+        Conv2D(8, 8, 3, padding=1, seed=seed + 2), BatchNorm2D(8),
+        Conv2D(8, 4, 1, seed=seed + 3), BatchNorm2D(4), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(4 * 3 * 4, 3, seed=seed + 4),
+    )
+
+
+@pytest.mark.parametrize("algo", ["auto", "im2col", "winograd2", "winograd4"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_bn_relu_evaluation_epilogue_is_bit_identical(algo, dtype, simd):
+    """In evaluation the conv's epilogue applies the batch norm (and ReLU) after it: the layer
+    loop's bits for every algorithm and SIMD level, -0 in the input included; training is
+    untouched (the batch statistics run apart)."""
+    _core.set_conv_algo(algo)
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((20, 3, 7, 9)).astype(dtype)
+    X[0, :, :2, :2] = -0.0
+    y = rng.integers(0, 3, 20)
+    _fusion_matches_the_layer_loop(_conv_bns, X, y, "adam", dtype, "in its epilogue]", 4)
+
+
 def _dense_relus(seed=0):
     return natverk.Sequential(Dense(6, 9, seed=seed), ReLU(), Residual(Dense(9, 9, seed=seed + 1), ReLU()),
                               Dense(9, 300, seed=seed + 2), ReLU(), Dense(300, 3, seed=seed + 3))

@@ -172,6 +172,21 @@ __attribute__((always_inline)) inline void train_channels(const TrainArgs<T>& a,
   }
 }
 
+// Evaluation's per-channel map y = x scale + shift (batchnorm_eval_affine), written once for
+// batchnorm_forward_eval and for batchnorm_eval_row, the conv's evaluation epilogue.
+template <typename T>
+__attribute__((always_inline)) inline void eval_coefficients(double& scale, double& shift, T gamma, T beta, T mean,
+                                                             T var, double eps) {
+  const double is = 1.0 / std::sqrt(static_cast<double>(var) + eps);
+  scale = gamma * is;
+  shift = beta - mean * scale;
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void eval_span(T* q, const T* p, int64_t n, double scale, double shift) {
+  for (int64_t s = 0; s < n; ++s) q[s] = static_cast<T>(p[s] * scale + shift);
+}
+
 template <typename T>
 __attribute__((always_inline)) inline void eval_channels(const EvalArgs<T>& a, int64_t c0, int64_t c1) {
   T* y = a.y;
@@ -180,15 +195,30 @@ __attribute__((always_inline)) inline void eval_channels(const EvalArgs<T>& a, i
   const double eps = a.eps;
   {
     for (int64_t c = c0; c < c1; ++c) {
-      const double is = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
-      const double scale = gamma[c] * is, shift = beta[c] - running_mean[c] * scale;
-      for (int64_t n = 0; n < N; ++n) {
-        const T* p = x + (n * C + c) * S;
-        T* q = y + (n * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) q[s] = static_cast<T>(p[s] * scale + shift);
-      }
+      double scale, shift;
+      eval_coefficients<T>(scale, shift, gamma[c], beta[c], running_mean[c], running_var[c], eps);
+      for (int64_t n = 0; n < N; ++n) eval_span(y + (n * C + c) * S, x + (n * C + c) * S, S, scale, shift);
     }
   }
+}
+
+// One row of the conv's evaluation epilogue: eval_span, then activation_forward's ReLU.
+template <typename T>
+struct RowArgs {
+  T* y;
+  const T* x;
+  double scale, shift;
+  bool relu;
+};
+
+template <typename T>
+__attribute__((always_inline)) inline void eval_row(const RowArgs<T>& a, int64_t b, int64_t e) {
+  eval_span(a.y + b, a.x + b, e - b, a.scale, a.shift);
+  if (a.relu)
+    for (int64_t s = b; s < e; ++s) {
+      const T z = a.y[s];
+      a.y[s] = (z > T(0) || z != z) ? z : T(0);
+    }
 }
 
 template <typename T>
@@ -277,6 +307,27 @@ void batchnorm_forward_eval(T* y, const T* x, const T* gamma, const T* beta,
 }
 
 template <typename T>
+void batchnorm_eval_affine(double* scale, double* shift, const T* gamma, const T* beta, const T* running_mean,
+                           const T* running_var, int64_t C, double eps) {
+  for (int64_t c = 0; c < C; ++c)
+    eval_coefficients<T>(scale[c], shift[c], gamma[c], beta[c], running_mean[c], running_var[c], eps);
+}
+
+template <typename T>
+void batchnorm_eval_row(T* y, const T* x, int64_t n, double scale, double shift, bool relu) {
+  const RowArgs<T> a{y, x, scale, shift, relu};
+  void (*f)(const RowArgs<T>&, int64_t, int64_t) = &channels_generic<RowArgs<T>, &eval_row<T>>;
+#if defined(NATVERK_HAVE_X86_KERNELS)
+  switch (simd_level()) {
+    case SimdLevel::AVX512: f = &channels_avx512<RowArgs<T>, &eval_row<T>>; break;
+    case SimdLevel::AVX2: f = &channels_avx2<RowArgs<T>, &eval_row<T>>; break;
+    default: break;
+  }
+#endif
+  f(a, 0, n);
+}
+
+template <typename T>
 void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
                         const T* invstd, const T* gamma, int64_t N, int64_t C, int64_t S,
                         bool training) {
@@ -289,6 +340,9 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
                                            int64_t, int64_t, int64_t, double, double);            \
   template void batchnorm_forward_eval<T>(T*, const T*, const T*, const T*, const T*, const T*,   \
                                           int64_t, int64_t, int64_t, double);                     \
+  template void batchnorm_eval_affine<T>(double*, double*, const T*, const T*, const T*, const T*, int64_t, \
+                                         double);                                                 \
+  template void batchnorm_eval_row<T>(T*, const T*, int64_t, double, double, bool);               \
   template void batchnorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,         \
                                       const T*, int64_t, int64_t, int64_t, bool);
 NATVERK_INSTANTIATE(float)

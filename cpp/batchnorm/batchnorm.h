@@ -31,6 +31,18 @@ void batchnorm_forward_eval(T* y, const T* x, const T* gamma, const T* beta,
                             const T* running_mean, const T* running_var, int64_t N, int64_t C,
                             int64_t S, double eps);
 
+// Evaluation as a per-channel map, for a kernel that applies it where it writes its output (the
+// convolution's evaluation epilogue, conv2d.h): scale[c] = gamma[c] / sqrt(running_var[c] + eps)
+// and shift[c] = beta[c] - running_mean[c] scale[c] in double, and
+// y[i] = T(x[i] scale + shift) for i < n, then with relu activation_forward's ReLU: the
+// expressions batchnorm_forward_eval runs (one definition in batchnorm.cpp), so the same bits.
+// y may be x.
+template <typename T>
+void batchnorm_eval_affine(double* scale, double* shift, const T* gamma, const T* beta,
+                           const T* running_mean, const T* running_var, int64_t C, double eps);
+template <typename T>
+void batchnorm_eval_row(T* y, const T* x, int64_t n, double scale, double shift, bool relu);
+
 // training=true: mean/invstd are the batch statistics saved by the forward pass;
 // training=false: they are running_mean and 1/sqrt(running_var + eps).
 template <typename T>

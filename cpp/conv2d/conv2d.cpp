@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "batchnorm/batchnorm.h"
 #include "common/cpu_features.h"
 #include "common/elementwise.h"
 #include "common/parallel.h"
@@ -212,7 +213,8 @@ bool is_pointwise(const Conv2dShape& s) {
 namespace {
 
 template <typename T>
-void im2col_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
+void im2col_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s,
+                    const ConvEvalEpilogue* ep = nullptr) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
   const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
   // Sized (and checked) before the parallel region, so an impossible size fails on the caller.
@@ -238,6 +240,9 @@ void im2col_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape
         gemm_rowmajor<T>(false, false, Kg, HWo, ckk, T(1), Wt + g * Kg * ckk, ckk, cols, HWo, T(1),
                          y + g * Kg * HWo, HWo);
       }
+      if (ep)  // the image's output, K x HWo, is still in cache
+        for (int64_t k = 0; k < s.K; ++k)
+          batchnorm_eval_row<T>(y + k * HWo, y + k * HWo, HWo, ep->scale[k], ep->shift[k], ep->relu);
     }
   });
 }
@@ -413,11 +418,11 @@ void im2col_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const C
 }  // namespace
 
 template <typename T>
-void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
+void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s, const ConvEvalEpilogue* ep) {
   switch (conv2d_algorithm(s)) {
-    case ConvAlgo::Winograd2: return winograd_forward<T, 2>(Y, X, Wt, b, s);
-    case ConvAlgo::Winograd4: return winograd_forward<T, 4>(Y, X, Wt, b, s);
-    default: return im2col_forward<T>(Y, X, Wt, b, s);
+    case ConvAlgo::Winograd2: return winograd_forward<T, 2>(Y, X, Wt, b, s, ep);
+    case ConvAlgo::Winograd4: return winograd_forward<T, 4>(Y, X, Wt, b, s, ep);
+    default: return im2col_forward<T>(Y, X, Wt, b, s, ep);
   }
 }
 
@@ -450,8 +455,10 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
   }
 }
 
-template void conv2d_forward<float>(float*, const float*, const float*, const float*, const Conv2dShape&);
-template void conv2d_forward<double>(double*, const double*, const double*, const double*, const Conv2dShape&);
+template void conv2d_forward<float>(float*, const float*, const float*, const float*, const Conv2dShape&,
+                                    const ConvEvalEpilogue*);
+template void conv2d_forward<double>(double*, const double*, const double*, const double*, const Conv2dShape&,
+                                     const ConvEvalEpilogue*);
 template void conv2d_backward<float>(float*, float*, float*, const float*, const float*, const float*,
                                      const Conv2dShape&);
 template void conv2d_backward<double>(double*, double*, double*, const double*, const double*,

@@ -62,7 +62,7 @@ wino_tiles::Fns<T, M> tile_fns() {
 }  // namespace
 
 template <typename T, int M>
-void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s) {
+void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s, const ConvEvalEpilogue* ep) {
   constexpr int A = M + 2, A2 = A * A;
   const wino_tiles::Fns<T, M> f = tile_fns<T, M>();
   const wino_tiles::Geom g = geom<T, M>(s, f.lanes);
@@ -72,7 +72,7 @@ void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dSha
   T* UT = static_cast<T*>(t_wino_u.get(checked_bytes(checked_mul(A2 * s.K, s.C, "the Winograd weights"),
                                                       sizeof(T), "the Winograd weights")));
   winograd_weights_in<T, M>(nullptr, UT, Wt, s.K, s.C);
-  const wino_tiles::Job<T> job{&s, g, Y, nullptr, nullptr, X, nullptr, UT, b};
+  const wino_tiles::Job<T> job{&s, g, Y, nullptr, nullptr, X, nullptr, UT, b, ep};
   parallel_for(s.N, 1, [&](int64_t n0, int64_t n1, int) {
     f.fwd(job, static_cast<T*>(t_wino.get(bytes)), n0, n1);
   });
@@ -100,7 +100,7 @@ void winograd_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const
   const wino_tiles::Geom g = geom<T, M>(s, f.lanes);
   const size_t bytes = checked_bytes(wino_tiles::work_elems<M>(g, false, dW != nullptr, dX != nullptr),
                                      sizeof(T), "the Winograd workspace");
-  const wino_tiles::Job<T> job{&s, g, nullptr, dX, dU, X, dY, U, nullptr};
+  const wino_tiles::Job<T> job{&s, g, nullptr, dX, dU, X, dY, U, nullptr, nullptr};
   parallel_for_chunks(s.N, chunks, [&](int64_t n0, int64_t n1, int chunk) {
     f.bwd(job, static_cast<T*>(t_wino.get(bytes)), n0, n1, chunk);
   });
@@ -110,10 +110,14 @@ void winograd_backward(T* dX, T* dW, const T* dY, const T* X, const T* Wt, const
   winograd_weights_out<T, M>(dW, dU, chunks, K, C);
 }
 
-template void winograd_forward<float, 2>(float*, const float*, const float*, const float*, const Conv2dShape&);
-template void winograd_forward<float, 4>(float*, const float*, const float*, const float*, const Conv2dShape&);
-template void winograd_forward<double, 2>(double*, const double*, const double*, const double*, const Conv2dShape&);
-template void winograd_forward<double, 4>(double*, const double*, const double*, const double*, const Conv2dShape&);
+template void winograd_forward<float, 2>(float*, const float*, const float*, const float*,
+                                                  const Conv2dShape&, const ConvEvalEpilogue*);
+template void winograd_forward<float, 4>(float*, const float*, const float*, const float*,
+                                                  const Conv2dShape&, const ConvEvalEpilogue*);
+template void winograd_forward<double, 2>(double*, const double*, const double*, const double*,
+                                                  const Conv2dShape&, const ConvEvalEpilogue*);
+template void winograd_forward<double, 4>(double*, const double*, const double*, const double*,
+                                                  const Conv2dShape&, const ConvEvalEpilogue*);
 template void winograd_backward<float, 2>(float*, float*, const float*, const float*, const float*, const Conv2dShape&);
 template void winograd_backward<float, 4>(float*, float*, const float*, const float*, const float*, const Conv2dShape&);
 template void winograd_backward<double, 2>(double*, double*, const double*, const double*, const double*, const Conv2dShape&);

@@ -42,7 +42,8 @@ bool winograd_applies(const Conv2dShape& s);
 
 // M = 2 or 4. Y is overwritten (bias added when b is not null).
 template <typename T, int M>
-void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s);
+void winograd_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s,
+                      const ConvEvalEpilogue* ep = nullptr);
 
 // dX and dW may be null (not wanted); both are overwritten. db is the caller's.
 template <typename T, int M>

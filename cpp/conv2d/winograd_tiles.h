@@ -78,6 +78,7 @@ struct Job {
   const T* dY;
   const T* U;
   const T* b;
+  const ConvEvalEpilogue* ep;  // forward: the evaluation epilogue (conv2d.h), or null
 };
 
 // Elements of one thread's workspace (the buffers are carved in this order):

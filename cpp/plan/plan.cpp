@@ -144,6 +144,7 @@ struct ActivationOp : PlanOp<T> {
   Activation act;
   bool deferred = false;
   bool applied_before = false;
+  bool applied_by_conv = false;  // this evaluation call: the conv's epilogue applied it (fuse_conv_bn_eval)
   const T* h_ = nullptr;
   std::vector<T> y_, dx_;
 
@@ -154,7 +155,7 @@ struct ActivationOp : PlanOp<T> {
   }
   const T* forward(const T* x, int64_t m, bool) override {
     if (deferred) return x;
-    if (applied_before) return h_ = x;
+    if (applied_before || applied_by_conv) return h_ = x;
     activation_forward<T>(y_.data(), x, m * this->out_numel, act);
     return h_ = y_.data();
   }
@@ -254,12 +255,61 @@ struct Pool2dOp : PlanOp<T> {
   }
 };
 
+// ---- BatchNorm1D / BatchNorm2D (layers/normalization.py): training normalises with the batch
+// statistics and updates the layer's running_mean / running_var in place; evaluation uses them.
+template <typename T>
+struct BatchNormOp : PlanOp<T> {
+  T *gamma, *beta, *dgamma, *dbeta, *running_mean, *running_var;
+  int64_t C, S;
+  double eps, momentum;
+  bool applied_by_conv = false;  // this evaluation call: the conv before it applied it (fuse_conv_bn_eval)
+
+  // evaluation needs a running_var >= 0 (its square root); the message names this op
+  void check_running_var() const {
+    for (int64_t c = 0; c < C; ++c)
+      if (!(running_var[c] >= 0)) throw std::invalid_argument(this->label + ": running_var must be >= 0");
+  }
+  const T* x_ = nullptr;
+  std::vector<T> y_, dx_, mean_, invstd_;
+
+  void reserve(int64_t rows, bool training) override {
+    grow(y_, rows, this->out_numel, "a batch-norm output");
+    grow(mean_, 1, C, "batch-norm statistics");
+    grow(invstd_, 1, C, "batch-norm statistics");
+    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a batch-norm gradient");
+  }
+  const T* forward(const T* x, int64_t m, bool training) override {
+    if (!training && applied_by_conv) return x;
+    if (training) {
+      if (m * S < 2)
+        throw std::invalid_argument(this->label + ": training needs more than one value per channel to estimate "
+                                    "a variance, got a batch of " + std::to_string(m) + " of shape " +
+                                    dims_str(this->in) + " (use a larger batch, or eval mode)");
+      x_ = x;
+      batchnorm_forward_train<T>(y_.data(), mean_.data(), invstd_.data(), running_mean, running_var, x, gamma, beta,
+                                 m, C, S, eps, momentum);
+    } else {
+      check_running_var();
+      batchnorm_forward_eval<T>(y_.data(), x, gamma, beta, running_mean, running_var, m, C, S, eps);
+    }
+    return y_.data();
+  }
+  const T* backward(const T* dy, int64_t m) override {
+    T* dx = this->need_dx ? dx_.data() : nullptr;
+    batchnorm_backward<T>(dx, dgamma, dbeta, dy, x_, mean_.data(), invstd_.data(), gamma, m, C, S, true);
+    return dx;
+  }
+};
+
 // ---- Conv2D (layers/conv.py): conv2d_forward / conv2d_backward, db only with a bias.
 template <typename T>
 struct Conv2dOp : PlanOp<T> {
   T *W, *b, *dW, *db;
   int64_t K, Cw, kH, kW, sh, sw, ph, pw, dh, dw, groups;
   Pool2dOp<T>* pool_after = nullptr;  // the 2x2 max-pooling this conv's pass may fill (fuse_conv_maxpool)
+  BatchNormOp<T>* bn_after = nullptr;  // evaluation: the batch norm (and ReLU) its epilogue applies
+  ActivationOp<T>* relu_after = nullptr;  // (fuse_conv_bn_eval)
+  std::vector<double> bn_scale_, bn_shift_;
   const T* x_ = nullptr;
   Conv2dShape s_{};
   std::vector<T> y_, dx_;
@@ -272,9 +322,24 @@ struct Conv2dOp : PlanOp<T> {
     grow(y_, rows, this->out_numel, "a conv2d output");
     if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a conv2d input gradient");
   }
-  const T* forward(const T* x, int64_t m, bool) override {
+  const T* forward(const T* x, int64_t m, bool training) override {
     if (s_.N != m) s_ = shape(m);
     x_ = x;
+    if (bn_after) {
+      bn_after->applied_by_conv = !training;
+      if (relu_after) relu_after->applied_by_conv = !training;
+      if (!training) {
+        BatchNormOp<T>& bn = *bn_after;
+        bn.check_running_var();
+        bn_scale_.resize(static_cast<size_t>(K));
+        bn_shift_.resize(static_cast<size_t>(K));
+        batchnorm_eval_affine<T>(bn_scale_.data(), bn_shift_.data(), bn.gamma, bn.beta, bn.running_mean,
+                                 bn.running_var, K, bn.eps);
+        const ConvEvalEpilogue ep{bn_scale_.data(), bn_shift_.data(), relu_after != nullptr};
+        conv2d_forward<T>(y_.data(), x, W, b, s_, &ep);
+        return y_.data();
+      }
+    }
     if (pool_after) {
       Pool2dOp<T>& pool = *pool_after;
       if (pool.s_.N != m) pool.s_ = pool.shape(m);
@@ -293,6 +358,9 @@ struct Conv2dOp : PlanOp<T> {
   }
   void describe(std::string& s, const std::string& indent) const override {
     s += indent + this->label + (pool_after ? " [with the max-pooling below in one pass, where conv_pool.h applies]" : "") +
+         (bn_after ? (relu_after ? " [evaluation: the batch norm and ReLU below in its epilogue]"
+                                 : " [evaluation: the batch norm below in its epilogue]")
+                   : "") +
          "\n";
   }
 };
@@ -312,45 +380,6 @@ struct GlobalAvgPoolOp : PlanOp<T> {
   const T* backward(const T* dy, int64_t m) override {
     global_avgpool_backward<T>(dx_.data(), dy, m, this->in[0], this->in[1] * this->in[2]);
     return dx_.data();
-  }
-};
-
-// ---- BatchNorm1D / BatchNorm2D (layers/normalization.py): training normalises with the batch
-// statistics and updates the layer's running_mean / running_var in place; evaluation uses them.
-template <typename T>
-struct BatchNormOp : PlanOp<T> {
-  T *gamma, *beta, *dgamma, *dbeta, *running_mean, *running_var;
-  int64_t C, S;
-  double eps, momentum;
-  const T* x_ = nullptr;
-  std::vector<T> y_, dx_, mean_, invstd_;
-
-  void reserve(int64_t rows, bool training) override {
-    grow(y_, rows, this->out_numel, "a batch-norm output");
-    grow(mean_, 1, C, "batch-norm statistics");
-    grow(invstd_, 1, C, "batch-norm statistics");
-    if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a batch-norm gradient");
-  }
-  const T* forward(const T* x, int64_t m, bool training) override {
-    if (training) {
-      if (m * S < 2)
-        throw std::invalid_argument(this->label + ": training needs more than one value per channel to estimate "
-                                    "a variance, got a batch of " + std::to_string(m) + " of shape " +
-                                    dims_str(this->in) + " (use a larger batch, or eval mode)");
-      x_ = x;
-      batchnorm_forward_train<T>(y_.data(), mean_.data(), invstd_.data(), running_mean, running_var, x, gamma, beta,
-                                 m, C, S, eps, momentum);
-    } else {
-      for (int64_t c = 0; c < C; ++c)
-        if (!(running_var[c] >= 0)) throw std::invalid_argument(this->label + ": running_var must be >= 0");
-      batchnorm_forward_eval<T>(y_.data(), x, gamma, beta, running_mean, running_var, m, C, S, eps);
-    }
-    return y_.data();
-  }
-  const T* backward(const T* dy, int64_t m) override {
-    T* dx = this->need_dx ? dx_.data() : nullptr;
-    batchnorm_backward<T>(dx, dgamma, dbeta, dy, x_, mean_.data(), invstd_.data(), gamma, m, C, S, true);
-    return dx;
   }
 };
 
@@ -448,6 +477,24 @@ void fuse_conv_maxpool(std::vector<OpPtr<T>>& ops) {
     if (few_taps && pool && pool->max && pool->kH == 2 && pool->kW == 2 && pool->sh == 2 && pool->sw == 2 &&
         pool->ph == 0 && pool->pw == 0)
       conv->pool_after = pool;
+  }
+}
+
+// In evaluation, a convolution followed by a batch norm over its channels, and a ReLU after that,
+// applies both as it writes each image's output, while it is in cache (conv2d.h,
+// ConvEvalEpilogue): the bits of the three kernels, without two passes over the output. Training
+// runs the three ops as before (the batch statistics need the whole batch's output). A ReLU
+// deferred to a max-pooling stays there. (Run after fuse_relu_maxpool.)
+template <typename T>
+void fuse_conv_bn_eval(std::vector<OpPtr<T>>& ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (auto* res = dynamic_cast<ResidualOp<T>*>(ops[i].get())) fuse_conv_bn_eval<T>(res->branch);
+    auto* conv = dynamic_cast<Conv2dOp<T>*>(ops[i].get());
+    auto* bn = i + 1 < ops.size() ? dynamic_cast<BatchNormOp<T>*>(ops[i + 1].get()) : nullptr;
+    if (!conv || !bn || bn->C != conv->K) continue;
+    conv->bn_after = bn;
+    auto* act = i + 2 < ops.size() ? dynamic_cast<ActivationOp<T>*>(ops[i + 2].get()) : nullptr;
+    if (act && act->act == Activation::ReLU && !act->deferred) conv->relu_after = act;
   }
 }
 
@@ -779,6 +826,7 @@ void Plan<T>::finalize() {
   }
   fuse_relu_maxpool(ops_);
   fuse_conv_maxpool(ops_);
+  fuse_conv_bn_eval(ops_);
   fuse_dense_relu(ops_);
   finalized_ = true;
 }
