@@ -1,6 +1,8 @@
 // conv_pool.cpp -- conv_pool.h's dispatch: which shapes and SIMD levels take the fused kernel.
 #include "conv2d/conv_pool.h"
 
+#include <cstdint>
+
 #include "common/cpu_features.h"
 #include "common/parallel.h"
 
@@ -10,8 +12,9 @@ bool conv_maxpool_applies(const Conv2dShape& s) {
 #if defined(NATVERK_HAVE_X86_KERNELS)
   const SimdLevel level = simd_level();
   if (level != SimdLevel::AVX2 && level != SimdLevel::AVX512) return false;
+  // the plane's size: float's arg-max is computed in 32-bit lanes (conv_pool.inc, store_block)
   return s.groups == 1 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.Ho >= 2 && s.Wo >= 2 &&
-         s.C * s.kH * s.kW <= kConvPoolMaxTaps && conv2d_algorithm(s) == ConvAlgo::Im2col;
+         s.Ho * s.Wo <= INT32_MAX && s.C * s.kH * s.kW <= kConvPoolMaxTaps && conv2d_algorithm(s) == ConvAlgo::Im2col;
 #else
   (void)s;
   return false;

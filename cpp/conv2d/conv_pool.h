@@ -31,7 +31,7 @@ namespace natverk {
 
 // Whether conv2d_maxpool_forward runs shape s (the convolution's) at the current SIMD level:
 // groups 1, stride 1, dilation 1, at most kConvPoolMaxTaps taps a channel of output
-// (C kH kW), conv output at least 2x2, the im2col algorithm chosen for s (conv2d_algorithm:
+// (C kH kW), conv output at least 2x2 and under 2^31 pixels, the im2col algorithm chosen for s (conv2d_algorithm:
 // also under a forced algorithm), and AVX2 or AVX-512 (the scalar level's GEMM does not fuse
 // its multiply-adds, so there the three kernels run).
 constexpr int64_t kConvPoolMaxTaps = 27;

@@ -357,11 +357,11 @@ struct Conv2dOp : PlanOp<T> {
     return dx;
   }
   void describe(std::string& s, const std::string& indent) const override {
-    s += indent + this->label + (pool_after ? " [with the max-pooling below in one pass, where conv_pool.h applies]" : "") +
-         (bn_after ? (relu_after ? " [evaluation: the batch norm and ReLU below in its epilogue]"
-                                 : " [evaluation: the batch norm below in its epilogue]")
-                   : "") +
-         "\n";
+    const char* pooled = pool_after ? " [with the max-pooling below in one pass, where conv_pool.h applies]" : "";
+    const char* normed = !bn_after ? ""
+                         : relu_after ? " [evaluation: the batch norm and ReLU below in its epilogue]"
+                                      : " [evaluation: the batch norm below in its epilogue]";
+    s += indent + this->label + pooled + normed + "\n";
   }
 };
 
