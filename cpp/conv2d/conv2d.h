@@ -86,21 +86,8 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
 // pointers, queued on natverk::cuda::stream(). The shape comes from make_conv2d_shape.
 namespace natverk {
 namespace cuda {
-// An evaluation-mode epilogue for conv2d_forward: a batch norm in evaluation mode (and a ReLU)
-// applied to each image's output where the algorithm writes it, while it is in cache, instead of
-// two more passes over the output (issue 12, "in inference, conv + bias + BN + ReLU in one
-// epilogue"): y = T(y scale[k] + shift[k]), then with relu max(y, 0) keeping NaN, by
-// batchnorm_eval_row, so the bits of conv2d_forward, batchnorm_forward_eval and
-// activation_forward (scale, shift from batchnorm_eval_affine).
-struct ConvEvalEpilogue {
-  const double* scale;
-  const double* shift;
-  bool relu;
-};
-
 template <typename T>
-void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s,
-                    const ConvEvalEpilogue* ep = nullptr);
+void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s);
 template <typename T>
 void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
                      const Conv2dShape& s);
