@@ -274,17 +274,23 @@ NATVERK_BN_COPIES(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx51
 #undef NATVERK_BN_COPIES
 #undef NATVERK_INLINE_LAMBDA
 
-// Body over the C channels, split between the threads, in this SIMD level's copy.
+// This SIMD level's copy of Body.
 template <typename A, void (*Body)(const A&, int64_t, int64_t)>
-void run_channels(const A& a, int64_t C) {
-  void (*f)(const A&, int64_t, int64_t) = &channels_generic<A, Body>;
+auto level_copy() -> void (*)(const A&, int64_t, int64_t) {
 #if defined(NATVERK_HAVE_X86_KERNELS)
   switch (simd_level()) {
-    case SimdLevel::AVX512: f = &channels_avx512<A, Body>; break;
-    case SimdLevel::AVX2: f = &channels_avx2<A, Body>; break;
+    case SimdLevel::AVX512: return &channels_avx512<A, Body>;
+    case SimdLevel::AVX2: return &channels_avx2<A, Body>;
     default: break;
   }
 #endif
+  return &channels_generic<A, Body>;
+}
+
+// Body over the C channels, split between the threads, in this SIMD level's copy.
+template <typename A, void (*Body)(const A&, int64_t, int64_t)>
+void run_channels(const A& a, int64_t C) {
+  const auto f = level_copy<A, Body>();
   parallel_for(C, 1, [&](int64_t c0, int64_t c1, int) { f(a, c0, c1); });
 }
 
@@ -316,15 +322,7 @@ void batchnorm_eval_affine(double* scale, double* shift, const T* gamma, const T
 template <typename T>
 void batchnorm_eval_row(T* y, const T* x, int64_t n, double scale, double shift, bool relu) {
   const RowArgs<T> a{y, x, scale, shift, relu};
-  void (*f)(const RowArgs<T>&, int64_t, int64_t) = &channels_generic<RowArgs<T>, &eval_row<T>>;
-#if defined(NATVERK_HAVE_X86_KERNELS)
-  switch (simd_level()) {
-    case SimdLevel::AVX512: f = &channels_avx512<RowArgs<T>, &eval_row<T>>; break;
-    case SimdLevel::AVX2: f = &channels_avx2<RowArgs<T>, &eval_row<T>>; break;
-    default: break;
-  }
-#endif
-  f(a, 0, n);
+  level_copy<RowArgs<T>, &eval_row<T>>()(a, 0, n);  // one row, on the calling thread
 }
 
 template <typename T>
