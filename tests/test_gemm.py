@@ -306,6 +306,33 @@ def test_an_element_does_not_depend_on_where_the_tile_edges_fall(k, beta, dtype,
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("k", [3, 300])  # one k block, and two
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_b_read_in_place_gives_the_packed_bits(k, beta, dtype, simd, threads):
+    # With AVX-512, a C of at most one MC block of rows (mc = 144 float32 / 96 float64) reads
+    # the whole NR-wide panels of a B with contiguous rows in place instead of packing them
+    # (gemm_kernel.inc, direct_b), unless A is read in place (contiguous rows and n <= 128). A
+    # tall product (300 rows, several MC blocks) packs B, so its rows are the packed path's bits;
+    # the short products must give the same bits, also for a B that is a window of a wider array
+    # (rows further apart than n) with garbage around it.
+    rng = np.random.default_rng(88 + k)
+    n_max = 200
+    wide = np.full((k, n_max + 23), GARBAGE, dtype=dtype)
+    B = wide[:, 5: 5 + n_max]
+    B[...] = _random(rng, (k, n_max), dtype)
+    assert B.strides[1] == B.itemsize and B.strides[0] > n_max * B.itemsize
+    A = _random(rng, (300, k), dtype)
+    At = np.ascontiguousarray(A.T).T  # the same values with strided rows: A is packed whatever n is
+    C0 = _random(rng, (300, n_max), dtype)
+    tall = core.gemm(A, B, C0.copy(), alpha=1.3, beta=beta)
+    for a, widths in ((A, (129, 150, 200)), (At, (32, 33, 64, 100, 200))):
+        for m in (1, 5, 12, 13, 64, 96, 144):
+            for n in widths:
+                part = core.gemm(a[:m], B[:, :n], C0[:m, :n].copy(), alpha=1.3, beta=beta)
+                np.testing.assert_array_equal(part, tall[:m, :n], err_msg=f"{m} x {n}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_c_with_row_stride_in_strided_rows(dtype):
     rng = np.random.default_rng(10)
     A, B = _operands(rng, 12, 10, 7, False, False, dtype)
