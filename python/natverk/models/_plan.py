@@ -309,11 +309,13 @@ class ModelPlan:
             return y, (np.argmax(t.reshape(y.shape), axis=1) if self.classes > 1 else None)
         return y, np.ascontiguousarray(t.reshape(y.shape) >= 0.5, dtype=np.uint8)
 
-    def accepts(self, xb: np.ndarray) -> bool:
+    def accepts(self, xb: np.ndarray, finite_checked: bool = False) -> bool:
         """Whether the plan computes what the layers would for the batch ``xb`` (shape, dtype,
-        finite: the first layer raises on NaN/Inf, and that error is the layer loop's to give)."""
+        finite: the first layer raises on NaN/Inf, and that error is the layer loop's to give).
+        ``finite_checked``: the caller has already found ``xb`` finite (fit checks X up front),
+        so it is not scanned a second time (a pass over all of X: 2 ms of a 0.28 s epoch of (a))."""
         return (xb.shape[1:] == self.input_shape and (xb.dtype == self.dtype or self.converts_input)
-                and xb.dtype.kind in "fiu" and bool(np.isfinite(xb).all()))
+                and xb.dtype.kind in "fiu" and (finite_checked or bool(np.isfinite(xb).all())))
 
     def accuracy(self, correct: int | None, rows: int) -> float:
         """Loss.accuracy from a count of correct predictions (bit-identical: count / size)."""
@@ -421,7 +423,7 @@ def plan_for_fit(model, optimizer: Optimizer, loss: Loss, X: np.ndarray, targets
     if mp.needs_layer_loop(min(batch_size, N % batch_size or batch_size)):
         return None
     if augment is None:
-        if not mp.accepts(X):
+        if not mp.accepts(X, finite_checked=True):  # fit's _check_finite has scanned X
             return None
         mp.X = np.ascontiguousarray(X, dtype=mp.dtype)
     mp.y, mp.acc = mp.targets(targets)
