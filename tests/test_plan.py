@@ -940,6 +940,25 @@ def test_train_runs_the_plan_bit_identical_to_the_matlab_calls_past_one_gemm_blo
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_reports_check_accuracy_through_the_plan(dtype):
+    # train() takes the accuracies it records from its plan's forward, EVAL_ROWS rows a call;
+    # they must be check_accuracy's own numbers on the same parameters (700 and 300 rows: two
+    # whole chunks and a ragged one, and one ragged chunk)
+    from natverk.utils.check_accuracy import check_accuracy
+
+    assert _plan.EVAL_ROWS < 300
+    rng = np.random.default_rng(5)
+    X, Xv = rng.standard_normal((700, 6)).astype(dtype), rng.standard_normal((300, 6)).astype(dtype)
+    y, yv = rng.integers(0, 4, 700), rng.integers(0, 4, 300)
+    params = natverk.initialize_weights([6, 16, 9, 4], seed=1, dtype=dtype)
+    for epoch in range(3):
+        h = natverk.train(params, X, y, epochs=1, learning_rate=0.05, minibatch_size=64, seed=epoch, verbose=0,
+                          X_val=Xv, y_val=yv)
+        assert h["train_accuracy"] == [check_accuracy(X, y, params)[0]]
+        assert h["val_accuracy"] == [check_accuracy(Xv, yv, params)[0]]
+
+
 def test_train_stops_before_the_diverging_update():
     from natverk.train import train_step_by_step
 

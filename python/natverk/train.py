@@ -17,10 +17,10 @@ import numpy as np
 from ._divergence import as_max_loss, check_loss
 from ._validation import as_activation, as_inputs, as_labels, as_lambda, network_layout
 from .neuralnet import back_propagation, forward_propagation
+from . import _core
 from . import optimizers as _optimizers
 from .optimizers.table import OPTIMIZERS as _TABLE
 from .optimizers.table import resolve
-from .utils.check_accuracy import check_accuracy
 from .utils.exponential_decay import exponential_decay
 
 #: Every optimizer name train() accepts (the table's names and aliases).
@@ -70,6 +70,22 @@ def train_step_by_step(parameters: dict, X, y, learning_rate: float, lambda_: fl
     gradients = back_propagation(cache, y, parameters, lambda_, activation)
     apply_optimizer(gradients, parameters, optimizer, learning_rate, beta, beta1, beta2, t)
     return loss
+
+
+def _plan_accuracy(plan, X: np.ndarray, y: np.ndarray) -> float:
+    """``check_accuracy(X, y, parameters)[0]`` through ``train``'s plan, which holds the same
+    parameters: the logits of EVAL_ROWS rows a call (a row's logits are the bits
+    forward_propagation gives it, whatever the chunk: tests/test_plan.py), the same softmax
+    and arg-max, and the same count over the same m. forward_propagation over all of X at
+    once allocated every layer's activations for all m rows and ran the per-call kernels; the
+    evaluation was a third of (a)'s one-epoch ``train()``."""
+    from .models._plan import EVAL_ROWS
+
+    correct = 0
+    for i in range(0, X.shape[0], EVAL_ROWS):
+        probs = _core.softmax(plan.forward(X[i : i + EVAL_ROWS]))
+        correct += int(np.count_nonzero(np.argmax(probs, axis=1) == y[i : i + EVAL_ROWS]))
+    return correct / X.shape[0]
 
 
 def train(
@@ -204,7 +220,7 @@ def train(
             step = int(r["stopped"])
             check_loss(float(losses[step]), epoch=epoch, step=step + 1, learning_rate=lr, max_loss=max_loss)
         if epoch % every == 0 or epoch == epochs:
-            acc, _ = check_accuracy(X, y, parameters, lambda_, activation)
+            acc = _plan_accuracy(plan, X, y)
             history["epoch"].append(epoch)
             history["loss"].append(float(np.mean(losses)))
             history["data_loss"].append(float(np.mean(data_losses)))
@@ -212,7 +228,7 @@ def train(
             history["train_accuracy"].append(acc)
             postfix = {"loss": f"{np.mean(losses):.4f}", "train_acc": f"{acc:.3f}"}
             if has_val:
-                val_acc, _ = check_accuracy(X_val, y_val, parameters, lambda_, activation)
+                val_acc = _plan_accuracy(plan, X_val, y_val)
                 history["val_accuracy"].append(val_acc)
                 postfix["val_acc"] = f"{val_acc:.3f}"
             if bar is not None:
