@@ -305,16 +305,38 @@ def test_an_element_does_not_depend_on_where_the_tile_edges_fall(k, beta, dtype,
             np.testing.assert_array_equal(part, full[:m, :n], err_msg=f"{m} x {n}")
 
 
+@pytest.fixture(params=["always", "never", "auto"])
+def b_in_place(request):
+    core._set_gemm_b_in_place(request.param)
+    yield request.param
+    core._set_gemm_b_in_place("auto")
+
+
+def test_b_in_place_mode_is_settable_and_checked():
+    try:
+        core._set_gemm_b_in_place("always")
+        assert core._gemm_b_in_place() == ("always", True)
+        core._set_gemm_b_in_place("never")
+        assert core._gemm_b_in_place() == ("never", False)
+        with pytest.raises(ValueError, match="mode must be 'auto', 'always' or 'never', got 'sometimes'"):
+            core._set_gemm_b_in_place("sometimes")
+        assert core._gemm_b_in_place() == ("never", False)  # a bad mode changes nothing
+    finally:
+        core._set_gemm_b_in_place("auto")
+    assert core._gemm_b_in_place()[0] == "auto"
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("k", [3, 300])  # one k block, and two
 @pytest.mark.parametrize("beta", [0.0, 0.5])
-def test_b_read_in_place_gives_the_packed_bits(k, beta, dtype, simd, threads):
-    # With AVX-512, a C of at most one MC block of rows (mc = 144 float32 / 96 float64) reads
-    # the whole NR-wide panels of a B with contiguous rows in place instead of packing them
-    # (gemm_kernel.inc, direct_b), unless A is read in place (contiguous rows and n <= 128). A
-    # tall product (300 rows, several MC blocks) packs B, so its rows are the packed path's bits;
-    # the short products must give the same bits, also for a B that is a window of a wider array
-    # (rows further apart than n) with garbage around it.
+def test_b_read_in_place_gives_the_packed_bits(k, beta, dtype, simd, threads, b_in_place):
+    # With AVX-512 and b_in_place active ('always', or 'auto' on an AMD CPU), a C of at most one
+    # MC block of rows (mc = 144 float32 / 96 float64) reads the whole NR-wide panels of a B with
+    # contiguous rows in place instead of packing them (gemm_kernel.inc, direct_b), unless A is
+    # read in place (contiguous rows and n <= 128). A tall product (300 rows, several MC blocks)
+    # packs B, so its rows are the packed path's bits; the short products must give the same
+    # bits, also for a B that is a window of a wider array (rows further apart than n) with
+    # garbage around it.
     rng = np.random.default_rng(88 + k)
     n_max = 200
     wide = np.full((k, n_max + 23), GARBAGE, dtype=dtype)

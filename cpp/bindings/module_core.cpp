@@ -84,6 +84,26 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("dtype"), "The GEMM register/cache blocking used at the current SIMD level.");
   m.def(
+      "_set_gemm_b_in_place",
+      [](const py::object& mode_obj) {
+        const std::string mode = bind::as_str(mode_obj, "mode");
+        if (mode == "auto") set_gemm_b_in_place(GemmBInPlace::Auto);
+        else if (mode == "always") set_gemm_b_in_place(GemmBInPlace::Always);
+        else if (mode == "never") set_gemm_b_in_place(GemmBInPlace::Never);
+        else throw py::value_error("mode must be 'auto', 'always' or 'never', got '" + mode + "'");
+      },
+      py::arg("mode"),
+      "Whether the AVX-512 GEMM reads B's panels in place when m fits one MC block (cpp/gemm/gemm.h, "
+      "GemmBInPlace): 'auto' (AMD CPUs only, as measured), 'always' or 'never'. The bits are the same; "
+      "for the tests and benchmarks.");
+  m.def(
+      "_gemm_b_in_place",
+      [] {
+        static const char* names[] = {"auto", "always", "never"};
+        return py::make_tuple(names[static_cast<int>(gemm_b_in_place())], gemm_b_in_place_active());
+      },
+      "(mode, active): the mode _set_gemm_b_in_place set, and whether B is read in place under it here.");
+  m.def(
       "_array_pool_stats",
       [] {
         const bind::ArrayPoolStats s = bind::array_pool_stats();

@@ -41,6 +41,18 @@ std::atomic<int>& current() {
 
 }  // namespace
 
+bool cpu_is_amd() {
+#if defined(NATVERK_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__))
+  static const bool amd = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") != 0;
+  }();
+  return amd;
+#else
+  return false;
+#endif
+}
+
 SimdLevel best_simd_level() {
   static const SimdLevel best = detect();
   return best;

@@ -19,4 +19,8 @@ void set_simd_level(SimdLevel level);  // throws std::invalid_argument above bes
 const char* simd_level_name(SimdLevel level);
 SimdLevel parse_simd_level(const std::string& name);  // throws std::invalid_argument
 
+// Whether the CPU is AMD's (cpuid's vendor string), for the few kernel choices that were measured
+// to go opposite ways on AMD and Intel cores with the same SIMD level (gemm.h, GemmBInPlace).
+bool cpu_is_amd();
+
 }  // namespace natverk

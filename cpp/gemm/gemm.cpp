@@ -10,6 +10,7 @@
 // computed by the same sequence of operations (the k loop is never split).
 #include "gemm/gemm.h"
 
+#include <atomic>
 #include <cstring>
 
 #include "common/cpu_features.h"
@@ -24,6 +25,8 @@ using namespace gemm_detail;
 
 // Below this many multiply-adds a second thread costs more than it saves.
 constexpr int64_t kMinWorkPerThread = 1 << 17;
+
+std::atomic<int> g_b_in_place{static_cast<int>(GemmBInPlace::Auto)};
 
 // Per-thread packing buffers, kept between calls (no per-call allocation).
 thread_local Scratch t_scratch;
@@ -132,6 +135,7 @@ void run_parallel(Job<T>& job) {
   const int64_t tiles_m = (m + job.kern.blocking.mr - 1) / job.kern.blocking.mr;
   const int64_t tiles_n = (n + job.kern.blocking.nr - 1) / job.kern.blocking.nr;
   job.split_m = tiles_m >= tiles_n;
+  job.g.b_in_place = gemm_b_in_place_active();
   job.unit = job.split_m ? job.kern.blocking.mr : job.kern.blocking.nr;
   const int64_t units = job.split_m ? tiles_m : tiles_n;
   // Grain: enough tiles per thread that each does kMinWorkPerThread multiply-adds.
@@ -170,6 +174,7 @@ void gemm_serial(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const 
   // One work unit covering every row: run_slab is then exactly one thread's share of gemm().
   Job<T> job{select_kernel<T>(), GemmArgs<T>{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false},
              beta, true, m};
+  job.g.b_in_place = gemm_b_in_place_active();
   run_slab<T>(&job, 0, 1, 0);
 }
 
@@ -186,6 +191,16 @@ template void gemm<float>(float*, int64_t, const float*, int64_t, int64_t, const
                           int64_t, int64_t, int64_t, int64_t, float, float);
 template void gemm<double>(double*, int64_t, const double*, int64_t, int64_t, const double*,
                            int64_t, int64_t, int64_t, int64_t, int64_t, double, double);
+
+void set_gemm_b_in_place(GemmBInPlace mode) { g_b_in_place.store(static_cast<int>(mode), std::memory_order_relaxed); }
+GemmBInPlace gemm_b_in_place() { return static_cast<GemmBInPlace>(g_b_in_place.load(std::memory_order_relaxed)); }
+bool gemm_b_in_place_active() {
+  switch (gemm_b_in_place()) {
+    case GemmBInPlace::Always: return true;
+    case GemmBInPlace::Never: return false;
+    default: return cpu_is_amd();
+  }
+}
 
 GemmBlocking gemm_blocking_f32() { return select_kernel<float>().blocking; }
 GemmBlocking gemm_blocking_f64() { return select_kernel<double>().blocking; }

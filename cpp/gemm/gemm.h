@@ -64,6 +64,20 @@ inline void gemm_serial_rowmajor(bool trans_a, bool trans_b, int64_t m, int64_t 
                  trans_b ? ldb : 1, m, n, k, alpha, beta);
 }
 
+// Whether the AVX-512 GEMM may read whole NR-wide panels of B in place, unpacked, when all of m
+// fits one MC block (gemm_kernel.inc, direct_b). Either way every C element is the same FMA chain,
+// so the bits do not depend on it; only the speed does, and that goes opposite ways by vendor
+// (float32, 1 thread, GFLOP/s, packed -> in place): on an AMD Zen 4, 64 x 5000 x 1000 91 -> 102 and
+// 64 x 784 x 500 96 -> 102; on an Intel Xeon (Ice Lake, family 6 model 106), 64 x 5000 x 1000
+// 78-94 -> 51-55, 64 x 3072 x 5000 82-85 -> 61, 64 x 784 x 500 99-103 -> 92-96. In place, each
+// row tile walks B's rows (a new line, often a new page, per k step); Zen 4 keeps up, the Intel
+// core stalls on those loads (perf puts its samples on them) and prefetching them for every row
+// tile did not help. Auto: in place on AMD only. The tests force Always and Never.
+enum class GemmBInPlace { Auto = 0, Always = 1, Never = 2 };
+void set_gemm_b_in_place(GemmBInPlace mode);
+GemmBInPlace gemm_b_in_place();
+bool gemm_b_in_place_active();  // what Auto resolves to on this CPU (Always: true, Never: false)
+
 // The micro-kernel blocking the current SIMD level uses (for show_config/benchmarks).
 struct GemmBlocking {
   int mr, nr, mc, kc, nc;

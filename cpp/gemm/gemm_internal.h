@@ -30,6 +30,8 @@ struct GemmArgs {
   // gemm_bias_act (gemm.h): bias (n) added in the first k block in place of C, ReLU after the last
   const T* bias = nullptr;
   bool relu = false;
+  // B's whole panels may be read in place when m fits one MC block (gemm.h, GemmBInPlace)
+  bool b_in_place = false;
 };
 
 #define NATVERK_DECLARE_GEMM_ISA(ns)                                                      \

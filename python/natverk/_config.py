@@ -50,6 +50,8 @@ def show_config(file=None) -> dict:
         "NATVERK_SPIN_US": os.environ.get("NATVERK_SPIN_US"),
         "gemm_blocking_float32": _core.gemm_blocking("float32"),
         "gemm_blocking_float64": _core.gemm_blocking("float64"),
+        # whether the AVX-512 GEMM reads B in place for short products (AMD only; cpp/gemm/gemm.h)
+        "gemm_b_in_place": _core._gemm_b_in_place()[1],
         "cuda_built": bool(_core.cuda_built),
         "cuda_available": cuda.is_available(),
         # the GPU the CUDA kernels run on, or None (cuda_unavailable says why)
