@@ -557,3 +557,38 @@ def test_valid_call_next_to_bad_ones_works():
     assert y.shape == (2, 4, 4, 4)
     dx, dw, db = core.conv2d_backward(DY64, X64, W64)
     assert dx.shape == X64.shape and dw.shape == W64.shape and db.shape == (4,)
+
+
+def _bias_grad_in_lanes(dy):
+    # conv2d_backward's db, its exact order (cpp/common/lanes.h): for each channel, element p of
+    # every (n, k) row into double lane p % 8, the rows in image order, each lane a running sum
+    # from 0 (np.cumsum adds in sequence), then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)).
+    N, K = dy.shape[:2]
+    rows = dy.reshape(N, K, -1).astype(np.float64)
+    S = rows.shape[2]
+    lane_of = np.arange(S) % 8
+    db = np.empty(K, dtype=dy.dtype)
+    for k in range(K):
+        lanes = [0.0] * 8
+        for lane in range(8):
+            values = rows[:, k, lane_of == lane].ravel()  # image by image, p increasing
+            if values.size:
+                lanes[lane] = np.cumsum(np.concatenate(([0.0], values)))[-1]
+        l = lanes
+        db[k] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+    return db
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("N,K,H,W", [(1, 1, 1, 1), (3, 5, 7, 9), (2, 70, 4, 4), (4, 3, 14, 14), (2, 2, 3, 5)])
+def test_bias_gradient_is_the_lane_sum_bit_for_bit(N, K, H, W, dtype, simd, threads):
+    # The bias gradient's summation order is fixed (8 double lanes, rows in image order), so it
+    # gives the same bits at every SIMD level and thread count, and channel blocks (K = 70 spans
+    # two blocks of 64) do not change it. Rows of 1, 9, 15, 16 and 196 elements cover the tail.
+    rng = np.random.default_rng(N * 100 + K)
+    x = rng.standard_normal((N, 2, H, W)).astype(dtype)
+    w = rng.standard_normal((K, 2, 3, 3)).astype(dtype)
+    dy = (rng.standard_normal((N, K, H, W)) * np.exp(rng.uniform(-20, 20, (N, K, H, W)))).astype(dtype)
+    _, _, db = core.conv2d_backward(dy, x, w, padding=(1, 1), need_dx=False, need_dw=False, need_db=True)
+    expected = _bias_grad_in_lanes(dy)
+    assert db.tobytes() == expected.tobytes()

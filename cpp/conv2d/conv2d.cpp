@@ -13,6 +13,7 @@
 #include "batchnorm/batchnorm.h"
 #include "common/cpu_features.h"
 #include "common/elementwise.h"
+#include "common/lanes.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
 #include "common/shape.h"
@@ -426,6 +427,58 @@ void conv2d_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape
   }
 }
 
+namespace {
+
+// db[k] = sum over n and p of dY[n][k][p] (the bias gradient), for channels [k0, k1): each (n, k)
+// row summed into eight double lanes, element p into lane p % 8, the lanes added pairwise at the
+// end (lanes.h). One running sum was a 4-cycle add-latency chain an element (db took as long as dW
+// on 3->64 @32). The rows are visited image by image, the block's channels in turn, i.e. in memory
+// order: walking one channel through all N images instead reads rows 784 bytes long, N x K x 784
+// apart (32->64 @14), each a cold start for the hardware prefetcher, and perf put 8.5 % of the
+// MNIST CNN's training step there (Intel Xeon, AVX-512). Each channel's lanes see the same
+// additions in the same order either way, at every SIMD level: the bits do not change.
+template <typename T>
+__attribute__((always_inline)) inline void bias_grad_channels(T* db, const T* dY, int64_t N, int64_t K,
+                                                              int64_t S, int64_t k0, int64_t k1) {
+  constexpr int64_t kBlock = 64;  // 64 channels' lanes, 4 KB, stay in L1
+  for (int64_t b0 = k0; b0 < k1; b0 += kBlock) {
+    const int64_t b1 = b0 + kBlock < k1 ? b0 + kBlock : k1;
+    Lanes acc[kBlock];
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = b0; k < b1; ++k)
+        accumulate(acc[k - b0], dY + (n * K + k) * S, S, [](auto v) NATVERK_INLINE_LAMBDA { return v; });
+    for (int64_t k = b0; k < b1; ++k) db[k] = static_cast<T>(acc[k - b0].total());
+  }
+}
+
+template <typename T>
+using BiasGradFn = void (*)(T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t);
+#define NATVERK_BIAS_GRAD_COPY(isa, attr)                                                                  \
+  template <typename T>                                                                                    \
+  attr void bias_grad_##isa(T* db, const T* dY, int64_t N, int64_t K, int64_t S, int64_t k0, int64_t k1) { \
+    bias_grad_channels<T>(db, dY, N, K, S, k0, k1);                                                        \
+  }
+NATVERK_BIAS_GRAD_COPY(generic, )
+#if defined(NATVERK_HAVE_X86_KERNELS)
+NATVERK_BIAS_GRAD_COPY(avx2, __attribute__((target("avx2"))))
+NATVERK_BIAS_GRAD_COPY(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2"))))
+#endif
+#undef NATVERK_BIAS_GRAD_COPY
+
+template <typename T>
+BiasGradFn<T> bias_grad_copy() {
+#if defined(NATVERK_HAVE_X86_KERNELS)
+  switch (simd_level()) {
+    case SimdLevel::AVX512: return &bias_grad_avx512<T>;
+    case SimdLevel::AVX2: return &bias_grad_avx2<T>;
+    default: break;
+  }
+#endif
+  return &bias_grad_generic<T>;
+}
+
+}  // namespace
+
 template <typename T>
 void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
                      const Conv2dShape& s) {
@@ -436,22 +489,8 @@ void conv2d_backward(T* dX, T* dW, T* db, const T* dY, const T* X, const T* Wt,
     default: im2col_backward<T>(dX, dW, dY, X, Wt, s);
   }
   if (db) {
-    parallel_for(s.K, 1, [&](int64_t k0, int64_t k1, int) {
-      for (int64_t k = k0; k < k1; ++k) {
-        // Eight independent partial sums: one running sum is an add-latency chain
-        // (4 cycles an element; db took as long as dW on 3->64 @32).
-        using A = typename Acc<T>::type;
-        A acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int64_t n = 0; n < s.N; ++n) {
-          const T* p = dY + (n * s.K + k) * HWo;
-          int64_t i = 0;
-          for (; i + 8 <= HWo; i += 8)
-            for (int l = 0; l < 8; ++l) acc[l] += static_cast<A>(p[i + l]);
-          for (; i < HWo; ++i) acc[i & 7] += static_cast<A>(p[i]);
-        }
-        db[k] = static_cast<T>(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
-      }
-    });
+    auto fn = bias_grad_copy<T>();
+    parallel_for(s.K, 1, [&](int64_t k0, int64_t k1, int) { fn(db, dY, s.N, s.K, HWo, k0, k1); });
   }
 }
 
