@@ -404,6 +404,91 @@ def test_2x2_fast_path_at_every_simd_level_gives_the_scalar_levels_bits(p, kind,
     _check_argmax(am, e_am, f"2x2 argmax at {simd} [{p.id}, {kind}]")
 
 
+def _scatter_reference(dy, am, relu_output, p: Pool):
+    """The general loop's rule in NumPy: the mask relu_output > 0 ? dy : 0, then each value
+    added, in output order, onto a zeroed plane at its arg-max (so -0 arrives as +0)."""
+    g = dy if relu_output is None else np.where(relu_output > 0, dy, np.zeros_like(dy))
+    dx = np.zeros((p.N * p.C, p.H * p.W), dy.dtype)
+    for plane, (gp, ap) in enumerate(zip(g.reshape(p.N * p.C, -1), am.reshape(p.N * p.C, -1))):
+        for v, a in zip(gp, ap):
+            dx[plane, a] += v
+    return dx.reshape(p.N, p.C, p.H, p.W)
+
+
+def _same_bits(a, b, what):
+    assert a.dtype == b.dtype and a.shape == b.shape, what
+    ints = np.uint32 if a.dtype == np.float32 else np.uint64
+    bad = np.flatnonzero(a.view(ints) != b.view(ints))
+    assert bad.size == 0, f"{what}: {bad.size} elements differ, first at {bad[:5]}: {a.flat[bad[:5]]} vs {b.flat[bad[:5]]}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+@pytest.mark.parametrize("p", FAST_2X2 + [Pool(1, 1, 2, 2, (2, 2), (2, 2)), Pool(2, 2, 9, 33, (2, 2), (2, 2))],
+                         ids=lambda q: q.id)
+def test_2x2_backward_writes_the_scatters_bits(p, relu, dtype, simd, threads):
+    """The 2x2 / stride-2 backward writes each window's four positions directly (pool2d.cpp;
+    AVX2 and AVX-512 rows for float, with masked or overlapping row ends); it must give the
+    zeroed-plane scatter's bits, with the ReLU mask, -0, NaN and inf in dy, ties in x, and the
+    odd last row and column (in no window) zeroed."""
+    rng = np.random.default_rng(11)
+    x = _x(p, 701, "ties").astype(dtype)
+    y, am = core.maxpool2d_forward(x, *p.args)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    flat = dy.reshape(-1)
+    flat[:: 5] = -0.0
+    flat[1:: 7] = np.nan
+    flat[2:: 11] = -np.inf
+    relu_output = np.maximum(y, 0) if relu else None
+    if relu:  # some pooled values exactly 0 and NaN: the mask keeps neither, as ReLU's backward
+        relu_output.reshape(-1)[3:: 4] = 0
+        relu_output.reshape(-1)[:: 9] = np.nan
+    got = core.maxpool2d_backward(dy, am, x, *p.args, relu_output=relu_output)
+    _same_bits(got, _scatter_reference(dy, am, relu_output, p), f"{simd}, relu={relu}")
+
+
+@pytest.mark.parametrize("p", OVERLAPPING[:3] + [Pool(1, 2, 40, 41, (3, 3), (1, 1), (1, 1))], ids=lambda q: q.id)
+def test_general_backward_with_relu_output_gives_the_scatters_bits(p, simd, threads):
+    """Any other window takes the general loop: the ReLU mask in 256-output chunks (the last
+    pool has 1640 outputs a plane), then the scatter, overlapping windows adding up."""
+    x = _x(p, 703, "ties")
+    y, am = core.maxpool2d_forward(x, *p.args)
+    dy = np.random.default_rng(6).standard_normal(y.shape)
+    dy.reshape(-1)[::5] = -0.0
+    relu_output = np.maximum(y, 0)
+    got = core.maxpool2d_backward(dy, am, x, *p.args, relu_output=relu_output)
+    _same_bits(got, _scatter_reference(dy, am, relu_output, p), simd)
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+def test_2x2_backward_falls_back_to_the_scatter_for_a_foreign_argmax(relu, simd):
+    """An argmax that maxpool2d_forward did not write may name a position in another window of
+    its plane; the plane then takes the general scatter (two windows adding into one position),
+    at every SIMD level, and the planes around it keep the direct path."""
+    p = Pool(2, 3, 6, 36, (2, 2), (2, 2))
+    x = _x(p, 702).astype(np.float32)
+    y, am = core.maxpool2d_forward(x, *p.args)
+    am = am.copy()
+    am[1, 1, 2, 17] = am[1, 1, 0, 3]   # the last window of a 16-wide step, onto another window
+    am[0, 2, 1, 0] = am[0, 2, 1, 1] + 1  # a window's right neighbour, one column out
+    dy = np.random.default_rng(5).standard_normal(y.shape).astype(np.float32)
+    relu_output = np.maximum(y, 0) if relu else None
+    got = core.maxpool2d_backward(dy, am, x, *p.args, relu_output=relu_output)
+    _same_bits(got, _scatter_reference(dy, am, relu_output, p), f"{simd}, relu={relu}")
+
+
+def test_maxpool_backward_relu_output_is_checked():
+    p = Pool(1, 2, 4, 4, (2, 2), (2, 2))
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    y, am = core.maxpool2d_forward(x, *p.args)
+    with pytest.raises(TypeError, match="relu_output must have the same dtype as dy"):
+        core.maxpool2d_backward(y, am, x, *p.args, relu_output=y.astype(np.float64))
+    with pytest.raises(ValueError, match="relu_output and dy must have the same shape"):
+        core.maxpool2d_backward(y, am, x, *p.args, relu_output=y[:, :1])
+    with pytest.raises(ValueError, match="relu_output"):
+        core.maxpool2d_backward(y, am, x, *p.args, relu_output=np.zeros((1, 2, 2, 4), np.float32)[:, :, :, ::2])
+
+
 # ---------------------------------------------------------------------------
 # finite differences (float64)
 

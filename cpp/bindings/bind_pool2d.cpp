@@ -1,4 +1,5 @@
 // bind_pool2d.cpp -- max / average / global average pooling on NCHW arrays.
+#include <optional>
 #include <stdexcept>
 
 #include "bindings/checks.h"
@@ -60,9 +61,11 @@ void bind_pool2d(py::module_& m) {
   m.def(
       "maxpool2d_backward",
       [](const py::object& dy_obj, const py::object& argmax_obj, const py::object& x_obj,
-         const py::object& kernel_obj, const py::object& stride_obj, const py::object& padding_obj) -> py::array {
+         const py::object& kernel_obj, const py::object& stride_obj, const py::object& padding_obj,
+         const py::object& relu_obj) -> py::array {
         const py::array dy = as_array(dy_obj, "dy"), argmax = as_array(argmax_obj, "argmax"),
                         x_shape_like = as_array(x_obj, "x");
+        const std::optional<py::array> relu_out = as_optional_array(relu_obj, "relu_output");
         const Pair kernel = as_int64_pair(kernel_obj, "kernel_size"), stride = as_int64_pair(stride_obj, "stride"),
                    padding = as_int64_pair(padding_obj, "padding");
         return dispatch_float(dy, "dy", [&](auto tag) -> py::array {
@@ -74,20 +77,28 @@ void bind_pool2d(py::module_& m) {
           require_same_shape(argmax, "argmax", dy, "dy");
           const T* dyp = in_ptr<T>(dy, "dy");
           const int64_t* ap = in_ptr<int64_t>(argmax, "argmax");
+          const T* rp = nullptr;
+          if (relu_out) {
+            require_dtype<T>(*relu_out, "relu_output", "dy");
+            require_same_shape(*relu_out, "relu_output", dy, "dy");
+            rp = in_ptr<T>(*relu_out, "relu_output");
+          }
           py::array_t<T> dx = new_array_like<T>(x_shape_like);
           T* dxp = dx.mutable_data();
           bool inside;
           {
             py::gil_scoped_release release;
-            inside = maxpool2d_backward<T>(dxp, dyp, ap, s);
+            inside = maxpool2d_backward<T>(dxp, dyp, ap, s, rp);
           }
           if (!inside) throw py::value_error("argmax holds an index outside the input plane");
           return dx;
         });
       },
       py::arg("dy"), py::arg("argmax"), py::arg("x"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding") = Pair{0, 0},
-      "dx: dy routed to each window's arg-max (overlapping windows add up). x gives the input shape.");
+      py::arg("padding") = Pair{0, 0}, py::arg("relu_output") = py::none(),
+      "dx: dy routed to each window's arg-max (overlapping windows add up). x gives the input shape.\n"
+      "relu_output: the pooled output after a ReLU, when the network applies one after the pooling;\n"
+      "dy then counts only where relu_output > 0 (the ReLU's backward, in the same pass).");
 
   m.def(
       "avgpool2d_forward",

@@ -220,7 +220,7 @@ struct Pool2dOp : PlanOp<T> {
   bool pooled_by_conv = false;
   int64_t kH, kW, sh, sw, ph, pw;
   Pool2dShape s_{};
-  std::vector<T> y_, dx_, dp_;
+  std::vector<T> y_, dx_;
   std::vector<int64_t> argmax_;
 
   Pool2dShape shape(int64_t m) const {
@@ -230,7 +230,6 @@ struct Pool2dOp : PlanOp<T> {
     grow(y_, rows, this->out_numel, "a pooling output");
     if (max) grow(argmax_, rows, this->out_numel, "a max-pool argmax");
     if (training && this->need_dx) grow(dx_, rows, this->in_numel, "a pooling gradient");
-    if (training && this->need_dx && relu_after) grow(dp_, rows, this->out_numel, "a pooling gradient");
   }
   const T* forward(const T* x, int64_t m, bool) override {
     if (s_.N != m) s_ = shape(m);
@@ -242,13 +241,11 @@ struct Pool2dOp : PlanOp<T> {
   }
   const T* backward(const T* dy, int64_t m) override {
     if (s_.N != m) s_ = shape(m);
-    if (relu_after) {
-      activation_backward<T>(dp_.data(), dy, y_.data(), m * this->out_numel, Activation::ReLU);
-      dy = dp_.data();
-    }
+    // relu_after is set only on a max-pooling (fuse_relu_maxpool): its backward applies the
+    // ReLU's mask, y_ > 0, in its own pass
     if (!max) {
       avgpool2d_backward<T>(dx_.data(), dy, s_);
-    } else if (!maxpool2d_backward<T>(dx_.data(), dy, argmax_.data(), s_)) {
+    } else if (!maxpool2d_backward<T>(dx_.data(), dy, argmax_.data(), s_, relu_after ? y_.data() : nullptr)) {
       throw std::runtime_error(this->label + ": argmax holds an index outside the input plane");
     }
     return dx_.data();

@@ -155,7 +155,13 @@ def maxpool2d_forward(
     x: _F, kernel_size: _Pair, stride: _Pair, padding: _Pair = (0, 0)
 ) -> tuple[_F, npt.NDArray[np.int64]]: ...
 def maxpool2d_backward(
-    dy: _F, argmax: npt.NDArray[np.int64], x: _F, kernel_size: _Pair, stride: _Pair, padding: _Pair = (0, 0)
+    dy: _F,
+    argmax: npt.NDArray[np.int64],
+    x: _F,
+    kernel_size: _Pair,
+    stride: _Pair,
+    padding: _Pair = (0, 0),
+    relu_output: _F | None = None,
 ) -> _F: ...
 def avgpool2d_forward(x: _F, kernel_size: _Pair, stride: _Pair, padding: _Pair = (0, 0)) -> _F: ...
 def avgpool2d_backward(dy: _F, x: _F, kernel_size: _Pair, stride: _Pair, padding: _Pair = (0, 0)) -> _F: ...
