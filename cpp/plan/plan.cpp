@@ -244,6 +244,7 @@ struct Pool2dOp : PlanOp<T> {
     // relu_after is set only on a max-pooling (fuse_relu_maxpool): its backward applies the
     // ReLU's mask, y_ > 0, in its own pass
     if (!max) {
+      if (relu_after) throw std::logic_error(this->label + ": a ReLU fused into an average pooling");
       avgpool2d_backward<T>(dx_.data(), dy, s_);
     } else if (!maxpool2d_backward<T>(dx_.data(), dy, argmax_.data(), s_, relu_after ? y_.data() : nullptr)) {
       throw std::runtime_error(this->label + ": argmax holds an index outside the input plane");

@@ -31,8 +31,9 @@ Pool2dShape make_pool2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_
 template <typename T>
 void maxpool2d_forward(T* Y, int64_t* argmax, const T* X, const Pool2dShape& s);
 // Returns false (leaving those entries out) when an argmax index lies outside its plane.
-// relu_out, when given, is Y after a ReLU (a ReLU between the pooling and the next layer): dY
-// counts only where relu_out > 0, the ReLU's backward in the same pass (plan.cpp).
+// relu_out, when given, is Y after a ReLU (plan.cpp's fuse_relu_maxpool runs the ReLU that
+// precedes a max-pooling on its pooled output): dY counts only where relu_out > 0, the ReLU's
+// backward in the same pass.
 template <typename T>
 bool maxpool2d_backward(T* dX, const T* dY, const int64_t* argmax, const Pool2dShape& s,
                         const T* relu_out = nullptr);
