@@ -69,10 +69,7 @@ void activation_backward(T* dz, const T* dh, const T* h, int64_t n, Activation a
   parallel_elementwise(n, [&](int64_t b, int64_t e) {
     switch (act) {
       case Activation::ReLU:
-        for (int64_t i = b; i < e; ++i) {
-          const T g = dh[i];  // loaded unconditionally, so the loop vectorises (a select)
-          dz[i] = h[i] > T(0) ? g : T(0);
-        }
+        relu_backward_serial(dz + b, dh + b, h + b, e - b);
         break;
       case Activation::Sigmoid:
         for (int64_t i = b; i < e; ++i) dz[i] = dh[i] * h[i] * (T(1) - h[i]);

@@ -28,6 +28,18 @@ void activation_forward(T* out, const T* in, int64_t n, Activation act);
 template <typename T>
 void activation_backward(T* dz, const T* dh, const T* h, int64_t n, Activation act);
 
+// ReLU's backward over n elements, on the calling thread: dz[i] = h[i] > 0 ? dh[i] : 0.
+// activation_backward runs it per chunk; the max-pool backward runs it on the pooled output
+// of a ReLU fused into the pooling (pool2d.h). dh is loaded unconditionally, so the loop
+// vectorises (a select).
+template <typename T>
+inline void relu_backward_serial(T* dz, const T* dh, const T* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = dh[i];
+    dz[i] = h[i] > T(0) ? g : T(0);
+  }
+}
+
 // probs (rows x cols) = softmax of each row of z
 template <typename T>
 void softmax_forward(T* probs, const T* z, int64_t rows, int64_t cols);

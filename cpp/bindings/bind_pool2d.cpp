@@ -97,8 +97,9 @@ void bind_pool2d(py::module_& m) {
       py::arg("dy"), py::arg("argmax"), py::arg("x"), py::arg("kernel_size"), py::arg("stride"),
       py::arg("padding") = Pair{0, 0}, py::arg("relu_output") = py::none(),
       "dx: dy routed to each window's arg-max (overlapping windows add up). x gives the input shape.\n"
-      "relu_output: the pooled output after a ReLU, when the network applies one after the pooling;\n"
-      "dy then counts only where relu_output > 0 (the ReLU's backward, in the same pass).");
+      "relu_output: the pooled output after a ReLU, for a ReLU before the max-pooling run on its\n"
+      "pooled output instead (max commutes with ReLU); dy then counts only where relu_output > 0\n"
+      "(the ReLU's backward, in the same pass).");
 
   m.def(
       "avgpool2d_forward",

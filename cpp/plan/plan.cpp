@@ -241,8 +241,8 @@ struct Pool2dOp : PlanOp<T> {
   }
   const T* backward(const T* dy, int64_t m) override {
     if (s_.N != m) s_ = shape(m);
-    // relu_after is set only on a max-pooling (fuse_relu_maxpool): its backward applies the
-    // ReLU's mask, y_ > 0, in its own pass
+    // relu_after is set only on a max-pooling (fuse_relu_maxpool): maxpool2d_backward applies
+    // the ReLU's mask, y_ > 0, in the pooling's own pass over dY
     if (!max) {
       if (relu_after) throw std::logic_error(this->label + ": a ReLU fused into an average pooling");
       avgpool2d_backward<T>(dx_.data(), dy, s_);
