@@ -195,6 +195,17 @@ def assert_identical(a: dict, b: dict) -> None:
             raise AssertionError(f"{k}: not bit-identical, largest difference {diff.max():.3g} at {where}")
 
 
+def assert_identical_but_stale(plan_state: dict, loop_state: dict) -> list[str]:
+    """assert_identical, except for the dense weights' gradients of a plan epoch that stopped after
+    a batch whose weight updates ran inside the dW GEMM (Plan.epoch's stale_gradients): those are
+    None on the plan's side. Returns their keys."""
+    stale = [k for k in plan_state if plan_state[k] is None and loop_state.get(k) is not None]
+    assert stale and all(k.startswith("grad/") and k.endswith(".W") for k in stale), stale
+    assert_identical({k: v for k, v in plan_state.items() if k not in stale},
+                     {k: v for k, v in loop_state.items() if k not in stale})
+    return stale
+
+
 def twins(factory, dtype, opt_factory):
     """Two identical models with identical fresh optimizers."""
     a, b = factory().astype(dtype), factory().astype(dtype)
@@ -420,6 +431,82 @@ def test_plan_epoch_equals_the_layer_loop(model_name, dtype):
         assert_identical(snapshot(a, oa), snapshot(b, ob))
 
 
+def _ragged_mlp(seed=0):
+    # widths that leave ragged tiles at every SIMD level (MR x NR of 12 x 32 / 6 x 16 / 4 x 8 floats),
+    # a rest past one vector and one within it, and a layer without a bias
+    return natverk.Sequential(Dense(37, 45, seed=seed), ReLU(), Dense(45, 57, bias=False, seed=seed + 1), Tanh(),
+                              Dense(57, 130, seed=seed + 2), Sigmoid(), Dense(130, 3, seed=seed + 3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.03])
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+def test_epoch_fuses_the_dense_updates_bit_identically(opt_name, weight_decay, dtype, simd, threads, monkeypatch):
+    # Every batch of an epoch but the last updates the dense weights inside the dW GEMM, tile by
+    # tile (Plan.epoch, gemm_update): batches of 29 rows (one GEMM k block) and of 300 (two, so the
+    # partial sums go through the scratch), a partial last batch each time, 2 threads splitting C.
+    # These weights are below the size the plan fuses by default: every one is fused here.
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", 0)
+    X, y = _data((37,), n=607, dtype=dtype)
+    for bs in (29, 300):
+        a, oa, b, ob = twins(_ragged_mlp, dtype, lambda: OPTIMIZERS[opt_name](weight_decay))
+        order = np.random.default_rng(bs).permutation(607)
+        batches = [order[i:i + bs] for i in range(0, 607, bs)]
+        ref = layer_loop(a, oa, CrossEntropy(), X, y, batches)
+        mp = _plan.plan_for_fit(b, ob, CrossEntropy(), X, y, bs, X.shape[1:], None)
+        r = mp.epoch(order, bs)
+        assert r["steps"] == len(batches) and r["stopped"] is None and len(r["stale_gradients"]) == 0
+        got = [(r["data_loss"][i], r["penalty"][i], mp.accuracy(int(r["correct"][i]), int(r["rows"][i])))
+               for i in range(len(batches))]
+        _same_rows(ref, got)
+        assert_identical(snapshot(a, oa), snapshot(b, ob))  # the gradients too: the last batch is not fused
+
+
+def test_an_epoch_that_stops_early_names_the_fused_gradients_it_did_not_store(monkeypatch):
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", 0)
+    X, y = _data((37,), n=100)
+    # an epoch that runs to its end: its last batch is not fused, every gradient is that batch's
+    model = _ragged_mlp()
+    mp = _plan.plan_for_fit(model, SGD(0.01), CrossEntropy(), X, y, 10, (37,), None)
+    r = mp.epoch(np.arange(100), 10)
+    assert r["steps"] == 10 and len(r["stale_gradients"]) == 0
+    assert all(layer.dW is not None for layer in model.layers if isinstance(layer, Dense))
+    # batch 5's inputs blown up: its loss exceeds max_loss, the epoch stops before its update, and
+    # batch 4, the last update, was fused: the dense weights' gradient arrays were not written by
+    # it, so they are published as None (indices into the parameters W, b, W, W, b)
+    X[50:60] *= 1e4
+    model = natverk.Sequential(Dense(37, 45, seed=0), ReLU(), Dense(45, 57, bias=False, seed=1), ReLU(),
+                               Dense(57, 3, seed=2))
+    mp = _plan.plan_for_fit(model, SGD(0.01), CrossEntropy(), X, y, 10, (37,), None)
+    r = mp.epoch(np.arange(100), 10, max_loss=50.0)
+    assert r["stopped"] == 5 and r["steps"] == 5 and r["data_loss"][5] > 50.0
+    assert list(r["stale_gradients"]) == [0, 2, 3]
+    dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+    assert all(layer.dW is None for layer in dense)
+    assert all((layer.db is not None) == layer.use_bias for layer in dense)  # biases update apart, as before
+
+
+def test_the_fused_update_is_on_from_256_kib_and_can_be_turned_off():
+    X, y = _data((300,), n=40)
+    model = natverk.Sequential(Dense(300, 256, seed=0), ReLU(), Dense(256, 3, seed=1))  # 300 KiB, 3 KiB (float32)
+    model = model.astype(np.float32)
+    X[32:] *= 1e4  # batch 4 stops the epoch: only the large weight was fused before it
+    mp = _plan.plan_for_fit(model, SGD(0.01), CrossEntropy(), X, y, 8, (300,), None)
+    assert mp.plan.fuse_updates and mp.plan.fuse_min_bytes == 256 * 1024
+    r = mp.epoch(np.arange(40), 8, max_loss=50.0)
+    assert r["stopped"] == 4 and list(r["stale_gradients"]) == [0]
+    assert model.layers[0].dW is None and model.layers[2].dW is not None
+    # unfused, the same epoch gives the same bits and stores every gradient
+    twin = natverk.Sequential(Dense(300, 256, seed=0), ReLU(), Dense(256, 3, seed=1)).astype(np.float32)
+    tp = _plan.plan_for_fit(twin, SGD(0.01), CrossEntropy(), X, y, 8, (300,), None)
+    tp.plan.fuse_updates = False
+    r2 = tp.epoch(np.arange(40), 8, max_loss=50.0)
+    assert r2["stopped"] == 4 and len(r2["stale_gradients"]) == 0 and twin.layers[0].dW is not None
+    assert_identical_but_stale(snapshot(model, mp.optimizer), snapshot(twin, tp.optimizer))
+    with pytest.raises(ValueError, match="fuse_min_bytes must be >= 0, got -1"):
+        mp.plan.fuse_min_bytes = -1
+
+
 def _fit_both(factory, X, y, dtype=np.float64, **kwargs):
     """fit with the plan and with the layer loop (plan disabled): (histories, snapshots)."""
     out = []
@@ -602,7 +689,8 @@ def test_float64_data_into_a_float32_model():
 # ------------------------------------------------------------------ stopping
 
 
-def test_divergence_stops_before_the_update_as_the_layer_loop_does():
+def test_divergence_stops_before_the_update_as_the_layer_loop_does(monkeypatch):
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", 0)  # fused however small: the stale gradients
     X, y = _data((6,), n=40)
     errors, states = [], []
     for enabled in (True, False):
@@ -616,10 +704,12 @@ def test_divergence_stops_before_the_update_as_the_layer_loop_does():
         errors.append((str(info.value), info.value.epoch, info.value.step))
         states.append(snapshot(model, model.optimizer))
     assert errors[0] == errors[1]
-    assert_identical(*states)
+    # it diverged after fused batches: both dense weights' gradients are stale, the rest identical
+    assert len(assert_identical_but_stale(*states)) == 2
 
 
-def test_max_loss_and_kernel_errors_stop_the_epoch_where_the_layer_loop_stops():
+def test_max_loss_and_kernel_errors_stop_the_epoch_where_the_layer_loop_stops(monkeypatch):
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", 0)  # fused however small: the stale gradients
     X, y = _data((6,), n=40)
     for kwargs in (dict(optimizer=lambda: Adam(1e4), max_loss=2.0),):
         out = []
@@ -634,7 +724,7 @@ def test_max_loss_and_kernel_errors_stop_the_epoch_where_the_layer_loop_stops():
                 _plan.ENABLED = True
             out.append((str(info.value), snapshot(model, model.optimizer)))
         assert out[0][0] == out[1][0]
-        assert_identical(out[0][1], out[1][1])
+        assert len(assert_identical_but_stale(out[0][1], out[1][1])) == 4
     # class weights of only-zero-weight labels in a batch: the loss kernel's ValueError, same text
     y0 = np.where(np.arange(40) < 8, 0, y)
     msgs = []
@@ -671,7 +761,8 @@ def test_inputs_the_layers_reject_leave_the_error_to_them():
 @pytest.mark.skipif(signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
                     reason="SIGINT is ignored in this process (a background job of a shell without job "
                            "control), so Ctrl-C cannot be delivered to test")
-def test_the_epoch_hands_back_a_keyboard_interrupt():
+def test_the_epoch_hands_back_a_keyboard_interrupt(monkeypatch):
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", 0)  # fused however small: the stale gradients
     # A long epoch (1e6 one-example steps, about a second alone): on a loaded machine the
     # sender thread may wait a while for a core, and the epoch must still be running then.
     n = 1_000_000
@@ -705,7 +796,8 @@ def test_the_epoch_hands_back_a_keyboard_interrupt():
     # what it did is exactly the first `steps` batches (the plan against the layer loop: above)
     twin, topt = natverk.Sequential(Dense(2, 2, seed=0)), SGD(0.01)
     _plan.plan_for_fit(twin, topt, CrossEntropy(), X, y, 1, (2,), None).epoch(np.arange(int(r["steps"])), 1)
-    assert_identical(snapshot(model, opt), snapshot(twin, topt))
+    assert list(r["stale_gradients"]) == [0] and model.layers[0].dW is None  # the fused W's
+    assert_identical_but_stale(snapshot(model, opt), snapshot(twin, topt))
 
 
 def test_a_second_thread_is_told_the_plan_is_busy():
@@ -915,23 +1007,29 @@ def test_the_two_halves_of_a_step_refuse_bad_input():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [300, 64])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
-def test_train_runs_the_plan_bit_identical_to_the_matlab_calls_past_one_gemm_block(optimizer, dtype):
+def test_train_runs_the_plan_bit_identical_to_the_matlab_calls_past_one_gemm_block(optimizer, batch, dtype,
+                                                                                    monkeypatch):
     # batches of 300 rows span two GEMM k-blocks (256): lambda must enter where back_propagation
-    # puts it (dW = h^T dz + lambda W) for the roundings to agree
+    # puts it (dW = h^T dz + lambda W) for the roundings to agree. All but the last batch of an
+    # epoch update the weights inside the dW GEMM: with 300 rows lambda W is filled into its scratch
+    # first, with 64 the epilogue adds it to the one k block's sums (every weight fused, however small).
     from natverk.train import train_step_by_step
+
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", 0)
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((600, 5)).astype(dtype)
     y = rng.integers(0, 3, 600)
     params = natverk.initialize_weights([5, 12, 7, 3], seed=0, dtype=dtype)
     a, b = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
-    h = natverk.train(a, X, y, epochs=2, learning_rate=0.01, minibatch_size=300, lambda_=0.02, optimizer=optimizer,
+    h = natverk.train(a, X, y, epochs=2, learning_rate=0.01, minibatch_size=batch, lambda_=0.02, optimizer=optimizer,
                       seed=3, verbose=0, eval_every=1)
     rng_b, t, losses = np.random.default_rng(3), 0, []
     for _ in range(2):
         epoch_losses = []
-        for idx in natverk.minibatches(600, 300, rng_b):
+        for idx in natverk.minibatches(600, batch, rng_b):
             t += optimizer == "adam"
             epoch_losses.append(train_step_by_step(b, X[idx], y[idx], 0.01, 0.02, "relu", optimizer, t=max(t, 1)))
         losses.append(float(np.mean(epoch_losses)))

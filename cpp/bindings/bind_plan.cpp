@@ -331,6 +331,20 @@ void bind_plan(py::module_& m) {
           "current_shape", [](PyPlan& p) { return p.visit([](auto& pl) { return dims_tuple(pl.current_dims()); }); },
           "While building: the per-example shape the next op receives.")
       .def_property_readonly("loss", [](PyPlan& p) { return p.visit([](auto& pl) { return loss_name(pl.loss_kind()); }); })
+      .def_property(
+          "fuse_updates", [](PyPlan& p) { return p.visit([](auto& pl) { return pl.fuse_updates(); }); },
+          [](PyPlan& p, bool on) { p.visit([on](auto& pl) { pl.set_fuse_updates(on); }); },
+          "Whether epoch() updates the dense weights of at least fuse_min_bytes inside their dW GEMM on every "
+          "batch but the last (default True). Either way gives the same weights bit for bit; False writes every "
+          "dW and updates in a pass after backward, and leaves no stale_gradients (for comparing the two).")
+      .def_property(
+          "fuse_min_bytes", [](PyPlan& p) { return p.visit([](auto& pl) { return pl.fuse_min_bytes(); }); },
+          [](PyPlan& p, int64_t bytes) {
+            if (bytes < 0) throw py::value_error("fuse_min_bytes must be >= 0, got " + std::to_string(bytes));
+            p.visit([bytes](auto& pl) { pl.set_fuse_min_bytes(bytes); });
+          },
+          "The smallest dense weight, in bytes, whose update epoch() fuses (default 256 KiB: a weight that stays in "
+          "L2 updates as fast apart; see plan.h).")
       .def_property_readonly("num_parameters",
                              [](PyPlan& p) { return p.visit([](auto& pl) { return pl.parameters().size(); }); })
       .def("__repr__", [](PyPlan& p) {
@@ -703,6 +717,7 @@ void bind_plan(py::module_& m) {
               d["stopped"] = r.stopped < 0 ? py::object(py::none()) : py::object(py::int_(r.stopped));
               d["error"] = r.error.empty() ? py::object(py::none()) : py::object(py::str(r.error));
               d["interrupt"] = r.interrupted ? pending : py::object(py::none());
+              d["stale_gradients"] = to_array(r.stale_gradients);
               return d;
             });
           },
@@ -715,7 +730,10 @@ void bind_plan(py::module_& m) {
           "ran its forward pass 'data_loss', 'penalty', 'correct' (-1: not counted), 'rows'; 'steps' (updates "
           "done); 'stopped' (the batch whose non-finite or too-large loss, or kernel error, ended the epoch "
           "before its update, else None); 'error' (that kernel error's message, else None); 'interrupt' (the "
-          "exception a signal handler raised between batches, e.g. KeyboardInterrupt, else None).");
+          "exception a signal handler raised between batches, e.g. KeyboardInterrupt, else None); "
+          "'stale_gradients' (indices into the parameters whose gradient arrays do not hold the last update's "
+          "gradient: every batch but the last updates the dense weights inside the dW GEMM without storing dW, "
+          "so an epoch that stops early lists them; empty when it ran to its end).");
 }
 
 }  // namespace bind

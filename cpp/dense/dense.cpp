@@ -63,13 +63,24 @@ void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, in
   if (dX) gemm_rowmajor<T>(false, true, m, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
 }
 
+template <typename T>
+void dense_backward_update(T* dX, T* db, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
+                           int64_t n_out, T* dW_scratch, const GemmTileUpdate<T>& upd) {
+  if (dX) gemm_rowmajor<T>(false, true, m, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
+  bias_grad<T>(db, dZ, m, n_out);
+  // X^T dZ: A = X^T (rows 1 apart, columns n_in apart), B = dZ
+  gemm_update<T>(dW_scratch, n_out, X, 1, n_in, dZ, n_out, 1, n_in, n_out, m, T(1), upd);
+}
+
 #define NATVERK_INSTANTIATE(T)                                                               \
   template void bias_add<T>(T*, const T*, int64_t, int64_t);                                \
   template void bias_grad<T>(T*, const T*, int64_t, int64_t);                               \
   template void dense_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
                                  Activation);                                               \
   template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
-                                  int64_t, T);
+                                  int64_t, T);                                              \
+  template void dense_backward_update<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, T*, \
+                                         const GemmTileUpdate<T>&);
 NATVERK_INSTANTIATE(float)
 NATVERK_INSTANTIATE(double)
 #undef NATVERK_INSTANTIATE

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "activations/activations.h"
+#include "gemm/gemm.h"
 
 namespace natverk {
 
@@ -35,6 +36,16 @@ void bias_grad(T* db, const T* dZ, int64_t m, int64_t n);
 template <typename T>
 void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, int64_t m,
                     int64_t n_in, int64_t n_out, T lambda);
+
+// dense_backward with the weight update fused into the dW GEMM (gemm.h, gemm_update): dX and db
+// as there, dX first (it reads the W the step starts from), then each tile of
+// dW = X^T dZ + lambda W goes to upd (an optimizer's make_tile_update on W) as it is computed,
+// and W (upd.w) is updated in place. dW_scratch (n_in x n_out) holds partial sums when m spans several
+// k blocks; it does not receive the gradient. W gets the bits dense_backward + the optimizer
+// update give it.
+template <typename T>
+void dense_backward_update(T* dX, T* db, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
+                           int64_t n_out, T* dW_scratch, const GemmTileUpdate<T>& upd);
 
 }  // namespace natverk
 

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <stdexcept>
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
@@ -109,6 +110,15 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
   // contract is that NaN/Inf in A or B propagate whatever alpha is (tests/reference.py).
   // The micro-kernel computes alpha * acc, which is exactly that.
   if (g.k == 0) {
+    if (g.upd) {  // gemm_update: G = l2 w (or 0), row by row through C
+      for (int64_t i = 0; i < g.m; ++i) {
+        T* c = g.C + i * g.ldc;
+        const T* w = g.upd->w + (c - g.c_base);
+        for (int64_t j = 0; j < g.n; ++j) c[j] = g.upd->l2 != T(0) ? g.upd->l2 * w[j] : T(0);
+        g.upd->apply(*g.upd, c - g.c_base, c, g.ldc, 1, g.n);
+      }
+      return;
+    }
     scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
     if (g.bias || g.relu) bias_act_rows(g.C, g.ldc, g.m, g.n, g.bias, g.relu);
     return;
@@ -119,6 +129,16 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
   if (!g.overwrite) scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
 
   const GemmBlocking& b = job.kern.blocking;
+  // gemm_update with l2 over several k blocks: lambda W is filled into C first, as dense_backward
+  // does, and the first block adds to it. In one k block the epilogue adds l2 w itself.
+  if (g.upd && g.upd->l2 != T(0) && g.k > b.kc) {
+    for (int64_t i = 0; i < g.m; ++i) {
+      T* c = g.C + i * g.ldc;
+      const T* w = g.upd->w + (c - g.c_base);
+      for (int64_t j = 0; j < g.n; ++j) c[j] = g.upd->l2 * w[j];
+    }
+    g.overwrite = false;
+  }
   const int64_t mc = g.m < b.mc ? (g.m + b.mr - 1) / b.mr * b.mr : b.mc;
   const int64_t nc = g.n < b.nc ? (g.n + b.nr - 1) / b.nr * b.nr : b.nc;
   const int64_t kc = g.k < b.kc ? g.k : b.kc;
@@ -168,6 +188,19 @@ void gemm_bias_act(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, cons
 }
 
 template <typename T>
+void gemm_update(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                 int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const GemmTileUpdate<T>& u) {
+  if (m <= 0 || n <= 0) return;
+  // A tile's place in C is its place in w, v and s (GemmArgs::c_base)
+  if (ldc != u.ld || !u.apply || !u.w) throw std::logic_error("gemm_update: C and the update's arrays must share a layout");
+  GemmArgs<T> g{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false};
+  g.upd = &u;
+  g.c_base = C;
+  Job<T> job{select_kernel<T>(), g, T(0), true, 1};  // beta = 0: the first k block overwrites C
+  run_parallel(job);
+}
+
+template <typename T>
 void gemm_serial(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
                  int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, T beta) {
   if (m <= 0 || n <= 0) return;
@@ -187,6 +220,10 @@ template void gemm_bias_act<float>(float*, int64_t, const float*, int64_t, int64
                                    int64_t, int64_t, int64_t, int64_t, float, const float*, bool);
 template void gemm_bias_act<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
                                     int64_t, int64_t, int64_t, int64_t, double, const double*, bool);
+template void gemm_update<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+                                 int64_t, int64_t, int64_t, int64_t, float, const GemmTileUpdate<float>&);
+template void gemm_update<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
+                                  int64_t, int64_t, int64_t, int64_t, double, const GemmTileUpdate<double>&);
 template void gemm<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
                           int64_t, int64_t, int64_t, int64_t, float, float);
 template void gemm<double>(double*, int64_t, const double*, int64_t, int64_t, const double*,

@@ -46,6 +46,36 @@ void gemm_bias_act(T* C, int64_t ldc,
                    const T* B, int64_t rsb, int64_t csb,
                    int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu);
 
+// What gemm_update does with each finished tile of G instead of storing it: apply(u, off, g,
+// ldg, rows, cols) gets the tile's rows x cols values (rows ldg apart) and its place, off =
+// row * ld + column of its first element in the m x n result. w, v, s are arrays laid out as
+// that result (rows ld apart) that apply may update there; w is also read for l2 (below).
+// state holds the consumer's constants (an optimizer's, optimizers.h make_tile_update).
+template <typename T>
+struct GemmTileUpdate {
+  void (*apply)(const GemmTileUpdate& u, int64_t off, const T* g, int64_t ldg, int64_t rows,
+                int64_t cols) = nullptr;
+  T* w = nullptr;
+  T* v = nullptr;
+  T* s = nullptr;
+  int64_t ld = 0;
+  T l2 = T(0);  // G includes l2 * w (the MATLAB placement of the L2 gradient, dense.h)
+  alignas(8) unsigned char state[96] = {};
+};
+
+// G = alpha * op(A) op(B) + l2 * w, handed to u.apply tile by tile (each element exactly once,
+// from the thread that computed it) and never stored as a whole: a dense layer's weight
+// gradient dW = X^T dZ (+ lambda W) consumed by the optimizer's update while its tile is in
+// registers (issue 11: the update pass read W and dW back from memory, 10-12 % of a small-MLP
+// step). C (m x n, row stride ldc == u.ld) is scratch for the partial sums when k spans more
+// than one k block; afterwards it holds nothing defined. Each element of G gets the bits
+// dense_backward gives dW: lambda W filled in first, gemm with beta = 1 (beta = 0 when l2 == 0).
+template <typename T>
+void gemm_update(T* C, int64_t ldc,
+                 const T* A, int64_t rsa, int64_t csa,
+                 const T* B, int64_t rsb, int64_t csb,
+                 int64_t m, int64_t n, int64_t k, T alpha, const GemmTileUpdate<T>& u);
+
 // gemm on the calling thread only, never through the pool: for kernels that already
 // split their work at a coarser level (the Winograd convolution runs one small GEMM
 // per transform point per tile block, where a pool region per call would cost more

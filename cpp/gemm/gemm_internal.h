@@ -32,6 +32,10 @@ struct GemmArgs {
   bool relu = false;
   // B's whole panels may be read in place when m fits one MC block (gemm.h, GemmBInPlace)
   bool b_in_place = false;
+  // gemm_update (gemm.h): the last k block hands its tiles to upd->apply instead of storing
+  // them; c_base is the whole C's first element (a tile's place is its offset from it)
+  const GemmTileUpdate<T>* upd = nullptr;
+  const T* c_base = nullptr;
 };
 
 #define NATVERK_DECLARE_GEMM_ISA(ns)                                                      \

@@ -2,6 +2,7 @@
 #include "optimizers/optimizers.h"
 
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "common/cpu_features.h"
@@ -63,10 +64,24 @@ __attribute__((always_inline)) inline void adam_loop(AdamK<T> k, T* w, T* v, T* 
 // file is compiled with -ffp-contract=off (CMakeLists.txt) besides, so no copy fuses a
 // multiply-add the others do not: every SIMD level gives the same bits
 // (tests/test_optimizers.py; with FMA the AVX-512 copy fails it).
+//
+// tile_<isa> is the same loop over the rows of one gradient tile (GemmTileUpdate::apply, issue 11's
+// fused update), its constants in u.state: one call a tile, the loop inlined in it. Through a
+// call per row, the calls cost about as much as the arithmetic of a 12 x 32 tile.
 #define NATVERK_OPT_LOOPS(isa, attr)                                                               \
   template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t)>     \
   attr void loop_##isa(K k, T* w, T* v, T* s, const T* g, int64_t b, int64_t e) {                \
     Loop(k, w, v, s, g, b, e);                                                                   \
+  }                                                                                              \
+  template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t)>     \
+  attr void tile_##isa(const GemmTileUpdate<T>& u, int64_t off, const T* g, int64_t ldg,         \
+                       int64_t rows, int64_t cols) {                                             \
+    K k;                                                                                         \
+    std::memcpy(&k, u.state, sizeof(K));                                                         \
+    for (int64_t r = 0; r < rows; ++r) {                                                         \
+      const int64_t o = off + r * u.ld;                                                          \
+      Loop(k, u.w + o, u.v ? u.v + o : nullptr, u.s ? u.s + o : nullptr, g + r * ldg, 0, cols);  \
+    }                                                                                            \
   }
 NATVERK_OPT_LOOPS(generic, )
 #if defined(NATVERK_HAVE_X86_KERNELS)
@@ -89,44 +104,73 @@ void run_update(K k, T* w, T* v, T* s, const T* g, int64_t n) {
   parallel_elementwise(n, [&](int64_t b, int64_t e) { f(k, w, v, s, g, b, e); });
 }
 
+template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t)>
+void set_tile_update(GemmTileUpdate<T>& u, const K& k) {
+  static_assert(sizeof(K) <= sizeof(u.state), "GemmTileUpdate::state is too small for the constants");
+  std::memcpy(u.state, &k, sizeof(K));
+  u.apply = &tile_generic<T, K, Loop>;
+#if defined(NATVERK_HAVE_X86_KERNELS)
+  switch (simd_level()) {
+    case SimdLevel::AVX512: u.apply = &tile_avx512<T, K, Loop>; break;
+    case SimdLevel::AVX2: u.apply = &tile_avx2<T, K, Loop>; break;
+    default: break;
+  }
+#endif
+}
+
+// The constants of each rule from the hyper-parameters, as every entry point below builds them:
+// the casts to T happen here once, so the fused tile update (make_tile_update) and the
+// whole-array updates compute with the same values.
+template <typename T>
+SgdK<T> sgd_k(double lr, double wd) {
+  return {static_cast<T>(lr), static_cast<T>(wd)};
+}
+template <typename T>
+MomentumK<T> momentum_k(double lr, double beta, double wd) {
+  return {static_cast<T>(lr), static_cast<T>(beta), static_cast<T>(1.0 - beta), static_cast<T>(wd)};
+}
+template <typename T>
+RmspropK<T> rmsprop_k(double lr, double beta2, double eps, double wd) {
+  return {static_cast<T>(lr), static_cast<T>(beta2), static_cast<T>(1.0 - beta2), static_cast<T>(eps),
+          static_cast<T>(wd)};
+}
+// Bias corrections in double: 1 - beta^t loses digits in float for small t.
+template <typename T>
+AdamK<T> adam_k(double lr, double beta1, double beta2, int64_t t, double eps, double wd) {
+  return {static_cast<T>(lr),
+          static_cast<T>(beta1),
+          static_cast<T>(1.0 - beta1),
+          static_cast<T>(beta2),
+          static_cast<T>(1.0 - beta2),
+          static_cast<T>(eps),
+          static_cast<T>(wd),
+          static_cast<T>(1.0 - std::pow(beta1, static_cast<double>(t))),
+          static_cast<T>(1.0 - std::pow(beta2, static_cast<double>(t)))};
+}
+
 }  // namespace
 
 template <typename T>
 void sgd_update(T* w, const T* g, int64_t n, double lr, double weight_decay) {
-  const SgdK<T> k{static_cast<T>(lr), static_cast<T>(weight_decay)};
-  run_update<T, SgdK<T>, &sgd_loop<T>>(k, w, nullptr, nullptr, g, n);
+  run_update<T, SgdK<T>, &sgd_loop<T>>(sgd_k<T>(lr, weight_decay), w, nullptr, nullptr, g, n);
 }
 
 template <typename T>
 void momentum_update(T* w, T* v, const T* g, int64_t n, double lr, double beta,
                      double weight_decay) {
-  const MomentumK<T> k{static_cast<T>(lr), static_cast<T>(beta), static_cast<T>(1.0 - beta),
-                       static_cast<T>(weight_decay)};
-  run_update<T, MomentumK<T>, &momentum_loop<T>>(k, w, v, nullptr, g, n);
+  run_update<T, MomentumK<T>, &momentum_loop<T>>(momentum_k<T>(lr, beta, weight_decay), w, v, nullptr, g, n);
 }
 
 template <typename T>
 void rmsprop_update(T* w, T* s, const T* g, int64_t n, double lr, double beta2, double eps,
                     double weight_decay) {
-  const RmspropK<T> k{static_cast<T>(lr), static_cast<T>(beta2), static_cast<T>(1.0 - beta2),
-                      static_cast<T>(eps), static_cast<T>(weight_decay)};
-  run_update<T, RmspropK<T>, &rmsprop_loop<T>>(k, w, nullptr, s, g, n);
+  run_update<T, RmspropK<T>, &rmsprop_loop<T>>(rmsprop_k<T>(lr, beta2, eps, weight_decay), w, nullptr, s, g, n);
 }
 
 template <typename T>
 void adam_update(T* w, T* v, T* s, const T* g, int64_t n, double lr, double beta1, double beta2,
                  int64_t t, double eps, double weight_decay) {
-  // Bias corrections in double: 1 - beta^t loses digits in float for small t.
-  const AdamK<T> k{static_cast<T>(lr),
-                   static_cast<T>(beta1),
-                   static_cast<T>(1.0 - beta1),
-                   static_cast<T>(beta2),
-                   static_cast<T>(1.0 - beta2),
-                   static_cast<T>(eps),
-                   static_cast<T>(weight_decay),
-                   static_cast<T>(1.0 - std::pow(beta1, static_cast<double>(t))),
-                   static_cast<T>(1.0 - std::pow(beta2, static_cast<double>(t)))};
-  run_update<T, AdamK<T>, &adam_loop<T>>(k, w, v, s, g, n);
+  run_update<T, AdamK<T>, &adam_loop<T>>(adam_k<T>(lr, beta1, beta2, t, eps, weight_decay), w, v, s, g, n);
 }
 
 OptimizerKind parse_optimizer_kind(const std::string& name) {
@@ -159,7 +203,34 @@ void optimizer_update(OptimizerKind kind, T* w, T* v, T* s, const T* g, int64_t 
   }
 }
 
+template <typename T>
+GemmTileUpdate<T> make_tile_update(OptimizerKind kind, T* w, T* v, T* s, int64_t ld, const OptimizerHyper& hp,
+                                   double weight_decay, T l2) {
+  GemmTileUpdate<T> u;
+  u.w = w;
+  u.v = optimizer_uses_v(kind) ? v : nullptr;
+  u.s = optimizer_uses_s(kind) ? s : nullptr;
+  u.ld = ld;
+  u.l2 = l2;
+  switch (kind) {
+    case OptimizerKind::sgd: set_tile_update<T, SgdK<T>, &sgd_loop<T>>(u, sgd_k<T>(hp.lr, weight_decay)); break;
+    case OptimizerKind::momentum:
+      set_tile_update<T, MomentumK<T>, &momentum_loop<T>>(u, momentum_k<T>(hp.lr, hp.beta, weight_decay));
+      break;
+    case OptimizerKind::rmsprop:
+      set_tile_update<T, RmspropK<T>, &rmsprop_loop<T>>(u, rmsprop_k<T>(hp.lr, hp.beta2, hp.eps, weight_decay));
+      break;
+    case OptimizerKind::adam:
+      set_tile_update<T, AdamK<T>, &adam_loop<T>>(
+          u, adam_k<T>(hp.lr, hp.beta1, hp.beta2, hp.t, hp.eps, weight_decay));
+      break;
+  }
+  return u;
+}
+
 #define NATVERK_INSTANTIATE(T)                                                              \
+  template GemmTileUpdate<T> make_tile_update<T>(OptimizerKind, T*, T*, T*, int64_t, const OptimizerHyper&, \
+                                                 double, T);                                   \
   template void sgd_update<T>(T*, const T*, int64_t, double, double);                      \
   template void momentum_update<T>(T*, T*, const T*, int64_t, double, double, double);     \
   template void rmsprop_update<T>(T*, T*, const T*, int64_t, double, double, double, double); \

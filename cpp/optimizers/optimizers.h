@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <string>
 
+#include "gemm/gemm.h"
+
 namespace natverk {
 
 template <typename T>
@@ -58,6 +60,15 @@ struct OptimizerHyper {
 template <typename T>
 void optimizer_update(OptimizerKind kind, T* w, T* v, T* s, const T* g, int64_t n,
                       const OptimizerHyper& hp, double weight_decay);
+
+// The same update applied tile by tile as a GEMM produces the gradient (gemm.h, gemm_update):
+// w, v, s are the parameter's arrays as rows of ld elements (v/s null where the kind does not use
+// them), and each tile of g updates the elements at its place. Every element gets exactly the
+// operations optimizer_update gives it (the same loop of the same SIMD level), so a plan step
+// with the fused update gives the same bits as one without (tests/test_plan.py).
+template <typename T>
+GemmTileUpdate<T> make_tile_update(OptimizerKind kind, T* w, T* v, T* s, int64_t ld, const OptimizerHyper& hp,
+                                   double weight_decay, T l2);
 
 }  // namespace natverk
 

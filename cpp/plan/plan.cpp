@@ -95,6 +95,8 @@ struct PlanOp {
   virtual const T* backward(const T* dy, int64_t m) = 0;
   virtual void mark(bool need_dx_in) { need_dx = need_dx_in; }
   virtual void take_l2_in_backward(const double* lambda) {}
+  // The weight update to run inside the next backward (a dense W; null: none).
+  virtual void fuse_weight_update(const GemmTileUpdate<T>* u) {}
   virtual bool runs_backward() const { return need_dx || has_params; }
   virtual void describe(std::string& s, const std::string& indent) const { s += indent + label + "\n"; }
 };
@@ -114,7 +116,9 @@ struct DenseOp : PlanOp<T> {
   const T* x_ = nullptr;
   std::vector<T> y_, dx_, db_scratch_;
 
+  const GemmTileUpdate<T>* fused = nullptr;  // W's update, run in the dW GEMM (Plan::epoch)
   void take_l2_in_backward(const double* lambda) override { l2 = lambda; }
+  void fuse_weight_update(const GemmTileUpdate<T>* u) override { fused = u; }
 
   void reserve(int64_t rows, bool training) override {
     grow(y_, rows, n_out, "a dense output");
@@ -128,6 +132,10 @@ struct DenseOp : PlanOp<T> {
   }
   const T* backward(const T* dy, int64_t m) override {
     T* dx = this->need_dx ? dx_.data() : nullptr;
+    if (fused) {  // its lambda, if any, is the update's l2 (Plan::backward)
+      dense_backward_update<T>(dx, db ? db : db_scratch_.data(), dy, x_, W, m, n_in, n_out, dW, *fused);
+      return dx;
+    }
     const T lambda = l2 ? static_cast<T>(*l2) : T(0);
     dense_backward<T>(dx, dW, db ? db : db_scratch_.data(), dy, x_, W, m, n_in, n_out, lambda);
     return dx;
@@ -586,6 +594,7 @@ void Plan<T>::dense(T* W, T* b, T* dW, T* db, int64_t n_in, int64_t n_out) {
     b = zero_bias_.back().data();
   }
   op->W = add_param(W, dW, checked_mul(n_in, n_out, "a dense weight"), op->label + ".W", op.get(), true);
+  params_.back().cols = n_out;
   op->b = b;
   op->dW = dW;
   op->db = db;
@@ -826,6 +835,14 @@ void Plan<T>::finalize() {
   fuse_conv_maxpool(ops_);
   fuse_conv_bn_eval(ops_);
   fuse_dense_relu(ops_);
+  // A dense W that another parameter shares (the same layer twice) keeps the separate update:
+  // fused, its first update would change the W the other op's backward still reads.
+  for (auto& p : params_) {
+    p.fusable = p.dense_weight;
+    for (const auto& q : params_)
+      if (&q != &p && q.w == p.w) p.fusable = false;
+  }
+  fused_.assign(params_.size(), GemmTileUpdate<T>{});
   finalized_ = true;
 }
 
@@ -880,9 +897,28 @@ PlanStepResult Plan<T>::forward_and_loss(const T* X, int64_t m, const PlanTarget
 }
 
 template <typename T>
-void Plan<T>::backward(int64_t m, const PlanTargets<T>& y, double weight_decay) {
+void Plan<T>::backward(int64_t m, const PlanTargets<T>& y, double weight_decay, const OptimizerHyper* fuse) {
   const int64_t K = shapes_.front()[0];
   l2_ = weight_decay;
+  // The fused updates: update()'s rule for each fusable weight, handed to its dense op, and the
+  // L2 gradient the op would have added to dW in backward (its lambda) as the update's l2.
+  struct Unfuse {  // the ops forget them however backward ends
+    std::vector<PlanParam<T>>& params;
+    ~Unfuse() {
+      for (auto& p : params)
+        if (p.dense_weight) p.owner->fuse_weight_update(nullptr);
+    }
+  } unfuse{params_};
+  if (fuse) {
+    const double wd = l2_in_backward_ ? 0.0 : weight_decay;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const PlanParam<T>& p = params_[i];
+      if (!fuses(p)) continue;
+      const T l2 = l2_in_backward_ && p.decay ? static_cast<T>(weight_decay) : T(0);
+      fused_[i] = make_tile_update<T>(opt_, p.w, p.v, p.s, p.cols, *fuse, p.decay ? wd : 0.0, l2);
+      p.owner->fuse_weight_update(&fused_[i]);
+    }
+  }
   const T* cw = has_class_weights_ ? class_weights_.data() : nullptr;
   switch (loss_) {
     case LossKind::cross_entropy: softmax_cross_entropy_backward<T>(dout_.data(), probs_.data(), y.labels, cw, m, K); break;
@@ -895,19 +931,20 @@ void Plan<T>::backward(int64_t m, const PlanTargets<T>& y, double weight_decay) 
 
 template <typename T>
 PlanStepResult Plan<T>::loss_and_backward(const T* X, int64_t m, const PlanTargets<T>& y, double weight_decay,
-                                          double max_loss) {
+                                          double max_loss, const OptimizerHyper* fuse) {
   PlanStepResult r = forward_and_loss(X, m, y, weight_decay, false);
   const double total = r.data_loss + r.penalty;
   if (!(std::isfinite(total) && total <= max_loss)) return r;
-  backward(m, y, weight_decay);
+  backward(m, y, weight_decay, fuse);
   r.updated = true;
   return r;
 }
 
 template <typename T>
-void Plan<T>::update(const OptimizerHyper& hp, double weight_decay) {
+void Plan<T>::update(const OptimizerHyper& hp, double weight_decay, bool fused) {
   const double wd = l2_in_backward_ ? 0.0 : weight_decay;  // else it is in the gradients already
-  for (const auto& p : params_) optimizer_update<T>(opt_, p.w, p.v, p.s, p.g, p.n, hp, p.decay ? wd : 0.0);
+  for (const auto& p : params_)
+    if (!(fused && fuses(p))) optimizer_update<T>(opt_, p.w, p.v, p.s, p.g, p.n, hp, p.decay ? wd : 0.0);
 }
 
 namespace {
@@ -1024,17 +1061,22 @@ PlanEpochResult Plan<T>::epoch(const T* X, int64_t N, const PlanTargets<T>& y, c
   const PlanTargets<T> tb = batch_buffers(y, bs);
 
   PlanEpochResult r;
+  bool stale = false;  // the last update was fused: the dense weights' gradient arrays are older
   for (int64_t b = 0, start = 0; start < n_order; ++b, start += bs) {
     if (interrupted && interrupted()) {
       r.interrupted = true;
       break;
     }
     const int64_t m = std::min(bs, n_order - start);
+    const bool fuse = fuse_updates_ && start + m < n_order;  // not the last batch (see plan.h)
     gather_batch(X, y, order + start, m);
     PlanStepResult s;
     try {
-      s = loss_and_backward(batch_x_.data(), m, tb, weight_decay, max_loss);
+      s = loss_and_backward(batch_x_.data(), m, tb, weight_decay, max_loss, fuse ? &hp : nullptr);
     } catch (const std::exception& e) {
+      // A kernel that throws in a fused backward (none is known to: the buffers are reserved and the
+      // geometry checked before the run) may leave some weights updated by this batch.
+      stale = stale || fuse;
       r.stopped = b;
       r.error = e.what();
       break;
@@ -1047,10 +1089,14 @@ PlanEpochResult Plan<T>::epoch(const T* X, int64_t N, const PlanTargets<T>& y, c
       r.stopped = b;
       break;
     }
-    update(hp, weight_decay);
+    update(hp, weight_decay, fuse);
+    stale = fuse;
     ++hp.t;
     ++r.steps;
   }
+  if (stale)
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (fuses(params_[i])) r.stale_gradients.push_back(static_cast<int64_t>(i));
   return r;
 }
 

@@ -63,6 +63,11 @@ ENABLED = True
 #: layer loop; (e) 80 / 87 against 83 / 82. Both paths give the same bits (tests/test_plan.py).
 FIT_CONV_NETS = True
 
+#: The smallest dense weight, in bytes, whose update ``Plan.epoch`` runs inside its dW GEMM
+#: (``Plan.fuse_min_bytes``); None keeps the plan's default (256 KiB, cpp/plan/plan.h). The tests
+#: set 0 to fuse their small networks' weights.
+FUSE_MIN_BYTES: int | None = None
+
 _OPTIMIZER_KINDS: dict[type, str] = {SGD: "sgd", Momentum: "momentum", RMSprop: "rmsprop", Adam: "adam"}
 _LOSS_KINDS: dict[type, str] = {CrossEntropy: "cross_entropy", MSE: "mse", BCE: "bce_with_logits"}
 _ACTIVATIONS = (ReLU, Sigmoid, Tanh)
@@ -201,6 +206,8 @@ class ModelPlan:
         self.y: np.ndarray | None = None
         self.acc: np.ndarray | None = None
         self.plan = _core.Plan(self.dtype, self.input_shape)
+        if FUSE_MIN_BYTES is not None:
+            self.plan.fuse_min_bytes = FUSE_MIN_BYTES
         builder = _Builder(self.plan, self.dtype)
         for layer in model.layers:
             builder.add(layer)
@@ -212,6 +219,8 @@ class ModelPlan:
         #: itself), with at most Flatten before it (a reshape: exact in either dtype).
         self.converts_input = bool(builder.cast)
         self._grads = builder.grads
+        #: The gradient arrays in the plan's parameter order (Plan.epoch's stale_gradients index them).
+        self._param_grads = [g for _, _, g in builder.grads if g is not None]
         self._refs = builder.refs
         self._configs = builder.configs + [(loss, loss.config())]
         self.bn_values_per_channel = builder.bn_values_per_channel
@@ -278,10 +287,14 @@ class ModelPlan:
             self.optimizer.state.setdefault(name, st)
         self._pending = {}
 
-    def _publish(self) -> None:
-        """The gradients of the last run, as a backward pass leaves them on the layers."""
+    def _publish(self, stale: np.ndarray | None = None) -> None:
+        """The gradients of the last run, as a backward pass leaves them on the layers. ``stale``:
+        indices into the plan's parameters whose gradient arrays do not hold the last update's
+        gradient (an epoch that stopped after a batch whose dense-weight updates ran inside the
+        dW GEMM, ``Plan.epoch``); those layers get ``None``, as before any backward pass."""
+        skip = {id(self._param_grads[int(i)]) for i in stale} if stale is not None and len(stale) else set()
         for layer, attr, g in self._grads:
-            setattr(layer, attr, g)
+            setattr(layer, attr, None if id(g) in skip else g)
 
     def _hyper(self) -> dict:
         o = self.optimizer
@@ -350,7 +363,7 @@ class ModelPlan:
         self.optimizer.iterations += int(r["steps"])
         if r["steps"]:
             self.commit_state()
-            self._publish()
+            self._publish(r["stale_gradients"])
         return r
 
     def forward(self, X: np.ndarray) -> np.ndarray:
@@ -505,6 +518,8 @@ def matlab_plan(parameters: dict, activation: str, optimizer: str) -> Any:
             parameters[key] = np.array(a, order="C")
     W1 = parameters["W1"]
     plan = _core.Plan(W1.dtype, (W1.shape[0],))
+    if FUSE_MIN_BYTES is not None:
+        plan.fuse_min_bytes = FUSE_MIN_BYTES
     v, s, decay = [], [], []
     for l in range(1, L + 1):
         W, b = parameters[f"W{l}"], parameters[f"b{l}"]
