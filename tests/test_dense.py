@@ -110,6 +110,19 @@ def test_bias_grad_matches_reference(m, n, dtype, threads):
     assert db.shape == (n,)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("m,n", [(1, 1), (128, 250), (3, 63), (5, 64), (300, 65), (2, 130), (40, 7)])
+def test_bias_grad_is_the_row_order_double_sum_bit_for_bit(m, n, dtype, simd, threads):
+    # Each SIMD level's copy runs its lanes across columns: every column is still one double sum
+    # in row order, rounded once to the dtype (the copy per level must not change a bit).
+    rng = np.random.default_rng(m * 7 + n)
+    dZ = (rng.normal(size=(m, n)) * np.exp(rng.uniform(-20, 20, size=(m, n)))).astype(dtype)
+    acc = np.zeros(n)
+    for row in dZ:
+        acc = acc + row.astype(np.float64)
+    np.testing.assert_array_equal(core.bias_grad(dZ).view(np.uint8), acc.astype(dtype).view(np.uint8))
+
+
 # ---------------------------------------------------------------------------
 # gradients against central differences (float64)
 

@@ -1,6 +1,7 @@
 // dense.cpp -- see dense.h for the formulas.
 #include "dense/dense.h"
 
+#include "common/cpu_features.h"
 #include "common/elementwise.h"
 #include "gemm/gemm.h"
 
@@ -16,23 +17,57 @@ void bias_add(T* Z, const T* b, int64_t m, int64_t n) {
   });
 }
 
+namespace {
+
+// Column sums of dZ[:, j0 : j0 + w] (w <= kBlock) into db, each column's in row order in double.
+// The lanes run across columns, so vector width never changes a column's sequence of adds: one
+// copy per SIMD level, chosen at run time as the GEMM's. The baseline copy, two doubles at a time,
+// took 40 % of a float64 dense_backward(128 x 2 x 250, no dX) in the MATLAB-style loop.
+constexpr int64_t kBlock = 64;
+
+template <typename T>
+__attribute__((always_inline)) inline void colsum_block(T* db, const T* dZ, int64_t m, int64_t n, int64_t j0,
+                                                        int64_t w) {
+  typename Acc<T>::type acc[kBlock] = {};
+  for (int64_t i = 0; i < m; ++i) {
+    const T* row = dZ + i * n + j0;
+    for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
+  }
+  for (int64_t j = 0; j < w; ++j) db[j0 + j] = static_cast<T>(acc[j]);
+}
+
+#define NATVERK_COLSUM(isa, attr)                                                                       \
+  template <typename T>                                                                                 \
+  attr void colsum_##isa(T* db, const T* dZ, int64_t m, int64_t n, int64_t j0, int64_t w) {            \
+    colsum_block<T>(db, dZ, m, n, j0, w);                                                               \
+  }
+NATVERK_COLSUM(generic, )
+#if defined(NATVERK_HAVE_X86_KERNELS)
+NATVERK_COLSUM(avx2, __attribute__((target("avx2"))))
+NATVERK_COLSUM(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2"))))
+#endif
+#undef NATVERK_COLSUM
+
+}  // namespace
+
 template <typename T>
 void bias_grad(T* db, const T* dZ, int64_t m, int64_t n) {
   // Columns in blocks so the accumulators stay in registers/L1; each column's
   // sum runs in row order, whatever the thread count.
-  constexpr int64_t kBlock = 64;
+  void (*f)(T*, const T*, int64_t, int64_t, int64_t, int64_t) = &colsum_generic<T>;
+#if defined(NATVERK_HAVE_X86_KERNELS)
+  switch (simd_level()) {
+    case SimdLevel::AVX512: f = &colsum_avx512<T>; break;
+    case SimdLevel::AVX2: f = &colsum_avx2<T>; break;
+    default: break;
+  }
+#endif
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   parallel_for(blocks, m > 0 ? kElementwiseGrain / (m * kBlock) + 1 : blocks,
                [&](int64_t lo, int64_t hi, int) {
                  for (int64_t blk = lo; blk < hi; ++blk) {
                    const int64_t j0 = blk * kBlock;
-                   const int64_t w = (n - j0) < kBlock ? (n - j0) : kBlock;
-                   typename Acc<T>::type acc[kBlock] = {};
-                   for (int64_t i = 0; i < m; ++i) {
-                     const T* row = dZ + i * n + j0;
-                     for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
-                   }
-                   for (int64_t j = 0; j < w; ++j) db[j0 + j] = static_cast<T>(acc[j]);
+                   f(db, dZ, m, n, j0, (n - j0) < kBlock ? (n - j0) : kBlock);
                  }
                });
 }
