@@ -102,8 +102,9 @@ inline void gemm_serial_rowmajor(bool trans_a, bool trans_b, int64_t m, int64_t 
 // 78-94 -> 51-55, 64 x 3072 x 5000 82-85 -> 61, 64 x 784 x 500 99-103 -> 92-96. In place, each
 // row tile walks B's rows (a new line, often a new page, per k step); Zen 4 keeps up, the Intel
 // core stalls on those loads (perf puts its samples on them) and prefetching them for every row
-// tile did not help. Auto: in place on AMD only. The tests force Always and Never. A product whose
-// m fits one row tile (m <= MR) reads B in place under every mode (gemm_kernel.inc, direct_b).
+// tile did not help. Auto: in place on AMD only. The tests force Always and Never. In the AVX-512
+// kernel a product whose m fits one row tile (m <= MR) reads B in place under every mode
+// (gemm_kernel.inc, direct_b).
 enum class GemmBInPlace { Auto = 0, Always = 1, Never = 2 };
 void set_gemm_b_in_place(GemmBInPlace mode);
 GemmBInPlace gemm_b_in_place();
