@@ -411,7 +411,11 @@ def test_decay_all_and_weights_only_are_bit_identical():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_plan_epoch_equals_the_layer_loop(model_name, dtype):
+@pytest.mark.parametrize("fuse_min_bytes", [None, 0], ids=["default", "all-fused"])
+def test_plan_epoch_equals_the_layer_loop(model_name, dtype, fuse_min_bytes, monkeypatch):
+    # with every dense weight's update fused into its dW GEMM (Plan.epoch) too: inside residual
+    # branches, after batch norm and dropout, behind convolutions
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", fuse_min_bytes)
     factory, shape, min_batch = MODELS[model_name]
     X, y = _data(shape, n=23, dtype=dtype)
     for bs in sorted({min_batch, 5, 23, 64}):  # batch size 1 (where allowed), a partial last batch, one batch
@@ -524,7 +528,9 @@ def _fit_both(factory, X, y, dtype=np.float64, **kwargs):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_fit_with_the_plan_equals_fit_with_the_layer_loop(model_name, dtype):
+@pytest.mark.parametrize("fuse_min_bytes", [None, 0], ids=["default", "all-fused"])
+def test_fit_with_the_plan_equals_fit_with_the_layer_loop(model_name, dtype, fuse_min_bytes, monkeypatch):
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", fuse_min_bytes)
     factory, shape, _ = MODELS[model_name]
     X, y = _data(shape, n=26, dtype=dtype)
     Xv, yv = _data(shape, n=9, seed=1, dtype=dtype)
