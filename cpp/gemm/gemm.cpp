@@ -78,6 +78,18 @@ void bias_act_rows(T* C, int64_t ldc, int64_t rows, int64_t cols, const T* bias,
   }
 }
 
+// gemm_update: C = l2 w over this slab (dense_backward's lambda W, the same products), or exact
+// zeros without l2 (dense_backward's beta = 0, whatever w holds).
+template <typename T>
+void fill_l2_w(const GemmArgs<T>& g) {
+  const T l2 = g.upd->l2;
+  for (int64_t i = 0; i < g.m; ++i) {
+    T* c = g.C + i * g.ldc;
+    const T* w = g.upd->w + (c - g.c_base);
+    for (int64_t j = 0; j < g.n; ++j) c[j] = l2 != T(0) ? l2 * w[j] : T(0);
+  }
+}
+
 template <typename T>
 struct Job {
   Kernel<T> kern;
@@ -110,13 +122,9 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
   // contract is that NaN/Inf in A or B propagate whatever alpha is (tests/reference.py).
   // The micro-kernel computes alpha * acc, which is exactly that.
   if (g.k == 0) {
-    if (g.upd) {  // gemm_update: G = l2 w (or 0), row by row through C
-      for (int64_t i = 0; i < g.m; ++i) {
-        T* c = g.C + i * g.ldc;
-        const T* w = g.upd->w + (c - g.c_base);
-        for (int64_t j = 0; j < g.n; ++j) c[j] = g.upd->l2 != T(0) ? g.upd->l2 * w[j] : T(0);
-        g.upd->apply(*g.upd, c - g.c_base, c, g.ldc, 1, g.n);
-      }
+    if (g.upd) {  // gemm_update: G = l2 w (or 0), handed over row by row from C
+      fill_l2_w(g);
+      for (int64_t i = 0; i < g.m; ++i) g.upd->apply(*g.upd, i * g.ldc + (g.C - g.c_base), g.C + i * g.ldc, g.ldc, 1, g.n);
       return;
     }
     scale_rows(g.C, g.ldc, g.m, g.n, job.beta);
@@ -132,11 +140,7 @@ void run_slab(void* ctx, int64_t begin, int64_t end, int /*chunk*/) {
   // gemm_update with l2 over several k blocks: lambda W is filled into C first, as dense_backward
   // does, and the first block adds to it. In one k block the epilogue adds l2 w itself.
   if (g.upd && g.upd->l2 != T(0) && g.k > b.kc) {
-    for (int64_t i = 0; i < g.m; ++i) {
-      T* c = g.C + i * g.ldc;
-      const T* w = g.upd->w + (c - g.c_base);
-      for (int64_t j = 0; j < g.n; ++j) c[j] = g.upd->l2 * w[j];
-    }
+    fill_l2_w(g);
     g.overwrite = false;
   }
   const int64_t mc = g.m < b.mc ? (g.m + b.mr - 1) / b.mr * b.mr : b.mc;
