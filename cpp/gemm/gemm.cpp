@@ -2,8 +2,8 @@
 // for the current SIMD level, splits C between threads and hands each thread
 // its own packing buffers.
 //
-// Threading: C is cut into one contiguous slab per thread, along m when there
-// are at least as many MR-row tiles as NR-column tiles, otherwise along n
+// Threading: C is cut into one contiguous slab per thread, along m (in units of 4 rows, see
+// run_parallel) when there are at least as many MR-row tiles as NR-column tiles, otherwise along n
 // (the 64 x 784 x 500 shapes of a small MLP split along n). Each thread runs an
 // independent blocked GEMM on its slab, so no synchronisation is needed inside
 // and the result is identical for any thread count: every C element is
@@ -26,6 +26,9 @@ using namespace gemm_detail;
 
 // Below this many multiply-adds a second thread costs more than it saves.
 constexpr int64_t kMinWorkPerThread = 1 << 17;
+
+// The smallest edge kernel's rows (gemm_kernel.inc, edge_rows): the unit of a split along m.
+constexpr int64_t kRowUnit = 4;
 
 std::atomic<int> g_b_in_place{static_cast<int>(GemmBInPlace::Auto)};
 
@@ -160,8 +163,18 @@ void run_parallel(Job<T>& job) {
   const int64_t tiles_n = (n + job.kern.blocking.nr - 1) / job.kern.blocking.nr;
   job.split_m = tiles_m >= tiles_n;
   job.g.b_in_place = gemm_b_in_place_active();
-  job.unit = job.split_m ? job.kern.blocking.mr : job.kern.blocking.nr;
-  const int64_t units = job.split_m ? tiles_m : tiles_n;
+  // Rows are handed out kRowUnit at a time where the row tile is a multiple of it, so that two
+  // threads get equal halves: a batch of 128 rows splits 64 + 64 (5 tiles of 12 and a 4-row edge
+  // each), where whole 12-row tiles split 60 + 68, and 64 rows 32 + 32 instead of 36 + 28. The edge
+  // kernels make a 4-row tile cost about a third of a full one (gemm_kernel.inc, edge_rows).
+  // Zen 4, 2 threads, GFLOP/s, MR -> 4 rows a unit, three alternated runs: 128 x 250 x 100 AB
+  // 142-146 -> 153-155, 250 x 128 x 100 A^T B 138-146 -> 144-158, 128 x 100 x 250 AB^T 148-157 ->
+  // 152-171, 64 x 500 x 100 AB 130-141 -> 140-152; fit() of the spiral net (c) 388-437k -> 449-482k
+  // samples/s, of (a) 66-76k -> 74-78k. The AVX2 tile (6 rows) keeps whole tiles: 4-row slabs would
+  // leave 2-row edges, padded to 4.
+  const int64_t mr = job.kern.blocking.mr;
+  job.unit = job.split_m ? (mr % kRowUnit == 0 ? kRowUnit : mr) : job.kern.blocking.nr;
+  const int64_t units = job.split_m ? (m + job.unit - 1) / job.unit : tiles_n;
   // Grain: enough tiles per thread that each does kMinWorkPerThread multiply-adds.
   const int64_t work_per_unit = job.unit * (job.split_m ? n : m) * (k > 0 ? k : 1);
   int64_t grain = kMinWorkPerThread / (work_per_unit > 0 ? work_per_unit : 1);
