@@ -150,6 +150,29 @@ def test_every_simd_level_gives_the_scalar_levels_bits(name, dtype, simd):
     assert_close(w, w_ref, dtype, f"{name} at SIMD level {simd}", *tol(dtype, "optimizer"))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_two_threads_give_one_threads_bits_at_every_split(name, dtype):
+    """An update is split between threads from a size that depends on the optimizer (RMSprop and
+    Adam, whose divisions make an element dear, from 4,096 elements a thread; optimizers.cpp,
+    kUpdateGrain). Each element is its own update, so lengths on either side of both grains, the
+    spiral net's 25,000-float weight among them, give 1 thread's bits on 2."""
+    def run(threads):
+        core.set_num_threads(threads)
+        rng = np.random.default_rng(zlib.crc32(f"threads-{name}".encode()))
+        out = []
+        for n in (SPLIT // 8 - 1, SPLIT // 4 + 3, 25_000, 2 * SPLIT + 11):
+            w = rng.normal(size=n).astype(dtype)
+            state = {k: v.astype(dtype) for k, v in _initial_state(name, (n,), rng, "random").items()}
+            for t in range(1, 3):
+                kernel_step(name, w, state, rng.normal(size=n).astype(dtype), t, 0.1)
+            out += [w, *state.values()]
+        return out
+
+    for a, b in zip(run(2), run(1)):
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}: 2 threads against 1")
+
+
 def test_adam_first_step_is_learning_rate_times_sign():
     # With zero moments and bias correction, step 1 moves every weight by
     # lr * g / (|g| + eps): an uncorrected Adam would move it by lr * 0.1 / sqrt(0.001) = 3.16 lr.
