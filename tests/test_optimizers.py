@@ -120,6 +120,20 @@ def test_several_steps_match_reference(name, shape, weight_decay, init, dtype, t
     assert buffers == {"w": w.ctypes.data, **{k: v.ctypes.data for k, v in state.items()}}
 
 
+def _steps_on_lengths(name, dtype, seed_tag, lengths, steps):
+    """`steps` updates with weight decay 0.1 on a fresh random vector of each length; the final
+    w and state arrays, in order, to compare bit for bit between two settings."""
+    rng = np.random.default_rng(zlib.crc32(seed_tag.encode()))
+    out = []
+    for n in lengths:
+        w = rng.normal(size=n).astype(dtype)
+        state = {k: v.astype(dtype) for k, v in _initial_state(name, (n,), rng, "random").items()}
+        for t in range(1, steps + 1):
+            kernel_step(name, w, state, rng.normal(size=n).astype(dtype), t, 0.1)
+        out += [w, *state.values()]
+    return out
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_every_simd_level_gives_the_scalar_levels_bits(name, dtype, simd):
@@ -128,15 +142,7 @@ def test_every_simd_level_gives_the_scalar_levels_bits(name, dtype, simd):
     must give the bits of the scalar one, on odd lengths (vector tails) and with weight decay."""
     def run(level):
         core.set_simd_level(level)
-        rng = np.random.default_rng(zlib.crc32(f"simd-{name}".encode()))
-        out = []
-        for n in (1, 5, 17, 1003, SPLIT + 37):
-            w = rng.normal(size=n).astype(dtype)
-            state = {k: v.astype(dtype) for k, v in _initial_state(name, (n,), rng, "random").items()}
-            for t in range(1, 4):
-                kernel_step(name, w, state, rng.normal(size=n).astype(dtype), t, 0.1)
-            out += [w, *state.values()]
-        return out
+        return _steps_on_lengths(name, dtype, f"simd-{name}", (1, 5, 17, 1003, SPLIT + 37), steps=3)
 
     got, want = run(simd), run("scalar")
     for a, b in zip(got, want):
@@ -159,15 +165,8 @@ def test_two_threads_give_one_threads_bits_at_every_split(name, dtype):
     spiral net's 25,000-float weight among them, give 1 thread's bits on 2."""
     def run(threads):
         core.set_num_threads(threads)
-        rng = np.random.default_rng(zlib.crc32(f"threads-{name}".encode()))
-        out = []
-        for n in (SPLIT // 8 - 1, SPLIT // 4 + 3, 25_000, 2 * SPLIT + 11):
-            w = rng.normal(size=n).astype(dtype)
-            state = {k: v.astype(dtype) for k, v in _initial_state(name, (n,), rng, "random").items()}
-            for t in range(1, 3):
-                kernel_step(name, w, state, rng.normal(size=n).astype(dtype), t, 0.1)
-            out += [w, *state.values()]
-        return out
+        return _steps_on_lengths(name, dtype, f"threads-{name}", (SPLIT // 8 - 1, SPLIT // 4 + 3, 25_000,
+                                                                   2 * SPLIT + 11), steps=2)
 
     for a, b in zip(run(2), run(1)):
         np.testing.assert_array_equal(a, b, err_msg=f"{name}: 2 threads against 1")
