@@ -3,6 +3,7 @@
 
 #include "bindings/checks.h"
 #include "conv2d/conv2d.h"
+#include "conv2d/conv_direct.h"
 #include "conv2d/conv_pool.h"
 
 namespace natverk {
@@ -187,6 +188,34 @@ void bind_conv2d(py::module_& m) {
       "bias), then relu(y) with relu, in one pass, with the bits of conv2d_forward, maxpool2d_forward and "
       "activation_forward; stride and dilation 1. None where the fused kernel does not apply to this shape at "
       "this SIMD level.");
+  m.def(
+      "_conv2d_direct",
+      [](const py::object& x_obj, const py::object& weight_obj, const py::object& bias_obj,
+         const py::object& padding_obj) -> py::object {
+        const py::array x = as_array(x_obj, "x"), weight = as_array(weight_obj, "weight");
+        const std::optional<py::array> bias = as_optional_array(bias_obj, "bias");
+        const Pair padding = as_int64_pair(padding_obj, "padding");
+        return dispatch_float(x, "x", [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          require_dtype<T>(weight, "weight", "x");
+          const Conv2dShape s = conv_shape(x, weight, Pair{1, 1}, padding, Pair{1, 1}, 1);
+          if (!conv_direct_applies(s)) return py::none();
+          const T* xp = in_ptr<T>(x, "x");
+          const T* wp = in_ptr<T>(weight, "weight");
+          const T* bp = bias_ptr<T>(bias, s.K);
+          py::array_t<T> y = new_array<T>({s.N, s.K, s.Ho, s.Wo}, "the output");
+          T* yp = y.mutable_data();
+          {
+            py::gil_scoped_release release;
+            conv2d_direct_forward<T>(yp, xp, wp, bp, s, nullptr);
+          }
+          return y;
+        });
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("padding") = Pair{0, 0},
+      "Internal (conv_direct.h, the im2col algorithm's forward for at most 27 taps a channel): "
+      "conv2d(x, weight) + bias by the direct kernel, with the bits of im2col + GEMM; stride and dilation 1. "
+      "None where the direct kernel does not apply to this shape at this SIMD level.");
 }
 
 }  // namespace bind

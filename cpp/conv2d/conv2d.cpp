@@ -17,6 +17,7 @@
 #include "common/parallel.h"
 #include "common/scratch.h"
 #include "common/shape.h"
+#include "conv2d/conv_direct.h"
 #include "conv2d/dw_dot.h"
 #include "conv2d/winograd.h"
 #include "gemm/gemm.h"
@@ -216,6 +217,8 @@ namespace {
 template <typename T>
 void im2col_forward(T* Y, const T* X, const T* Wt, const T* b, const Conv2dShape& s,
                     const ConvEvalEpilogue* ep = nullptr) {
+  // A few taps a channel (a first layer on 1-3 channels): the direct kernel, same bits, no columns
+  if (conv2d_direct_forward<T>(Y, X, Wt, b, s, ep)) return;
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
   const int64_t HWo = s.Ho * s.Wo, ckk = Cg * s.kH * s.kW;
   // Sized (and checked) before the parallel region, so an impossible size fails on the caller.

@@ -149,6 +149,7 @@ def conv2d_algorithm(
 def _conv2d_maxpool(
     x: _F, weight: _F, bias: _F | None = None, padding: _Pair = (0, 0), relu: bool = True
 ) -> tuple[_F, npt.NDArray[np.int64]] | None: ...
+def _conv2d_direct(x: _F, weight: _F, bias: _F | None = None, padding: _Pair = (0, 0)) -> _F | None: ...
 
 # pool2d
 def maxpool2d_forward(
