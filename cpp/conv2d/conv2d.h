@@ -17,7 +17,9 @@
 //
 // Algorithms (each with its own forward, backward-data and backward-weights):
 //   im2col     im2col + GEMM, every geometry (this file's .cpp), per-thread
-//              column buffer reused across calls;
+//              column buffer reused across calls; its forward on at most 27 taps a
+//              channel (a first layer on 1-3 channels), stride and dilation 1, runs the
+//              direct kernel of conv_direct.h instead, with the same bits;
 //   winograd2  Winograd F(2x2, 3x3), winograd4 F(4x4, 3x3): 3x3, stride 1,
 //              dilation 1, one group (winograd.h).
 // conv2d_algorithm() says which one runs for a shape: the forced one where it
