@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import natverk  # noqa: E402
 from _common import check_close, fmt, get_torch, md_table, set_threads  # noqa: E402
-from _timing import measure  # noqa: E402
+from _timing import measure, measure_interleaved  # noqa: E402
 
 BATCH = 64
 # (name, Cin, Cout, H=W); all 3x3, stride 1, padding 1.
@@ -142,9 +142,9 @@ def run(threads_list, quick: bool = False, repeats: int | None = None, peak: dic
                        "dtype": "float32", "flops": flops1 * (3 if op == "fwd+bwd" else 1), "error": {},
                        "algo": natverk._core.conv2d_algorithm(x, W, padding=(1, 1))}
                 for impl, fns in impls.items():
-                    fn = fns[op]
-                    row["error"][impl] = _check(f"{impl} conv {name} {op}", fn(), refs[op])
-                    res = measure(fn, repeats, warmup, min_time)
+                    row["error"][impl] = _check(f"{impl} conv {name} {op}", fns[op](), refs[op])
+                timed = measure_interleaved({impl: fns[op] for impl, fns in impls.items()}, repeats, warmup, min_time)
+                for impl, res in timed.items():
                     res["gflops"] = row["flops"] / res["median_s"] / 1e9
                     row[impl] = res
                 if peak and ("float32", threads) in peak:

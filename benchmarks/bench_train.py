@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 import natverk as nv  # noqa: E402
 from _common import check_close, fmt, get_torch, md_table, set_threads, to_numpy  # noqa: E402
-from _timing import measure  # noqa: E402
+from _timing import measure_interleaved  # noqa: E402
 from natverk.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU  # noqa: E402
 from _models import MODELS, build_torch, torch_optimizer, torch_stepper  # noqa: E402
 from numpy_mlp import NumpyMLP  # noqa: E402
@@ -285,6 +285,7 @@ def run_train(threads_list, quick: bool = False, peak: dict | None = None, model
             impls = make_impls(cfg, key, torch, with_epoch_apis=not quick or key in QUICK_EPOCH_APIS)
             row = {"model": key, "title": cfg["title"], "batch": b, "threads": threads, "steps": steps,
                    "samples": n, "dtype": "float32", "flops_per_sample": flops_per_sample(cfg)}
+            runs = {}
             for name, (fn, kind, layout) in impls.items():
                 if layout == "np":
                     data, bl = (X, y), np_batches
@@ -292,12 +293,13 @@ def run_train(threads_list, quick: bool = False, peak: dict | None = None, model
                     tX, ty = as_torch_data(torch, X, y, layout)
                     data, bl = (tX, ty), [(tX[i : i + b], ty[i : i + b]) for i in range(0, n, b)]
                 if kind == "epoch":
-                    run = lambda fn=fn, data=data: fn(*data)  # noqa: E731
+                    runs[name] = lambda fn=fn, data=data: fn(*data)  # noqa: E731
                 else:
                     def run(fn=fn, bl=bl):
                         for xb, yb in bl:
                             fn(xb, yb)
-                res = measure(run, repeats, warmup=1, min_time=0.0)
+                    runs[name] = run
+            for name, res in measure_interleaved(runs, repeats, warmup=1, min_time=0.0).items():
                 res["samples_per_s"] = n / res["median_s"]
                 res["samples_per_s_best"] = n / res["min_s"]
                 row[name] = res
@@ -400,8 +402,8 @@ def run_infer(threads_list, quick: bool = False, peak: dict | None = None, model
             set_threads(threads)
             row = {"model": key, "title": cfg["title"].split(",")[0], "batch": INFER_BATCH, "threads": threads,
                    "dtype": "float32", "flops_per_sample": forward_flops_per_sample(cfg), "error": errors}
-            for name, (fn, _) in impls.items():
-                res = measure(fn, repeats, warmup, min_time)
+            timed = measure_interleaved({name: fn for name, (fn, _) in impls.items()}, repeats, warmup, min_time)
+            for name, res in timed.items():
                 res["samples_per_s"] = INFER_BATCH / res["median_s"]
                 res["samples_per_s_best"] = INFER_BATCH / res["min_s"]
                 row[name] = res
