@@ -36,6 +36,32 @@ const T* bias_ptr(const std::optional<py::array>& b, int64_t K) {
   return in_ptr<T>(arr, "bias");
 }
 
+// The arguments of the few-tap first-layer kernels (_conv2d_maxpool, _conv2d_direct): x, weight and
+// an optional bias of one float dtype, stride and dilation 1, one group. applies says whether the
+// kernel runs this shape here; the pointers are taken only then.
+template <typename T>
+struct FewTapCall {
+  Conv2dShape s;
+  bool applies;
+  const T* x = nullptr;
+  const T* w = nullptr;
+  const T* b = nullptr;
+};
+
+template <typename T>
+FewTapCall<T> few_tap_call(const py::array& x, const py::array& weight, const std::optional<py::array>& bias,
+                           Pair padding, bool (*applies)(const Conv2dShape&)) {
+  require_dtype<T>(weight, "weight", "x");
+  FewTapCall<T> c{conv_shape(x, weight, Pair{1, 1}, padding, Pair{1, 1}, 1), false};
+  c.applies = applies(c.s);
+  if (c.applies) {
+    c.x = in_ptr<T>(x, "x");
+    c.w = in_ptr<T>(weight, "weight");
+    c.b = bias_ptr<T>(bias, c.s.K);
+  }
+  return c;
+}
+
 }  // namespace
 
 void bind_conv2d(py::module_& m) {
@@ -165,19 +191,16 @@ void bind_conv2d(py::module_& m) {
         const bool relu = as_bool(relu_obj, "relu");
         return dispatch_float(x, "x", [&](auto tag) -> py::object {
           using T = decltype(tag);
-          require_dtype<T>(weight, "weight", "x");
-          const Conv2dShape s = conv_shape(x, weight, Pair{1, 1}, padding, Pair{1, 1}, 1);
-          if (!conv_maxpool_applies(s)) return py::none();
-          const T* xp = in_ptr<T>(x, "x");
-          const T* wp = in_ptr<T>(weight, "weight");
-          const T* bp = bias_ptr<T>(bias, s.K);
+          const FewTapCall<T> c = few_tap_call<T>(x, weight, bias, padding, &conv_maxpool_applies);
+          if (!c.applies) return py::none();
+          const Conv2dShape& s = c.s;
           py::array_t<T> y = new_array<T>({s.N, s.K, s.Ho / 2, s.Wo / 2}, "the output");
           py::array_t<int64_t> am = new_array<int64_t>({s.N, s.K, s.Ho / 2, s.Wo / 2}, "the argmax");
           T* yp = y.mutable_data();
           int64_t* ap = am.mutable_data();
           {
             py::gil_scoped_release release;
-            conv2d_maxpool_forward<T>(yp, ap, xp, wp, bp, s, relu);
+            conv2d_maxpool_forward<T>(yp, ap, c.x, c.w, c.b, s, relu);
           }
           return py::make_tuple(y, am);
         });
@@ -197,17 +220,14 @@ void bind_conv2d(py::module_& m) {
         const Pair padding = as_int64_pair(padding_obj, "padding");
         return dispatch_float(x, "x", [&](auto tag) -> py::object {
           using T = decltype(tag);
-          require_dtype<T>(weight, "weight", "x");
-          const Conv2dShape s = conv_shape(x, weight, Pair{1, 1}, padding, Pair{1, 1}, 1);
-          if (!conv_direct_applies(s)) return py::none();
-          const T* xp = in_ptr<T>(x, "x");
-          const T* wp = in_ptr<T>(weight, "weight");
-          const T* bp = bias_ptr<T>(bias, s.K);
+          const FewTapCall<T> c = few_tap_call<T>(x, weight, bias, padding, &conv_direct_applies);
+          if (!c.applies) return py::none();
+          const Conv2dShape& s = c.s;
           py::array_t<T> y = new_array<T>({s.N, s.K, s.Ho, s.Wo}, "the output");
           T* yp = y.mutable_data();
           {
             py::gil_scoped_release release;
-            conv2d_direct_forward<T>(yp, xp, wp, bp, s, nullptr);
+            conv2d_direct_forward<T>(yp, c.x, c.w, c.b, s, nullptr);
           }
           return y;
         });
