@@ -67,6 +67,75 @@ def test_labels_out_of_range_and_wrong_length(net):
         natverk.forward_propagation(X, y[:5], params)
 
 
+def test_finite_extremes_pass_and_every_non_finite_is_found():
+    # as_inputs' check is one C++ pass (_core._first_non_finite), block by block: values at the
+    # float limits pass, and the first NaN/Inf is found wherever it sits (in the first block,
+    # on a block edge, in the last short block), at both dtypes
+    from natverk import _core
+
+    params = natverk.initialize_weights([2, 3, 2], seed=0, dtype=np.float32)
+    X = np.full((4, 2), np.finfo(np.float32).max, dtype=np.float32)
+    X[1, 1] = -X[1, 1]
+    X[2, 0] = np.finfo(np.float32).tiny / 4  # subnormal
+    assert natverk.forward_propagation(X, None, params)[0].shape == (4, 2)
+    X[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at index \(3, 0\)\)"):
+        natverk.forward_propagation(X, None, params)
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        big = rng.standard_normal(3 * 4096 + 17).astype(dtype)
+        assert _core._first_non_finite(big) == -1
+        for where in (0, 4095, 4096, 2 * 4096 + 5, big.size - 1):
+            for value in (np.nan, np.inf, -np.inf):
+                bad = big.copy()
+                bad[where] = value
+                bad[-1 if where != big.size - 1 else 0] = np.nan if where != big.size - 1 else 1.0
+                assert _core._first_non_finite(bad) == where
+                assert _core._first_non_finite(bad.reshape(1, -1)) == where
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core._first_non_finite(np.zeros((4, 4))[:, ::2])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _core._first_non_finite(np.zeros(3, dtype=np.int64))
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0, 1, -3, 0, 1, 0], dtype=np.int64), r"y\[2\] = -3 is not a class label in 0..1"),  # int64: no copy
+    (np.array([0, 1, 1, 0, 1, np.iinfo(np.int64).min], dtype=np.int64), r"y\[5\] = -9223372036854775808 "),
+    (np.array([[0, 1, 1, 0, 7, 0]], dtype=np.int64), r"y\[4\] = 7 "),  # MATLAB 1 x m row
+    (np.array([0, 1, 1, 2**63, 1, 0], dtype=np.uint64), r"y\[3\] = -9223372036854775808 "),  # wraps in int64
+    (np.array([0, 1, 1, 0, 1, 2], dtype=np.int64)[::-1], r"y\[0\] = 2 "),  # not contiguous
+])
+def test_every_label_form_is_range_checked(net, labels, message):
+    params, X, _ = net
+    with pytest.raises(ValueError, match=message):
+        natverk.forward_propagation(X, labels, params)
+    with pytest.raises(ValueError, match=message):
+        natverk.back_propagation(natverk.forward_propagation(X, None, params)[2], labels, params)
+
+
+@pytest.mark.parametrize("lam", [np.nan, np.inf, -1e-300, -np.inf])
+def test_bad_lambda_floats(net, lam):
+    params, X, y = net
+    with pytest.raises(ValueError, match="lambda_ must be finite and >= 0"):
+        natverk.forward_propagation(X, y, params, lam)
+
+
+def test_lambda_accepts_numbers_of_every_kind(net):
+    params, X, y = net
+    losses = [natverk.forward_propagation(X, y, params, lam)[1] for lam in (0.25, np.float32(0.25), 1 / 4, np.float64(0.25))]
+    assert len(set(losses)) == 1
+    assert natverk.forward_propagation(X, y, params, -0.0)[1] == natverk.forward_propagation(X, y, params, 0)[1]
+
+
+@pytest.mark.parametrize("name, kernel", [("relu", "relu"), ("ReLU", "relu"), ("logistic", "sigmoid"), ("TANH", "tanh")])
+def test_activation_spellings_give_the_kernel_names(name, kernel):
+    from natverk._validation import as_activation
+
+    assert as_activation(name) == kernel
+    with pytest.raises(ValueError, match="activation must be one of"):
+        as_activation(name + "x")
+
+
 def test_non_contiguous_inputs_are_accepted_and_agree(net):
     params, X, y = net
     wide = np.zeros((6, 6))

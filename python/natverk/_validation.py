@@ -8,6 +8,7 @@ the binding boundary, so nothing malformed ever reaches them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -101,8 +102,11 @@ def as_inputs(X, dtype: np.dtype, n_features: int | None = None, name: str = "X"
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the network's first layer expects {n_features}")
     X = np.ascontiguousarray(X, dtype=dtype)
-    if not np.isfinite(X).all():
-        bad = np.argwhere(~np.isfinite(X))[0]
+    # one pass in C++, without isfinite's temporary mask the size of X (the MATLAB-style step
+    # checks its minibatch on every call: issue 11's per-call overhead)
+    first = _core._first_non_finite(X)
+    if first >= 0:
+        bad = np.unravel_index(first, X.shape)
         raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
     return X
 
@@ -112,6 +116,21 @@ def as_labels(y, m: int, n_classes: int, name: str = "y") -> np.ndarray:
 
     Accepts a vector, or a MATLAB-style 1 x m row / m x 1 column.
     """
+    if type(y) is np.ndarray and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous:
+        pass  # already the kernels' form (the MATLAB-style step's every call): no conversions
+    else:
+        y = _labels_as_int64(y, name, n_classes)
+    if y.shape[0] != m:
+        raise ValueError(f"{name} has {y.shape[0]} labels but X has {m} examples")
+    # one reduction: as unsigned, a negative label is larger than any class count
+    if m and y.view(np.uint64).max() >= n_classes:
+        i = int(np.argmax((y < 0) | (y >= n_classes)))
+        raise ValueError(f"{name}[{i}] = {y[i]} is not a class label in 0..{n_classes - 1}")
+    return y
+
+
+def _labels_as_int64(y, name: str, n_classes: int) -> np.ndarray:
+    """``y`` as a contiguous int64 vector, or the TypeError / ValueError of :func:`as_labels`."""
     y = np.asarray(y)
     if y.dtype.kind not in "iu":
         if y.dtype.kind == "f" and y.size and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
@@ -120,24 +139,27 @@ def as_labels(y, m: int, n_classes: int, name: str = "y") -> np.ndarray:
             raise TypeError(f"{name} must hold integer class labels 0..{n_classes - 1}, got dtype {y.dtype}")
     if not (y.ndim == 1 or (y.ndim == 2 and 1 in y.shape)):
         raise ValueError(f"{name} must be a vector of labels, got shape {y.shape}")
-    y = np.ascontiguousarray(y.reshape(-1), dtype=np.int64)
-    if y.shape[0] != m:
-        raise ValueError(f"{name} has {y.shape[0]} labels but X has {m} examples")
-    if m and (y.min() < 0 or y.max() >= n_classes):
-        i = int(np.argmax((y < 0) | (y >= n_classes)))
-        raise ValueError(f"{name}[{i}] = {y[i]} is not a class label in 0..{n_classes - 1}")
-    return y
+    return np.ascontiguousarray(y.reshape(-1), dtype=np.int64)
+
+
+#: The hidden-layer activations the kernels implement (their names in ``natverk._core``;
+#: ``natverk.activations.ACTIVATIONS``): activation_name returns each of them as it is.
+ACTIVATION_KERNELS = ("relu", "sigmoid", "tanh")
 
 
 def as_activation(activation: str) -> str:
     """The kernels' name for ``activation`` (case-insensitive: "ReLU" is "relu"; see
     :func:`natverk.activations.activation_name`, the one place names are read)."""
+    if type(activation) is str and activation in ACTIVATION_KERNELS:
+        return activation  # the common call, without the import below (a third of this check's time)
     from .activations import activation_name
 
     return activation_name(activation)
 
 
 def as_lambda(lambda_: float) -> float:
+    if type(lambda_) is float and 0.0 <= lambda_ < math.inf:
+        return lambda_  # a finite, non-negative Python float: the common call, checked in two compares
     # float() alone parsed strings ("0.1"), took True as 1.0 and raised OverflowError for 10**400
     if isinstance(lambda_, (str, bytes, bool, np.bool_)) or (isinstance(lambda_, np.ndarray) and lambda_.ndim):
         raise TypeError(f"lambda_ must be a number, got {type(lambda_).__name__}")
@@ -147,7 +169,7 @@ def as_lambda(lambda_: float) -> float:
         raise TypeError(f"lambda_ must be a number, got {type(lambda_).__name__}") from None
     except OverflowError:
         raise ValueError(f"lambda_ = {lambda_!r:.60} is too large for a float") from None
-    if not np.isfinite(value) or value < 0:
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"lambda_ must be finite and >= 0, got {lambda_}")
     return value
 

@@ -10,6 +10,7 @@ for the sigmoid, as the optimizer table reads optimizer names.
 
 from __future__ import annotations
 
+from .._validation import ACTIVATION_KERNELS
 from .relu import relu, relu_backward
 from .sigmoid import sigmoid, sigmoid_backward
 from .softmax import softmax
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 #: The hidden-layer activations the kernels implement (their names in ``natverk._core``).
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
+ACTIVATIONS = ACTIVATION_KERNELS
 
 # every accepted spelling (lower case) -> the kernels' name; None is "no activation"
 _ALIASES = {"relu": "relu", "sigmoid": "sigmoid", "logistic": "sigmoid", "tanh": "tanh"}

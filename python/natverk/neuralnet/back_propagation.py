@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -56,7 +57,8 @@ def back_propagation(
     y = as_labels(y, probs.shape[0], probs.shape[1])
     weights = as_class_weights(class_weights, dtype)
 
-    gradients: dict[str, np.ndarray] = {}
+    # keys in the MATLAB order (dW1, db1, dW2, ...) from the start, filled from layer L down
+    gradients: dict[str, np.ndarray] = dict.fromkeys(_gradient_keys(L))
     dz = _core.softmax_cross_entropy_backward(probs, y, weights)
     for l in range(L, 0, -1):
         W = parameters[f"W{l}"]
@@ -65,4 +67,9 @@ def back_propagation(
         gradients[f"db{l}"] = db.reshape(parameters[f"b{l}"].shape)
         if l > 1:
             dz = _core.activation_backward(dh, hs[l - 1], activation)
-    return {k: gradients[k] for l in range(1, L + 1) for k in (f"dW{l}", f"db{l}")}
+    return gradients
+
+
+@functools.lru_cache(maxsize=64)
+def _gradient_keys(L: int) -> tuple[str, ...]:
+    return tuple(k for l in range(1, L + 1) for k in (f"dW{l}", f"db{l}"))
