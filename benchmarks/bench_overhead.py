@@ -41,7 +41,7 @@ import natverk as nv  # noqa: E402
 from natverk import _core  # noqa: E402
 from _common import check_close, fmt, md_table, set_threads  # noqa: E402
 from _models import MODELS  # noqa: E402
-from _timing import measure  # noqa: E402
+from _timing import measure_interleaved  # noqa: E402
 from bench_train import functional_stepper  # noqa: E402
 from numpy_mlp import NumpyMLP  # noqa: E402
 
@@ -53,7 +53,7 @@ CHECK_STEPS = 5
 TOL = 1e-10
 STEPS = {"quick": 50, "full": 400}
 TINY_STEPS = {"quick": 500, "full": 2000}
-REPEATS = {"quick": 3, "full": 7}
+REPEATS = {"quick": 3, "full": 11}
 CALL_NUMBER = {"quick": 20_000, "full": 100_000}  # calls per timeit repeat
 
 
@@ -118,16 +118,22 @@ def call_time(stmt: str, env: dict, number: int, repeats: int) -> dict:
     return {"best_s": min(per), "median_s": statistics.median(per), "number": number, "repeats": repeats}
 
 
-def time_loop(step, batches, repeats: int) -> dict:
-    def run():
-        for xb, yb in batches:
-            step(xb, yb)
+def time_loops(steps: dict, batches, repeats: int) -> dict:
+    """{name: timing} of each step function run over ``batches``, sampled in interleaved rounds
+    (``measure_interleaved``): timed one after the other, a slow spell of the shared machine fell
+    on one loop and the ratio of three runs in a row read 1.22, 1.54 and 1.93 (Zen 3, 1 thread)."""
+    def looped(step):
+        def run():
+            for xb, yb in batches:
+                step(xb, yb)
+        return run
 
-    res = measure(run, repeats, warmup=1, min_time=0.0)
+    timed = measure_interleaved({name: looped(step) for name, step in steps.items()}, repeats, warmup=1, min_time=0.0)
     n = len(batches) * len(batches[0][1])
-    res.update(steps=len(batches), samples=n, samples_per_s=n / res["median_s"], samples_per_s_best=n / res["min_s"],
-               step_us=1e6 * res["median_s"] / len(batches))
-    return res
+    for res in timed.values():
+        res.update(steps=len(batches), samples=n, samples_per_s=n / res["median_s"],
+                   samples_per_s_best=n / res["min_s"], step_us=1e6 * res["median_s"] / len(batches))
+    return timed
 
 
 def run(threads_list, quick: bool = False, log=print) -> dict:
@@ -146,11 +152,11 @@ def run(threads_list, quick: bool = False, log=print) -> dict:
         row = {"threads": threads, "batch": BATCH, "nodes": NODES, "dtype": "float64",
                "core_calls_per_step": sum(calls.values()), "core_calls": calls}
         nv_step, np_step, _, _ = loops(NODES)
-        row["nv_functional"] = time_loop(nv_step, batches, REPEATS[mode])
-        row["numpy"] = time_loop(np_step, batches, REPEATS[mode])
+        timed = time_loops({"nv_functional": nv_step, "numpy": np_step}, batches, REPEATS[mode])
         nv_tiny, np_tiny, _, _ = loops(TINY_NODES)
-        row["nv_functional_tiny"] = time_loop(nv_tiny, tiny_batches, REPEATS[mode])
-        row["numpy_tiny"] = time_loop(np_tiny, tiny_batches, REPEATS[mode])
+        timed_tiny = time_loops({"nv_functional": nv_tiny, "numpy": np_tiny}, tiny_batches, REPEATS[mode])
+        row.update(timed)
+        row.update({f"{name}_tiny": res for name, res in timed_tiny.items()})
         row["core_call"] = call_time("f(x, 'relu')", {"f": _core.activation_forward, "x": x11}, CALL_NUMBER[mode],
                                      REPEATS[mode])
         row["numpy_ufunc_call"] = call_time("f(x, 0.0)", {"f": np.maximum, "x": x11}, CALL_NUMBER[mode],
