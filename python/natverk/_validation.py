@@ -8,6 +8,7 @@ the binding boundary, so nothing malformed ever reaches them.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -67,6 +68,13 @@ def network_layout(parameters: Mapping[str, np.ndarray]) -> tuple[np.dtype, int]
             raise ValueError(f"parameters['W{l}'] has {W.shape[0]} rows but layer {l - 1} has {prev_out} outputs")
         prev_out = W.shape[1]
     return np.dtype(dtype), L
+
+
+@functools.lru_cache(maxsize=64)
+def parameter_names(L: int) -> tuple[tuple[str, str], ...]:
+    """``(("W1", "dW1"), ("b1", "db1"), ...)`` in the MATLAB order, made once per depth (the
+    MATLAB-style step's per-call overhead, issue 11)."""
+    return tuple((name, f"d{name}") for l in range(1, L + 1) for name in (f"W{l}", f"b{l}"))
 
 
 def network_dtype(parameters: Mapping[str, np.ndarray]) -> np.dtype:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 
 import numpy as np
 
 from .. import _core
-from .._validation import as_activation, as_class_weights, as_labels, as_lambda, network_layout
+from .._validation import as_activation, as_class_weights, as_labels, as_lambda, network_layout, parameter_names
 
 
 def back_propagation(
@@ -58,7 +57,7 @@ def back_propagation(
     weights = as_class_weights(class_weights, dtype)
 
     # keys in the MATLAB order (dW1, db1, dW2, ...) from the start, filled from layer L down
-    gradients: dict[str, np.ndarray] = dict.fromkeys(_gradient_keys(L))
+    gradients: dict[str, np.ndarray] = dict.fromkeys(g for _, g in parameter_names(L))
     dz = _core.softmax_cross_entropy_backward(probs, y, weights)
     for l in range(L, 0, -1):
         W = parameters[f"W{l}"]
@@ -69,7 +68,3 @@ def back_propagation(
             dz = _core.activation_backward(dh, hs[l - 1], activation)
     return gradients
 
-
-@functools.lru_cache(maxsize=64)
-def _gradient_keys(L: int) -> tuple[str, ...]:
-    return tuple(k for l in range(1, L + 1) for k in (f"dW{l}", f"db{l}"))

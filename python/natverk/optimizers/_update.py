@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from .._validation import network_layout
+from .._validation import network_layout, parameter_names
 
 
 def state(parameters: dict, key: str, like: np.ndarray) -> np.ndarray:
@@ -28,7 +27,7 @@ def for_each_parameter(
     A failure names the parameter: the kernels' own messages say ``w``/``g``.
     """
     _, L = network_layout(parameters)
-    for name, grad_name in _names(L):
+    for name, grad_name in parameter_names(L):
         g = gradients.get(grad_name)
         if g is None:
             raise KeyError(f"gradients lacks {grad_name}")
@@ -38,9 +37,3 @@ def for_each_parameter(
             raise type(err)(f"{name}: {err}") from None
     return parameters
 
-
-@functools.lru_cache(maxsize=64)
-def _names(L: int) -> tuple[tuple[str, str], ...]:
-    """``(("W1", "dW1"), ("b1", "db1"), ...)``: made once per depth, not per call (the MATLAB-style
-    step's per-call overhead, issue 11)."""
-    return tuple((name, f"d{name}") for l in range(1, L + 1) for name in (f"W{l}", f"b{l}"))
