@@ -58,26 +58,6 @@ py::object network_layout_fast(const py::handle& parameters) {
   return py::make_tuple(dtype, L);
 }
 
-// The flat index of the first NaN or +-Inf of n values, or -1: the finiteness check of
-// _validation.as_inputs, which every MATLAB-style call runs on its X. x - x is 0 for a finite x
-// and NaN for NaN and +-Inf, so a block is tested with one branch-free pass the compiler
-// vectorises, and only a block that fails is walked again for the index. NumPy's
-// isfinite(X).all() took two calls and a temporary bool array the size of X (47 MB for MNIST's
-// training set in float32).
-template <typename T>
-int64_t first_non_finite(const T* p, int64_t n) {
-  constexpr int64_t kBlock = 4096;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const int64_t e = b + kBlock < n ? b + kBlock : n;
-    int bad = 0;
-    for (int64_t i = b; i < e; ++i) bad |= (p[i] - p[i]) != T(0);
-    if (bad)
-      for (int64_t i = b; i < e; ++i)
-        if (!std::isfinite(p[i])) return i;
-  }
-  return -1;
-}
-
 }  // namespace
 
 void bind_dense(py::module_& m) {

@@ -134,8 +134,7 @@ const T* batch_input(const py::array& X, const Plan<T>& plan, bool check_finite,
     int64_t bad = -1;
     {
       py::gil_scoped_release release;
-      for (int64_t i = 0; i < n && bad < 0; ++i)
-        if (!std::isfinite(p[i])) bad = i;
+      bad = first_non_finite(p, n);
     }
     if (bad >= 0)
       throw py::value_error("X contains NaN or Inf (first at row " + std::to_string(bad / (n / *m)) + ")");
