@@ -179,7 +179,7 @@ SCALAR_ARGS: dict[str, dict[str, str]] = {
     "activation_backward": {"kind": "str"},
     "softmax": {},
     "dense_forward": {"activation": "str"},
-    "dense_backward": {"lambda_": "float", "need_dX": "bool"},
+    "dense_backward": {"lambda_": "float", "need_dX": "bool", "relu_mask": "bool"},
     "bias_add": {},
     "bias_grad": {},
     "conv2d_forward": {"stride": "pair", "padding": "pair", "dilation": "pair", "groups": "int"},

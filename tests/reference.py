@@ -279,12 +279,15 @@ def dense_forward(X, W, b, activation: str = "linear") -> np.ndarray:
     return activation_forward(Z, activation)
 
 
-def dense_backward(dZ, X, W, lambda_=0.0, need_dX=True):
-    """(dX, dW, db): dW = X^T dZ + lambda W, db = column sums of dZ, dX = dZ W^T."""
+def dense_backward(dZ, X, W, lambda_=0.0, need_dX=True, relu_mask=False):
+    """(dX, dW, db): dW = X^T dZ + lambda W, db = column sums of dZ, dX = dZ W^T; relu_mask: X is
+    a ReLU's output and dX = dZ W^T where X > 0, else 0."""
     dZ, X, W = _f64(dZ), _f64(X), _f64(W)
     dW = X.T @ dZ + lambda_ * W
     db = bias_grad(dZ)
     dX = dZ @ W.T if need_dX else None
+    if relu_mask:
+        dX = np.where(X > 0, dX, 0.0)
     return dX, dW, db
 
 

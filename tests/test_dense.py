@@ -250,3 +250,37 @@ def test_dense_forward_epilogue_gives_the_bits_of_the_three_passes(m, n_in, n_ou
     assert H.dtype == three.dtype and H.shape == three.shape
     np.testing.assert_array_equal(H.view(np.uint8), three.view(np.uint8),
                                   err_msg="the epilogue rounds differently from the three passes")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("lambda_", [0.0, 0.5])
+@pytest.mark.parametrize("m,n_in,n_out", EPILOGUE_SHAPES, ids=[f"{m}x{i}x{o}" for m, i, o in EPILOGUE_SHAPES])
+def test_dense_backward_relu_mask_gives_the_bits_of_the_two_passes(m, n_in, n_out, lambda_, dtype, threads, simd):
+    """relu_mask=True applies ReLU's backward, where(X > 0, dX, 0), in the epilogue of the dX GEMM
+    (gemm_relu_mask): bit for bit dense_backward and then activation_backward(dX, X, "relu"),
+    with X holding NaN (masked to 0), -0 and exact zeros (masked), Inf (kept), rows past the last
+    full row tile, columns past the last full panel, and products more than one k block deep
+    (n_out = 250 .. 600 over 100-784 rows); dW and db are those of relu_mask=False. Close to the
+    float64 reference too."""
+    rng = np.random.default_rng(m * 1000 + n_in * 10 + n_out + 7)
+    X = rng.uniform(-1.0, 1.0, size=(m, n_in)).astype(dtype)
+    W = rng.uniform(-1.0, 1.0, size=(n_in, n_out)).astype(dtype)
+    dZ = rng.uniform(-1.0, 1.0, size=(m, n_out)).astype(dtype)
+    if n_in >= 4 and m >= 2:
+        X[0, :4] = [-0.0, 0.0, np.nan, np.inf]
+        X[1, 1] = -np.inf
+    dX, dW, db = core.dense_backward(dZ, X, W, lambda_, True, relu_mask=True)
+    dX2, dW2, db2 = core.dense_backward(dZ, X, W, lambda_, True)
+    two = core.activation_backward(dX2, X, "relu")
+    for got, want, what in [(dX, two, "dX"), (dW, dW2, "dW"), (db, db2, "db")]:
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8),
+                                      err_msg=f"{what}: the masked epilogue differs from the two passes")
+    ref_dX = ref.dense_backward(dZ, X, W, lambda_, True, True)[0]
+    assert_close(dX, ref_dX, dtype, "masked dX", **_gemm_tol(dtype, n_out))
+
+
+def test_dense_backward_relu_mask_needs_dx():
+    _, X, W, _ = _layer(4, 5, 3, 2)
+    with pytest.raises(ValueError, match="relu_mask=True masks dX: it needs need_dX=True"):
+        core.dense_backward(np.ones((5, 2)), X, W, 0.0, False, relu_mask=True)

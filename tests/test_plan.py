@@ -374,6 +374,33 @@ def test_dense_then_relu_fuses_bit_identically(opt_name, dtype):
     _fusion_matches_the_layer_loop(_dense_relus, X, y, opt_name, dtype, tag, 3)
 
 
+def _relu_denses(seed=0):
+    """Every ReLU -> Dense pairing whose ReLU backward the plan applies in the dense layer's dX GEMM
+    (fuse_relu_dense), three of them: after a dense layer (whose forward epilogue applied the ReLU)
+    with a dX product of 290-deep sums (more than one k block of the GEMM), inside a residual
+    branch, and after a Tanh (the ReLU's own output buffer). Not fused: the first ReLU (the first
+    dense layer computes no dX) and the ReLU before the residual."""
+    return natverk.Sequential(
+        ReLU(), Dense(6, 300, seed=seed), ReLU(), Dense(300, 290, seed=seed + 1), ReLU(),
+        Residual(Dense(290, 9, seed=seed + 2), ReLU(), Dense(9, 290, seed=seed + 3)),
+        Dense(290, 7, seed=seed + 4), Tanh(), ReLU(), Dense(7, 3, seed=seed + 5),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_relu_then_dense_backward_fuses_bit_identically(opt_name, dtype):
+    """The ReLU's backward in the next dense layer's dX GEMM epilogue gives the layer loop's bits,
+    with inputs holding -0 and exact zeros, so that some ReLU inputs are 0 and their gradient
+    must be masked."""
+    rng = np.random.default_rng(7)
+    X = (rng.integers(-2, 3, (21, 6)) * 0.5).astype(dtype)
+    X[0, :3] = -0.0
+    y = rng.integers(0, 3, 21)
+    _fusion_matches_the_layer_loop(_relu_denses, X, y, opt_name, dtype,
+                                   "[its backward applied in the next op's dX GEMM epilogue]", 3)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss_name", ["class_weights", "mse", "mse_one_output", "bce"])
 def test_every_loss_is_bit_identical(loss_name, dtype):

@@ -116,10 +116,12 @@ void bind_dense(py::module_& m) {
   m.def(
       "dense_backward",
       [](const py::object& dZ_obj, const py::object& X_obj, const py::object& W_obj, const py::object& lambda_obj,
-         const py::object& need_dX_obj) -> py::tuple {
+         const py::object& need_dX_obj, const py::object& relu_mask_obj) -> py::tuple {
         const py::array dZ = as_array(dZ_obj, "dZ"), X = as_array(X_obj, "X"), W = as_array(W_obj, "W");
         const double lambda_ = as_float(lambda_obj, "lambda_");
         const bool need_dX = as_bool(need_dX_obj, "need_dX");
+        const bool relu_mask = as_bool(relu_mask_obj, "relu_mask");
+        if (relu_mask && !need_dX) throw py::value_error("relu_mask=True masks dX: it needs need_dX=True");
         return dispatch_float(dZ, "dZ", [&](auto tag) -> py::tuple {
           using T = decltype(tag);
           require_dtype<T>(X, "X", "dZ");
@@ -148,15 +150,17 @@ void bind_dense(py::module_& m) {
           T* dbp = db.mutable_data();
           {
             py::gil_scoped_release release;
-            dense_backward<T>(dx, dwp, dbp, dz, x, w, rows, n_in, n_out, static_cast<T>(lambda_));
+            dense_backward<T>(dx, dwp, dbp, dz, x, w, rows, n_in, n_out, static_cast<T>(lambda_), relu_mask);
           }
           return py::make_tuple(dX_obj, dW, db);
         });
       },
       py::arg("dZ"), py::arg("X"), py::arg("W"), py::arg("lambda_") = 0.0,
-      py::arg("need_dX") = true,
+      py::arg("need_dX") = true, py::arg("relu_mask") = false,
       "(dX, dW, db) of z = X @ W + b given dZ: dW = X.T @ dZ + lambda_ * W, db = dZ.sum(0) "
-      "(shape (n_out,)), dX = dZ @ W.T (None when need_dX is false).");
+      "(shape (n_out,)), dX = dZ @ W.T (None when need_dX is false). relu_mask=True: X is the "
+      "output of a ReLU and dX is taken through its backward, where(X > 0, dZ @ W.T, 0), in the "
+      "product's own pass (the bits of activation_backward(dX, X, 'relu')).");
 
   m.def(
       "bias_add",

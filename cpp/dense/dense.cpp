@@ -82,9 +82,20 @@ void dense_forward(T* H, const T* X, const T* W, const T* b, int64_t m, int64_t 
   if (!relu && act != Activation::Identity) activation_forward<T>(H, H, m * n_out, act);
 }
 
+namespace {
+// dX = dZ W^T, masked by the ReLU whose output X is when relu_mask (dense.h)
+template <typename T>
+void input_gradient(T* dX, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in, int64_t n_out,
+                    bool relu_mask) {
+  // W^T: B = W read with its rows as columns (rows 1 apart, columns n_out apart)
+  if (relu_mask) gemm_relu_mask<T>(dX, n_in, dZ, n_out, 1, W, 1, n_out, m, n_in, n_out, T(1), X);
+  else gemm_rowmajor<T>(false, true, m, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
+}
+}  // namespace
+
 template <typename T>
 void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, int64_t m,
-                    int64_t n_in, int64_t n_out, T lambda) {
+                    int64_t n_in, int64_t n_out, T lambda, bool relu_mask) {
   // dW = lambda W + X^T dZ
   const int64_t nw = n_in * n_out;
   if (lambda != T(0)) {
@@ -95,13 +106,13 @@ void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, in
   gemm_rowmajor<T>(true, false, n_in, n_out, m, T(1), X, n_in, dZ, n_out,
                    lambda != T(0) ? T(1) : T(0), dW, n_out);
   bias_grad<T>(db, dZ, m, n_out);
-  if (dX) gemm_rowmajor<T>(false, true, m, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
+  if (dX) input_gradient(dX, dZ, X, W, m, n_in, n_out, relu_mask);
 }
 
 template <typename T>
 void dense_backward_update(T* dX, T* db, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
-                           int64_t n_out, T* dW_scratch, const GemmTileUpdate<T>& upd) {
-  if (dX) gemm_rowmajor<T>(false, true, m, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
+                           int64_t n_out, T* dW_scratch, const GemmTileUpdate<T>& upd, bool relu_mask) {
+  if (dX) input_gradient(dX, dZ, X, W, m, n_in, n_out, relu_mask);
   bias_grad<T>(db, dZ, m, n_out);
   // X^T dZ: A = X^T (rows 1 apart, columns n_in apart), B = dZ
   gemm_update<T>(dW_scratch, n_out, X, 1, n_in, dZ, n_out, 1, n_in, n_out, m, T(1), upd);
@@ -113,9 +124,9 @@ void dense_backward_update(T* dX, T* db, const T* dZ, const T* X, const T* W, in
   template void dense_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
                                  Activation);                                               \
   template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
-                                  int64_t, T);                                              \
+                                  int64_t, T, bool);                                        \
   template void dense_backward_update<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, T*, \
-                                         const GemmTileUpdate<T>&);
+                                         const GemmTileUpdate<T>&, bool);
 NATVERK_INSTANTIATE(float)
 NATVERK_INSTANTIATE(double)
 #undef NATVERK_INSTANTIATE

@@ -33,19 +33,22 @@ void bias_grad(T* db, const T* dZ, int64_t m, int64_t n);
 
 // Given dZ (m x n_out): dW (n_in x n_out), db (n_out) and, when dX is not
 // null, dX (m x n_in). lambda adds the L2 gradient lambda * W to dW.
+// relu_mask (null: none): X is the output of a ReLU, and dX is taken on through that ReLU's
+// backward, dX = X > 0 ? dZ W^T : 0, in the GEMM that writes it (gemm.h, gemm_relu_mask): the
+// bits of dense_backward and then activation_backward, in one pass over dX.
 template <typename T>
 void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, int64_t m,
-                    int64_t n_in, int64_t n_out, T lambda);
+                    int64_t n_in, int64_t n_out, T lambda, bool relu_mask = false);
 
 // dense_backward with the weight update fused into the dW GEMM (gemm.h, gemm_update): dX and db
 // as there, dX first (it reads the W the step starts from), then each tile of
 // dW = X^T dZ + lambda W goes to upd (an optimizer's make_tile_update on W) as it is computed,
 // and W (upd.w) is updated in place. dW_scratch (n_in x n_out) holds partial sums when m spans several
 // k blocks; it does not receive the gradient. W gets the bits dense_backward + the optimizer
-// update give it.
+// update give it. relu_mask as in dense_backward.
 template <typename T>
 void dense_backward_update(T* dX, T* db, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
-                           int64_t n_out, T* dW_scratch, const GemmTileUpdate<T>& upd);
+                           int64_t n_out, T* dW_scratch, const GemmTileUpdate<T>& upd, bool relu_mask = false);
 
 }  // namespace natverk
 

@@ -205,6 +205,17 @@ void gemm_bias_act(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, cons
 }
 
 template <typename T>
+void gemm_relu_mask(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                    int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const T* h) {
+  if (m <= 0 || n <= 0) return;
+  GemmArgs<T> g{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false};
+  g.mask = h;
+  g.c_base = C;
+  Job<T> job{select_kernel<T>(), g, T(0), true, 1};  // beta = 0: C is written, never read
+  run_parallel(job);
+}
+
+template <typename T>
 void gemm_update(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
                  int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const GemmTileUpdate<T>& u) {
   if (m <= 0 || n <= 0) return;
@@ -237,6 +248,10 @@ template void gemm_bias_act<float>(float*, int64_t, const float*, int64_t, int64
                                    int64_t, int64_t, int64_t, int64_t, float, const float*, bool);
 template void gemm_bias_act<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
                                     int64_t, int64_t, int64_t, int64_t, double, const double*, bool);
+template void gemm_relu_mask<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t, float, const float*);
+template void gemm_relu_mask<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
+                                     int64_t, int64_t, int64_t, int64_t, double, const double*);
 template void gemm_update<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
                                  int64_t, int64_t, int64_t, int64_t, float, const GemmTileUpdate<float>&);
 template void gemm_update<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,

@@ -46,6 +46,19 @@ void gemm_bias_act(T* C, int64_t ldc,
                    const T* B, int64_t rsb, int64_t csb,
                    int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu);
 
+// C = alpha * op(A) op(B), then C = h > 0 ? C : 0 element by element, h an m x n array laid out
+// as C (rows ldc apart). C is written, never read. A dense layer's input gradient dX = dZ W^T
+// followed by the backward of the ReLU that made its input h (thesis eq. 6, delta = f'(z) (.)
+// (W delta'), with f' of the ReLU taken from its output h): the mask is applied where the last
+// k block's sums are stored, so the bits are exactly those of gemm with beta = 0 and then
+// activation_backward (relu_backward_serial), without the second pass over dX and its buffer
+// (issue 11; tests/test_plan_fusion.py).
+template <typename T>
+void gemm_relu_mask(T* C, int64_t ldc,
+                    const T* A, int64_t rsa, int64_t csa,
+                    const T* B, int64_t rsb, int64_t csb,
+                    int64_t m, int64_t n, int64_t k, T alpha, const T* h);
+
 // What gemm_update does with each finished tile of G instead of storing it: apply(u, off, g,
 // ldg, rows, cols) gets the tile's rows x cols values (rows ldg apart) and its place, off =
 // row * ld + column of its first element in the m x n result. w, v, s are arrays laid out as

@@ -36,6 +36,9 @@ struct GemmArgs {
   // them; c_base is the whole C's first element (a tile's place is its offset from it)
   const GemmTileUpdate<T>* upd = nullptr;
   const T* c_base = nullptr;
+  // gemm_relu_mask (gemm.h): after the last k block, C = mask > 0 ? C : 0, mask laid out as the
+  // whole C (a tile's mask is at the tile's offset from c_base)
+  const T* mask = nullptr;
 };
 
 #define NATVERK_DECLARE_GEMM_ISA(ns)                                                      \

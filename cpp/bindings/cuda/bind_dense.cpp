@@ -1,6 +1,7 @@
 // bind_dense.cpp -- natverk._core.cuda.dense_forward / dense_backward / bias_add / bias_grad,
 // the twins of the _core functions on Tensors.
 #include "bindings/cuda/tensor.h"
+#include "activations/activations.h"
 #include "dense/dense.h"
 
 namespace natverk {
@@ -47,12 +48,14 @@ void bind_dense(py::module_& m) {
   m.def(
       "dense_backward",
       [](const py::object& dZ_obj, const py::object& X_obj, const py::object& W_obj, const py::object& lambda_obj,
-         const py::object& need_dX_obj) {
+         const py::object& need_dX_obj, const py::object& relu_mask_obj) {
         const Tensor& dZ = as_tensor(dZ_obj, "dZ");
         const Tensor& X = as_tensor(X_obj, "X");
         const Tensor& W = as_tensor(W_obj, "W");
         const double lambda_ = as_float(lambda_obj, "lambda_");
         const bool need_dX = as_bool(need_dX_obj, "need_dX");
+        const bool relu_mask = as_bool(relu_mask_obj, "relu_mask");
+        if (relu_mask && !need_dX) throw py::value_error("relu_mask=True masks dX: it needs need_dX=True");
         return dispatch_float_tensor(dZ, "dZ", [&](auto tag) {
           using T = decltype(tag);
           require_tensor_dtype<T>(X, "X", "dZ");
@@ -75,11 +78,15 @@ void bind_dense(py::module_& m) {
           }
           natverk::cuda::dense_backward<T>(dx, dW.ptr<T>(), db.ptr<T>(), dZ.ptr<T>(), X.ptr<T>(), W.ptr<T>(),
                                            X.dim(0), W.dim(0), W.dim(1), static_cast<T>(lambda_));
+          // the CPU twin masks in its GEMM's epilogue; here the ReLU's backward kernel runs after,
+          // in place (dz may alias dh), with the same select and so the same bits
+          if (relu_mask)
+            natverk::cuda::activation_backward<T>(dx, dx, X.ptr<T>(), X.dim(0) * X.dim(1), natverk::Activation::ReLU);
           return py::make_tuple(dX_obj, std::move(dW), std::move(db));
         });
       },
       py::arg("dZ"), py::arg("X"), py::arg("W"), py::arg("lambda_") = 0.0, py::arg("need_dX") = true,
-      "(dX, dW, db) on the GPU; the twin of natverk._core.dense_backward.");
+      py::arg("relu_mask") = false, "(dX, dW, db) on the GPU; the twin of natverk._core.dense_backward.");
   m.def(
       "bias_add",
       [](const py::object& Z_obj, const py::object& b_obj) {

@@ -59,12 +59,16 @@ def back_propagation(
     # keys in the MATLAB order (dW1, db1, dW2, ...) from the start, filled from layer L down
     gradients: dict[str, np.ndarray] = dict.fromkeys(g for _, g in parameter_names(L))
     dz = _core.softmax_cross_entropy_backward(probs, y, weights)
+    # eq. 6's f'(z) of a ReLU is taken from its output h = hs[l - 1], the product's own X, so
+    # dense_backward applies it in the pass that writes dh (relu_mask): the same bits as
+    # activation_backward after it, without that call and its pass
+    relu = activation == "relu"
     for l in range(L, 0, -1):
         W = parameters[f"W{l}"]
-        dh, dW, db = _core.dense_backward(dz, hs[l - 1], W, lambda_, l > 1)
+        dh, dW, db = _core.dense_backward(dz, hs[l - 1], W, lambda_, l > 1, relu and l > 1)
         gradients[f"dW{l}"] = dW
         gradients[f"db{l}"] = db.reshape(parameters[f"b{l}"].shape)
         if l > 1:
-            dz = _core.activation_backward(dh, hs[l - 1], activation)
+            dz = dh if relu else _core.activation_backward(dh, hs[l - 1], activation)
     return gradients
 
