@@ -445,6 +445,23 @@ def test_c_sharing_memory_with_an_input_is_rejected():
         core.gemm(np.ones((4, 4)), buf, buf)
 
 
+def test_c_interleaved_with_an_input_is_accepted():
+    """C and A as the even and odd rows of one buffer: their byte ranges overlap, their elements
+    do not, so the product is computed (the binding's quick bounds test only decides when
+    numpy.shares_memory must be asked) and A is left as it was."""
+    rng = np.random.default_rng(11)
+    buf = rng.standard_normal((10, 3))
+    A, C = buf[1::2], buf[0::2]
+    B = rng.standard_normal((3, 3))
+    A_before = A.copy()
+    out = core.gemm(A, B, C)
+    assert out is C
+    assert_close(C, A_before @ B, np.float64, "C interleaved with A")
+    np.testing.assert_array_equal(buf[1::2], A_before)
+    with pytest.raises(ValueError, match="share memory"):  # and a C that does share rows with A
+        core.gemm(buf[1:6:2], B, buf[3:8:2])
+
+
 def test_misaligned_strides_are_rejected():
     raw = np.zeros(8 * 13 + 4, dtype=np.uint8)[4:]  # byte offset 4 for float64
     A = np.ndarray((3, 4), dtype=np.float64, buffer=raw, strides=(36, 8))  # 36 % 8 != 0

@@ -58,8 +58,7 @@ void bind_gemm(py::module_& m) {
             if (m > 1 && (C.strides(0) % static_cast<py::ssize_t>(sizeof(T)) != 0 ||
                           C.strides(0) < n * static_cast<py::ssize_t>(sizeof(T))))
               throw py::value_error("C rows must not overlap");
-            if (py::module_::import("numpy").attr("shares_memory")(C, A).cast<bool>() ||
-                py::module_::import("numpy").attr("shares_memory")(C, B).cast<bool>())
+            if (shares_memory(C, A) || shares_memory(C, B))
               throw py::value_error("C must not share memory with A or B");
           }
           const int64_t ldc = m > 1 ? C.strides(0) / static_cast<py::ssize_t>(sizeof(T)) : n;

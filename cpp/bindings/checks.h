@@ -389,6 +389,33 @@ inline int64_t first_non_finite(const T* p, int64_t n) {
   return -1;
 }
 
+// Whether arrays a and b may share memory: whether the byte ranges their elements span overlap
+// (numpy.may_share_memory's bounds test). False is exact; true may be a false alarm (rows of one
+// buffer taken alternately), so a caller that must know asks numpy.shares_memory then, and only
+// then: it solves for a common element and cost 1.5-2 us a call, 3 of the 5 us that
+// _core.gemm(A, B, C) spent on a 1 x 1 product (Zen 3).
+inline bool may_share_memory(const py::array& a, const py::array& b) {
+  const auto extent = [](const py::array& x, uintptr_t& lo, uintptr_t& hi) {
+    lo = hi = reinterpret_cast<uintptr_t>(x.data());
+    if (x.size() == 0) return false;
+    for (py::ssize_t d = 0; d < x.ndim(); ++d) {
+      const py::ssize_t span = x.strides(d) * (x.shape(d) - 1);
+      if (span < 0) lo -= static_cast<uintptr_t>(-span);
+      else hi += static_cast<uintptr_t>(span);
+    }
+    hi += static_cast<uintptr_t>(x.itemsize());
+    return true;
+  };
+  uintptr_t alo, ahi, blo, bhi;
+  if (!extent(a, alo, ahi) || !extent(b, blo, bhi)) return false;  // an empty array shares nothing
+  return alo < bhi && blo < ahi;
+}
+
+// numpy.shares_memory(a, b), asked only where the bounds overlap (may_share_memory above).
+inline bool shares_memory(const py::array& a, const py::array& b) {
+  return may_share_memory(a, b) && py::module_::import("numpy").attr("shares_memory")(a, b).cast<bool>();
+}
+
 inline double require_finite(double v, const char* name) {
   if (!std::isfinite(v)) throw py::value_error(std::string(name) + " must be finite, got " + std::to_string(v));
   return v;
