@@ -193,39 +193,47 @@ void gemm(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, i
   run_parallel(job);
 }
 
+namespace {
+// The products with an epilogue (gemm.h): beta = 0, so the first k block overwrites C, and
+// `set` names the epilogue in the GemmArgs.
+template <typename T, typename Set>
+void gemm_epilogue(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                   int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const Set& set) {
+  if (m <= 0 || n <= 0) return;
+  GemmArgs<T> g{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false};
+  set(g);
+  Job<T> job{select_kernel<T>(), g, T(0), true, 1};
+  run_parallel(job);
+}
+}  // namespace
+
 template <typename T>
 void gemm_bias_act(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
                    int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu) {
-  if (m <= 0 || n <= 0) return;
-  GemmArgs<T> g{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false};
-  g.bias = bias;
-  g.relu = relu;
-  Job<T> job{select_kernel<T>(), g, T(0), true, 1};  // beta = 0: C is written, never read
-  run_parallel(job);
+  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, [&](GemmArgs<T>& g) {
+    g.bias = bias;
+    g.relu = relu;
+  });
 }
 
 template <typename T>
 void gemm_relu_mask(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
                     int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const T* h) {
-  if (m <= 0 || n <= 0) return;
-  GemmArgs<T> g{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false};
-  g.mask = h;
-  g.c_base = C;
-  Job<T> job{select_kernel<T>(), g, T(0), true, 1};  // beta = 0: C is written, never read
-  run_parallel(job);
+  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, [&](GemmArgs<T>& g) {
+    g.mask = h;
+    g.c_base = C;  // a tile's mask is at its offset from C
+  });
 }
 
 template <typename T>
 void gemm_update(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
                  int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const GemmTileUpdate<T>& u) {
   if (m <= 0 || n <= 0) return;
-  // A tile's place in C is its place in w, v and s (GemmArgs::c_base)
   if (ldc != u.ld || !u.apply || !u.w) throw std::logic_error("gemm_update: C and the update's arrays must share a layout");
-  GemmArgs<T> g{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false};
-  g.upd = &u;
-  g.c_base = C;
-  Job<T> job{select_kernel<T>(), g, T(0), true, 1};  // beta = 0: the first k block overwrites C
-  run_parallel(job);
+  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, [&](GemmArgs<T>& g) {
+    g.upd = &u;
+    g.c_base = C;  // a tile's place in C is its place in w, v and s
+  });
 }
 
 template <typename T>
