@@ -493,6 +493,69 @@ def test_epoch_fuses_the_dense_updates_bit_identically(opt_name, weight_decay, d
         assert_identical(snapshot(a, oa), snapshot(b, ob))  # the gradients too: the last batch is not fused
 
 
+def _row_local_mlp(seed=0):
+    """Every op the row split takes (plan.h, row_split): a Flatten, a first ReLU (no dX below it),
+    dense layers with and without a bias, ReLU (fused both ways), Tanh and Sigmoid; widths that
+    leave ragged tiles, and a 300-deep dX product (two GEMM k blocks)."""
+    return natverk.Sequential(Flatten(), ReLU(), Dense(36, 40, seed=seed), ReLU(), Dense(40, 300, bias=False, seed=seed + 1),
+                              Tanh(), Dense(300, 25, seed=seed + 2), Sigmoid(), Dense(25, 130, seed=seed + 3), ReLU(),
+                              Dense(130, 3, seed=seed + 4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fuse_min_bytes", [None, 0], ids=["default", "all-fused"])
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+def test_the_row_split_gives_the_bits_of_the_op_by_op_run(opt_name, fuse_min_bytes, dtype, threads, monkeypatch):
+    """With 2 threads a plan of dense layers and activations splits each batch's rows between the
+    threads (Plan.row_split); it must give the op-by-op run's bits (and the layer loop's): losses,
+    accuracy, weights, optimizer state and the last batch's gradients, with weight decay, batches of
+    1 and 2 rows (one chunk) and of 57 and 203 (split, unevenly) and an odd last batch."""
+    monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", fuse_min_bytes)
+    X, y = _data((1, 6, 6), n=203, dtype=dtype)
+    for bs in (1, 2, 57, 203):
+        runs = []
+        for split in (True, False):
+            model, opt = _row_local_mlp().astype(dtype), OPTIMIZERS[opt_name](0.02)
+            mp = _plan.plan_for_fit(model, opt, CrossEntropy(), X, y, bs, X.shape[1:], None)
+            mp.plan.row_split = split
+            order = np.random.default_rng(bs).permutation(203)
+            r = mp.epoch(order, bs)
+            assert r["stopped"] is None and r["error"] is None
+            # (a chunk takes at least ~2^17 multiply-adds, 6 rows of this net, so 2 rows stay whole;
+            # its 24.6k weights are within the split's 256 KiB in float64 too)
+            assert mp.plan._uses_row_split(bs) == (split and threads > 1 and bs > 2), (split, threads, bs)
+            runs.append((r, snapshot(model, opt)))
+        (r1, s1), (r2, s2) = runs
+        for key in ("data_loss", "penalty", "correct", "rows"):
+            np.testing.assert_array_equal(np.asarray(r1[key]), np.asarray(r2[key]), err_msg=key)
+        assert_identical(s1, s2)
+    a, oa = _row_local_mlp().astype(dtype), OPTIMIZERS[opt_name](0.02)  # and the layer loop's
+    order = np.random.default_rng(57).permutation(203)
+    batches = [order[i:i + 57] for i in range(0, 203, 57)]
+    ref = layer_loop(a, oa, CrossEntropy(), X, y, batches)
+    b, ob = _row_local_mlp().astype(dtype), OPTIMIZERS[opt_name](0.02)
+    mp = _plan.plan_for_fit(b, ob, CrossEntropy(), X, y, 57, X.shape[1:], None)
+    r = mp.epoch(order, 57)
+    got = [(r["data_loss"][i], r["penalty"][i], mp.accuracy(int(r["correct"][i]), int(r["rows"][i])))
+           for i in range(len(batches))]
+    _same_rows(ref, got)
+    assert_identical(snapshot(a, oa), snapshot(b, ob))
+
+
+def test_the_row_split_leaves_large_weights_op_by_op():
+    """Each thread of a row split packs every weight (plan.h, kRowSplitMaxBytes): a net whose dense
+    weights pass 256 KiB (here 784 x 100 float32, 314 KB) runs op by op at any thread count, one
+    just under it splits at 2 threads."""
+    natverk.set_num_threads(2)
+    for n_in, split in ((784, False), (600, True)):  # 314 KB, 240 KB
+        model = natverk.Sequential(Dense(n_in, 100, seed=0), ReLU(), Dense(100, 3, seed=1)).astype(np.float32)
+        opt = SGD(0.1)
+        X, y = _data((n_in,), n=64, dtype=np.float32)
+        mp = _plan.plan_for_fit(model, opt, CrossEntropy(), X, y, 64, X.shape[1:], None)
+        mp.epoch(np.arange(64), 64)
+        assert mp.plan._uses_row_split(64) == split, n_in
+
+
 def test_an_epoch_that_stops_early_names_the_fused_gradients_it_did_not_store(monkeypatch):
     monkeypatch.setattr(_plan, "FUSE_MIN_BYTES", 0)
     X, y = _data((37,), n=100)

@@ -337,6 +337,17 @@ void bind_plan(py::module_& m) {
           "batch but the last (default True). Either way gives the same weights bit for bit; False writes every "
           "dW and updates in a pass after backward, and leaves no stale_gradients (for comparing the two).")
       .def_property(
+          "row_split", [](PyPlan& p) { return p.visit([](auto& pl) { return pl.row_split(); }); },
+          [](PyPlan& p, bool on) { p.visit([on](auto& pl) { pl.set_row_split(on); }); },
+          "Whether a plan of dense layers and activations alone splits each batch's rows between the threads for "
+          "its whole forward and input-gradient passes (default True; see plan.h). Either way gives the same bits; "
+          "False runs op by op (for comparing the two).")
+      .def(
+          "_uses_row_split", [](PyPlan& p, int64_t rows) { return p.visit([rows](auto& pl) { return pl.uses_row_split(rows); }); },
+          py::arg("rows"),
+          "Whether a batch of `rows` rows runs with the row split at the current thread count (known after the first "
+          "run, which settles the plan's fusions).")
+      .def_property(
           "fuse_min_bytes", [](PyPlan& p) { return p.visit([](auto& pl) { return pl.fuse_min_bytes(); }); },
           [](PyPlan& p, int64_t bytes) {
             if (bytes < 0) throw py::value_error("fuse_min_bytes must be >= 0, got " + std::to_string(bytes));

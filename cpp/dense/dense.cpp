@@ -48,13 +48,12 @@ NATVERK_COLSUM(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw
 #endif
 #undef NATVERK_COLSUM
 
-}  // namespace
+template <typename T>
+using ColsumFn = void (*)(T*, const T*, int64_t, int64_t, int64_t, int64_t);
 
 template <typename T>
-void bias_grad(T* db, const T* dZ, int64_t m, int64_t n) {
-  // Columns in blocks so the accumulators stay in registers/L1; each column's
-  // sum runs in row order, whatever the thread count.
-  void (*f)(T*, const T*, int64_t, int64_t, int64_t, int64_t) = &colsum_generic<T>;
+ColsumFn<T> colsum_kernel() {
+  ColsumFn<T> f = &colsum_generic<T>;
 #if defined(NATVERK_HAVE_X86_KERNELS)
   switch (simd_level()) {
     case SimdLevel::AVX512: f = &colsum_avx512<T>; break;
@@ -62,6 +61,22 @@ void bias_grad(T* db, const T* dZ, int64_t m, int64_t n) {
     default: break;
   }
 #endif
+  return f;
+}
+
+}  // namespace
+
+template <typename T>
+void bias_grad_serial(T* db, const T* dZ, int64_t m, int64_t n, int64_t j0, int64_t j1) {
+  const ColsumFn<T> f = colsum_kernel<T>();
+  for (int64_t j = j0; j < j1; j += kBlock) f(db, dZ, m, n, j, (j1 - j) < kBlock ? (j1 - j) : kBlock);
+}
+
+template <typename T>
+void bias_grad(T* db, const T* dZ, int64_t m, int64_t n) {
+  // Columns in blocks so the accumulators stay in registers/L1; each column's
+  // sum runs in row order, whatever the thread count (and whatever the blocks).
+  const ColsumFn<T> f = colsum_kernel<T>();
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   parallel_for(blocks, m > 0 ? kElementwiseGrain / (m * kBlock) + 1 : blocks,
                [&](int64_t lo, int64_t hi, int) {
@@ -86,12 +101,31 @@ namespace {
 // dX = dZ W^T, masked by the ReLU whose output X is when relu_mask (dense.h)
 template <typename T>
 void input_gradient(T* dX, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in, int64_t n_out,
-                    bool relu_mask) {
+                    bool relu_mask, bool serial = false) {
   // W^T: B = W read with its rows as columns (rows 1 apart, columns n_out apart)
-  if (relu_mask) gemm_relu_mask<T>(dX, n_in, dZ, n_out, 1, W, 1, n_out, m, n_in, n_out, T(1), X);
+  if (relu_mask) gemm_relu_mask<T>(dX, n_in, dZ, n_out, 1, W, 1, n_out, m, n_in, n_out, T(1), X, serial);
+  else if (serial) gemm_serial_rowmajor<T>(false, true, m, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
   else gemm_rowmajor<T>(false, true, m, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
 }
 }  // namespace
+
+template <typename T>
+void dense_input_gradient_serial(T* dX, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
+                                 int64_t n_out, bool relu_mask) {
+  input_gradient(dX, dZ, X, W, m, n_in, n_out, relu_mask, true);
+}
+
+template <typename T>
+void dense_weight_gradient_serial(T* dW, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
+                                  int64_t n_out, T lambda, int64_t i0, int64_t i1) {
+  // dense_backward's dW on rows i0..i1: lambda W filled in first, then X^T dZ added (beta = 1),
+  // or written (beta = 0) without lambda; A = X^T from column i0 of X (rows 1 apart)
+  if (i1 <= i0) return;
+  T* d = dW + i0 * n_out;
+  if (lambda != T(0))
+    for (int64_t i = 0; i < (i1 - i0) * n_out; ++i) d[i] = lambda * W[i0 * n_out + i];
+  gemm_serial<T>(d, n_out, X + i0, 1, n_in, dZ, n_out, 1, i1 - i0, n_out, m, T(1), lambda != T(0) ? T(1) : T(0));
+}
 
 template <typename T>
 void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, int64_t m,
@@ -126,7 +160,11 @@ void dense_backward_update(T* dX, T* db, const T* dZ, const T* X, const T* W, in
   template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
                                   int64_t, T, bool);                                        \
   template void dense_backward_update<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, T*, \
-                                         const GemmTileUpdate<T>&, bool);
+                                         const GemmTileUpdate<T>&, bool);                     \
+  template void bias_grad_serial<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);              \
+  template void dense_input_gradient_serial<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, bool); \
+  template void dense_weight_gradient_serial<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, T, \
+                                                int64_t, int64_t);
 NATVERK_INSTANTIATE(float)
 NATVERK_INSTANTIATE(double)
 #undef NATVERK_INSTANTIATE

@@ -50,6 +50,20 @@ template <typename T>
 void dense_backward_update(T* dX, T* db, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
                            int64_t n_out, T* dW_scratch, const GemmTileUpdate<T>& upd, bool relu_mask = false);
 
+// The pieces of dense_backward for a caller that splits a batch's work itself (the plan's row
+// split, plan.cpp), each on the calling thread with the bits dense_backward gives them:
+// rows [0, m) of dX (with relu_mask as there) from those rows of dZ and X;
+template <typename T>
+void dense_input_gradient_serial(T* dX, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
+                                 int64_t n_out, bool relu_mask);
+// rows [i0, i1) of dW = X^T dZ + lambda W over all m rows of the batch;
+template <typename T>
+void dense_weight_gradient_serial(T* dW, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
+                                  int64_t n_out, T lambda, int64_t i0, int64_t i1);
+// db[j] for the columns j in [j0, j1) of dZ (m x n).
+template <typename T>
+void bias_grad_serial(T* db, const T* dZ, int64_t m, int64_t n, int64_t j0, int64_t j1);
+
 }  // namespace natverk
 
 // The CUDA twins (dense.cu): the same contracts on device pointers, queued on

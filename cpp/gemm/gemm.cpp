@@ -196,21 +196,24 @@ void gemm(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, i
 namespace {
 // The products with an epilogue (gemm.h): beta = 0, so the first k block overwrites C, and
 // `set` names the epilogue in the GemmArgs.
+// serial: on the calling thread, as gemm_serial (one work unit of every row).
 template <typename T, typename Set>
 void gemm_epilogue(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-                   int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const Set& set) {
+                   int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, bool serial, const Set& set) {
   if (m <= 0 || n <= 0) return;
   GemmArgs<T> g{C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, false};
   set(g);
-  Job<T> job{select_kernel<T>(), g, T(0), true, 1};
-  run_parallel(job);
+  Job<T> job{select_kernel<T>(), g, T(0), true, serial ? m : 1};
+  if (!serial) return run_parallel(job);
+  job.g.b_in_place = gemm_b_in_place_active();
+  run_slab<T>(&job, 0, 1, 0);
 }
 }  // namespace
 
 template <typename T>
 void gemm_bias_act(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-                   int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu) {
-  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, [&](GemmArgs<T>& g) {
+                   int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu, bool serial) {
+  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, serial, [&](GemmArgs<T>& g) {
     g.bias = bias;
     g.relu = relu;
   });
@@ -218,8 +221,8 @@ void gemm_bias_act(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, cons
 
 template <typename T>
 void gemm_relu_mask(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-                    int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const T* h) {
-  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, [&](GemmArgs<T>& g) {
+                    int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const T* h, bool serial) {
+  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, serial, [&](GemmArgs<T>& g) {
     g.mask = h;
     g.c_base = C;  // a tile's mask is at its offset from C
   });
@@ -227,10 +230,10 @@ void gemm_relu_mask(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, con
 
 template <typename T>
 void gemm_update(T* C, int64_t ldc, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-                 int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const GemmTileUpdate<T>& u) {
+                 int64_t csb, int64_t m, int64_t n, int64_t k, T alpha, const GemmTileUpdate<T>& u, bool serial) {
   if (m <= 0 || n <= 0) return;
   if (ldc != u.ld || !u.apply || !u.w) throw std::logic_error("gemm_update: C and the update's arrays must share a layout");
-  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, [&](GemmArgs<T>& g) {
+  gemm_epilogue<T>(C, ldc, A, rsa, csa, B, rsb, csb, m, n, k, alpha, serial, [&](GemmArgs<T>& g) {
     g.upd = &u;
     g.c_base = C;  // a tile's place in C is its place in w, v and s
   });
@@ -253,17 +256,17 @@ template void gemm_serial<double>(double*, int64_t, const double*, int64_t, int6
                                   int64_t, int64_t, int64_t, int64_t, int64_t, double, double);
 
 template void gemm_bias_act<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
-                                   int64_t, int64_t, int64_t, int64_t, float, const float*, bool);
+                                   int64_t, int64_t, int64_t, int64_t, float, const float*, bool, bool);
 template void gemm_bias_act<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
-                                    int64_t, int64_t, int64_t, int64_t, double, const double*, bool);
+                                    int64_t, int64_t, int64_t, int64_t, double, const double*, bool, bool);
 template void gemm_relu_mask<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
-                                    int64_t, int64_t, int64_t, int64_t, float, const float*);
+                                    int64_t, int64_t, int64_t, int64_t, float, const float*, bool);
 template void gemm_relu_mask<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
-                                     int64_t, int64_t, int64_t, int64_t, double, const double*);
+                                     int64_t, int64_t, int64_t, int64_t, double, const double*, bool);
 template void gemm_update<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
-                                 int64_t, int64_t, int64_t, int64_t, float, const GemmTileUpdate<float>&);
+                                 int64_t, int64_t, int64_t, int64_t, float, const GemmTileUpdate<float>&, bool);
 template void gemm_update<double>(double*, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
-                                  int64_t, int64_t, int64_t, int64_t, double, const GemmTileUpdate<double>&);
+                                  int64_t, int64_t, int64_t, int64_t, double, const GemmTileUpdate<double>&, bool);
 template void gemm<float>(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
                           int64_t, int64_t, int64_t, int64_t, float, float);
 template void gemm<double>(double*, int64_t, const double*, int64_t, int64_t, const double*,

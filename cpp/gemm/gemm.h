@@ -44,7 +44,7 @@ template <typename T>
 void gemm_bias_act(T* C, int64_t ldc,
                    const T* A, int64_t rsa, int64_t csa,
                    const T* B, int64_t rsb, int64_t csb,
-                   int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu);
+                   int64_t m, int64_t n, int64_t k, T alpha, const T* bias, bool relu, bool serial = false);
 
 // C = alpha * op(A) op(B), then C = h > 0 ? C : 0 element by element, h an m x n array laid out
 // as C (rows ldc apart). C is written, never read. A dense layer's input gradient dX = dZ W^T
@@ -57,7 +57,7 @@ template <typename T>
 void gemm_relu_mask(T* C, int64_t ldc,
                     const T* A, int64_t rsa, int64_t csa,
                     const T* B, int64_t rsb, int64_t csb,
-                    int64_t m, int64_t n, int64_t k, T alpha, const T* h);
+                    int64_t m, int64_t n, int64_t k, T alpha, const T* h, bool serial = false);
 
 // What gemm_update does with each finished tile of G instead of storing it: apply(u, off, g,
 // ldg, rows, cols) gets the tile's rows x cols values (rows ldg apart) and its place, off =
@@ -87,8 +87,11 @@ template <typename T>
 void gemm_update(T* C, int64_t ldc,
                  const T* A, int64_t rsa, int64_t csa,
                  const T* B, int64_t rsb, int64_t csb,
-                 int64_t m, int64_t n, int64_t k, T alpha, const GemmTileUpdate<T>& u);
+                 int64_t m, int64_t n, int64_t k, T alpha, const GemmTileUpdate<T>& u, bool serial = false);
 
+// serial (gemm_bias_act, gemm_relu_mask, gemm_update): on the calling thread only, as gemm_serial,
+// for a caller that splits the work itself (the plan's row split, plan.cpp).
+//
 // gemm on the calling thread only, never through the pool: for kernels that already
 // split their work at a coarser level (the Winograd convolution runs one small GEMM
 // per transform point per tile block, where a pool region per call would cost more

@@ -105,6 +105,22 @@ struct PlanOp {
   // The weight update to run inside the next backward (a dense W; null: none).
   virtual void fuse_weight_update(const GemmTileUpdate<T>* u) {}
   virtual bool runs_backward() const { return need_dx || has_params; }
+  // The row split (Plan::row_split): an op is row-local when row r of its output, and row r of its
+  // input gradient, depend on row r of its input (and output gradient) alone. For such an op:
+  //   bind_forward(x) records the input as forward(x, ...) would and returns the output's buffer,
+  //     computing nothing (called before the region, on the calling thread);
+  //   forward_rows(x, r0, r1) computes rows [r0, r1) of that output (in the region, any thread);
+  //   bind_backward(dy) returns the buffer of the input gradient (null: none is needed);
+  //   backward_rows(dy, r0, r1) computes its rows [r0, r1);
+  //   param_grads_part(dy, m, c, chunks) computes share c of its parameter gradients over all m
+  //     rows (and runs their fused update), after every backward_rows of the batch.
+  // Each gets the bits of forward / backward.
+  virtual bool row_local() const { return false; }
+  virtual const T* bind_forward(const T* x) { return x; }
+  virtual void forward_rows(const T* x, int64_t r0, int64_t r1) {}
+  virtual T* bind_backward(const T* dy) { return nullptr; }
+  virtual void backward_rows(const T* dy, int64_t r0, int64_t r1) {}
+  virtual void param_grads_part(const T* dy, int64_t m, int c, int chunks) {}
   virtual void describe(std::string& s, const std::string& indent) const { s += indent + label + "\n"; }
 };
 
@@ -148,6 +164,42 @@ struct DenseOp : PlanOp<T> {
     dense_backward<T>(dx, dW, db ? db : db_scratch_.data(), dy, x_, W, m, n_in, n_out, lambda, relu_before);
     return dx;
   }
+
+  bool row_local() const override { return true; }
+  const T* bind_forward(const T* x) override {
+    x_ = x;
+    return y_.data();
+  }
+  void forward_rows(const T* x, int64_t r0, int64_t r1) override {  // dense_forward on the rows
+    gemm_bias_act<T>(y_.data() + r0 * n_out, n_out, x + r0 * n_in, n_in, 1, W, n_out, 1, r1 - r0, n_out, n_in, T(1),
+                     b, relu_after, true);
+  }
+  T* bind_backward(const T*) override { return this->need_dx ? dx_.data() : nullptr; }
+  void backward_rows(const T* dy, int64_t r0, int64_t r1) override {
+    if (this->need_dx)
+      dense_input_gradient_serial<T>(dx_.data() + r0 * n_in, dy + r0 * n_out, x_ + r0 * n_in, W, r1 - r0, n_in, n_out,
+                                     relu_before);
+  }
+  // Rows [n_in c / chunks, n_in (c + 1) / chunks) of dW (each element the one FMA chain over the
+  // batch that dense_backward gives it) and the same share of db's columns. A fused update takes
+  // its share of W, v and s at the same offset.
+  void param_grads_part(const T* dy, int64_t m, int c, int chunks) override {
+    const int64_t i0 = n_in * c / chunks, i1 = n_in * (c + 1) / chunks;
+    const int64_t j0 = n_out * c / chunks, j1 = n_out * (c + 1) / chunks;
+    bias_grad_serial<T>(db ? db : db_scratch_.data(), dy, m, n_out, j0, j1);
+    if (i1 <= i0) return;
+    if (fused) {
+      GemmTileUpdate<T> u = *fused;
+      const int64_t off = i0 * u.ld;
+      u.w += off;
+      if (u.v) u.v += off;
+      if (u.s) u.s += off;
+      gemm_update<T>(dW + off, n_out, x_ + i0, 1, n_in, dy, n_out, 1, i1 - i0, n_out, m, T(1), u, true);
+      return;
+    }
+    const T lambda = l2 ? static_cast<T>(*l2) : T(0);
+    dense_weight_gradient_serial<T>(dW, dy, x_, W, m, n_in, n_out, lambda, i0, i1);
+  }
 };
 
 // ---- ReLU / Sigmoid / Tanh (layers/activations.py): h = f(z); dz = dh f'(h), from the output.
@@ -182,6 +234,19 @@ struct ActivationOp : PlanOp<T> {
     if (deferred || backward_after) return dy;
     activation_backward<T>(dx_.data(), dy, h_, m * this->in_numel, act);
     return dx_.data();
+  }
+
+  // (a deferred ReLU is not row-local: the pooling after it applies it)
+  bool row_local() const override { return !deferred; }
+  const T* bind_forward(const T* x) override { return h_ = applied_before ? x : y_.data(); }
+  void forward_rows(const T* x, int64_t r0, int64_t r1) override {
+    const int64_t w = this->out_numel;
+    if (!applied_before) activation_forward<T>(y_.data() + r0 * w, x + r0 * w, (r1 - r0) * w, act);
+  }
+  T* bind_backward(const T* dy) override { return backward_after ? const_cast<T*>(dy) : dx_.data(); }
+  void backward_rows(const T* dy, int64_t r0, int64_t r1) override {
+    const int64_t w = this->in_numel;
+    if (!backward_after) activation_backward<T>(dx_.data() + r0 * w, dy + r0 * w, h_ + r0 * w, (r1 - r0) * w, act);
   }
   void describe(std::string& s, const std::string& indent) const override {
     s += indent + this->label + (deferred ? " [applied to the next op's pooled output]" : "") +
@@ -227,6 +292,8 @@ template <typename T>
 struct FlattenOp : PlanOp<T> {
   const T* forward(const T* x, int64_t, bool) override { return x; }
   const T* backward(const T* dy, int64_t) override { return dy; }
+  bool row_local() const override { return true; }
+  T* bind_backward(const T* dy) override { return const_cast<T*>(dy); }
 };
 
 // ---- MaxPool2D / AvgPool2D (layers/conv.py). relu_after: the ReLU before this max-pooling was
@@ -863,6 +930,11 @@ void Plan<T>::finalize() {
   fuse_conv_bn_eval(ops_);
   fuse_dense_relu(ops_);
   fuse_relu_dense(ops_);
+  row_split_ok_ = true;
+  for (const auto& op : ops_) row_split_ok_ = row_split_ok_ && op->row_local();
+  dense_weights_ = 0;
+  for (const auto& p : params_)
+    if (p.dense_weight) dense_weights_ += p.n;
   // A dense W that another parameter shares (the same layer twice) keeps the separate update:
   // fused, its first update would change the W the other op's backward still reads.
   for (auto& p : params_) {
@@ -887,8 +959,40 @@ void Plan<T>::reserve(int64_t rows, bool training) {
   cap = rows;
 }
 
+// The row split (plan.h, row_split). A network of dense layers and activations is row-local from
+// end to end: row r of every activation, and of every input gradient, depends on row r of the
+// batch alone. So each thread takes a share of the rows through the whole forward pass, and
+// through the whole chain of input gradients, one pool region each; only the weight and bias
+// gradients sum over the rows, and they are split by their own rows and columns in a third
+// region, after the whole batch's gradients are written (and after every dX has read W, which a
+// fused update then changes). Op by op, a step made one region per product and per element-wise
+// pass, about 20 for (a) 784-500-100-50-25-10, and the products from 100 x 50 down ran on one
+// thread (below kMinWorkPerThread) while the other waited. Every element is computed by the same
+// kernel on the same operands as op by op (each GEMM element one FMA chain over the same k, each
+// column sum in row order), so the bits do not change.
+template <typename T>
+int64_t Plan<T>::row_split_grain() const {
+  // at least ~2^17 multiply-adds a chunk, as the GEMM driver asks of a thread (gemm.cpp)
+  return (int64_t(1) << 17) / (dense_weights_ + 1) + 1;
+}
+
+template <typename T>
+bool Plan<T>::use_row_split(int64_t m) const {
+  return row_split_ && row_split_ok_ && dense_weights_ * static_cast<int64_t>(sizeof(T)) <= kRowSplitMaxBytes &&
+         plan_chunks(m, row_split_grain()) > 1;
+}
+
 template <typename T>
 const T* Plan<T>::run_forward(const T* X, int64_t m, bool training) {
+  if (use_row_split(m)) {
+    std::vector<const T*> in(ops_.size());
+    const T* h = X;
+    for (size_t i = 0; i < ops_.size(); ++i) h = ops_[i]->bind_forward(in[i] = h);
+    parallel_for(m, row_split_grain(), [&](int64_t r0, int64_t r1, int) {
+      for (size_t i = 0; i < ops_.size(); ++i) ops_[i]->forward_rows(in[i], r0, r1);
+    });
+    return h;
+  }
   const T* h = X;
   for (auto& op : ops_) h = op->forward(h, m, training);
   return h;
@@ -954,6 +1058,23 @@ void Plan<T>::backward(int64_t m, const PlanTargets<T>& y, double weight_decay, 
     case LossKind::bce_with_logits: bce_with_logits_backward<T>(dout_.data(), last_output_, y.values, m, K, true); break;
   }
   const T* g = dout_.data();
+  if (use_row_split(m)) {  // see run_forward
+    std::vector<PlanOp<T>*> run;
+    std::vector<const T*> dy;
+    for (auto it = ops_.rbegin(); it != ops_.rend() && (*it)->runs_backward(); ++it) {
+      run.push_back(it->get());
+      dy.push_back(g);
+      g = (*it)->bind_backward(g);
+    }
+    parallel_for(m, row_split_grain(), [&](int64_t r0, int64_t r1, int) {
+      for (size_t i = 0; i < run.size(); ++i) run[i]->backward_rows(dy[i], r0, r1);
+    });
+    const int chunks = plan_chunks(m, row_split_grain());
+    parallel_for_chunks(int64_t(chunks), chunks, [&](int64_t c, int64_t, int) {
+      for (size_t i = 0; i < run.size(); ++i) run[i]->param_grads_part(dy[i], m, static_cast<int>(c), chunks);
+    });
+    return;
+  }
   for (auto it = ops_.rbegin(); it != ops_.rend() && (*it)->runs_backward(); ++it) g = (*it)->backward(g, m);
 }
 

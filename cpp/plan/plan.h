@@ -169,6 +169,23 @@ class Plan {
   // Adam, largest weight 250 x 100, 0.83-0.85 with every weight fused and 0.99 (A/A noise) with
   // none; (a), 784-500-100-..., 1.11 whether its 500 x 100 weight (200 KB) is fused or not.
   static constexpr int64_t kFuseMinBytes = 256 * 1024;
+  // Whether a plan made only of dense layers, activations and flattens splits each batch's rows
+  // between the threads for its whole forward pass and its whole input-gradient pass (one pool
+  // region each), then the weight and bias gradients by their own rows and columns (one more),
+  // instead of one region per op (plan.cpp, row split). On by default; the bits are the same
+  // either way (tests/test_plan.py).
+  bool row_split() const { return row_split_; }
+  void set_row_split(bool on) { row_split_ = on; }
+  // Each thread of a row split multiplies its rows by every weight, so each packs every weight
+  // for the forward and the input-gradient products, where op by op each packed its share of the
+  // columns: a cost that grows with the weights, against a saving of regions that does not. So
+  // the split runs only while the dense weights total at most this many bytes. Measured on Zen 3,
+  // float32, 2 threads, fit(), op by op -> split, alternated, median samples/s of the runs: the
+  // spiral net (c), 2-250-100-50-4 (124 KB of weights), batch 128, 318k -> 383k; (a),
+  // 784-500-100-50-25-10 (1.8 MB), batch 64, 47.5k -> 45k.
+  static constexpr int64_t kRowSplitMaxBytes = 256 * 1024;
+  // Whether a batch of m rows runs split now (at the current thread count; after the first run).
+  bool uses_row_split(int64_t m) const { return use_row_split(m); }
 
   // -- running. Each call takes the plan's lock: a second thread gets std::runtime_error
   //    instead of racing on the buffers. X is (m, input_dims) in the plan's dtype.
@@ -247,6 +264,12 @@ class Plan {
   bool l2_in_backward_ = false;
   double l2_ = 0.0;  // this run's weight decay, read by the dense ops that take it in backward
   bool fuse_updates_ = true;
+  bool row_split_ = true;
+  bool row_split_ok_ = false;  // finalize(): every op is row-local (PlanOp::row_local)
+  int64_t dense_weights_ = 0;  // finalize(): the dense weights' elements, all layers together
+  // The row split's grain: rows a chunk at least (run_forward, backward).
+  int64_t row_split_grain() const;
+  bool use_row_split(int64_t m) const;
   int64_t fuse_min_bytes_ = kFuseMinBytes;
   bool fuses(const PlanParam<T>& p) const {  // epoch() updates p inside its dW GEMM
     return p.fusable && p.n >= (fuse_min_bytes_ + static_cast<int64_t>(sizeof(T)) - 1) / static_cast<int64_t>(sizeof(T));
