@@ -935,6 +935,8 @@ void Plan<T>::finalize() {
   dense_weights_ = 0;
   for (const auto& p : params_)
     if (p.dense_weight) dense_weights_ += p.n;
+  split_in_.reserve(ops_.size());
+  split_run_.reserve(ops_.size());
   // A dense W that another parameter shares (the same layer twice) keeps the separate update:
   // fused, its first update would change the W the other op's backward still reads.
   for (auto& p : params_) {
@@ -985,9 +987,13 @@ bool Plan<T>::use_row_split(int64_t m) const {
 template <typename T>
 const T* Plan<T>::run_forward(const T* X, int64_t m, bool training) {
   if (use_row_split(m)) {
-    std::vector<const T*> in(ops_.size());
+    std::vector<const T*>& in = split_in_;
+    in.clear();
     const T* h = X;
-    for (size_t i = 0; i < ops_.size(); ++i) h = ops_[i]->bind_forward(in[i] = h);
+    for (auto& op : ops_) {
+      in.push_back(h);
+      h = op->bind_forward(h);
+    }
     parallel_for(m, row_split_grain(), [&](int64_t r0, int64_t r1, int) {
       for (size_t i = 0; i < ops_.size(); ++i) ops_[i]->forward_rows(in[i], r0, r1);
     });
@@ -1059,8 +1065,10 @@ void Plan<T>::backward(int64_t m, const PlanTargets<T>& y, double weight_decay, 
   }
   const T* g = dout_.data();
   if (use_row_split(m)) {  // see run_forward
-    std::vector<PlanOp<T>*> run;
-    std::vector<const T*> dy;
+    std::vector<PlanOp<T>*>& run = split_run_;
+    std::vector<const T*>& dy = split_in_;  // the output gradient each op in `run` receives
+    run.clear();
+    dy.clear();
     for (auto it = ops_.rbegin(); it != ops_.rend() && (*it)->runs_backward(); ++it) {
       run.push_back(it->get());
       dy.push_back(g);

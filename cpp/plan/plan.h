@@ -267,6 +267,9 @@ class Plan {
   bool row_split_ = true;
   bool row_split_ok_ = false;  // finalize(): every op is row-local (PlanOp::row_local)
   int64_t dense_weights_ = 0;  // finalize(): the dense weights' elements, all layers together
+  // the row split's bindings, sized by finalize() so that a step allocates nothing
+  std::vector<const T*> split_in_;
+  std::vector<PlanOp<T>*> split_run_;
   // The row split's grain: rows a chunk at least (run_forward, backward).
   int64_t row_split_grain() const;
   bool use_row_split(int64_t m) const;
