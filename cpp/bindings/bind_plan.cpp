@@ -343,7 +343,7 @@ void bind_plan(py::module_& m) {
           "its whole forward and input-gradient passes (default True; see plan.h). Either way gives the same bits; "
           "False runs op by op (for comparing the two).")
       .def(
-          "_uses_row_split", [](PyPlan& p, int64_t rows) { return p.visit([rows](auto& pl) { return pl.uses_row_split(rows); }); },
+          "_uses_row_split", [](PyPlan& p, int64_t rows) { return p.visit([rows](auto& pl) { return pl.use_row_split(rows); }); },
           py::arg("rows"),
           "Whether a batch of `rows` rows runs with the row split at the current thread count (known after the first "
           "run, which settles the plan's fusions).")

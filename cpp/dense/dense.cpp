@@ -89,11 +89,11 @@ void bias_grad(T* db, const T* dZ, int64_t m, int64_t n) {
 
 template <typename T>
 void dense_forward(T* H, const T* X, const T* W, const T* b, int64_t m, int64_t n_in,
-                   int64_t n_out, Activation act) {
+                   int64_t n_out, Activation act, bool serial) {
   // H = f(X W + b): the bias and a ReLU in the GEMM's epilogue (gemm.h, gemm_bias_act), the
   // sigmoid and tanh in a pass after it. Same bits as H = broadcast(b); H += X W; H = f(H).
   const bool relu = act == Activation::ReLU;
-  gemm_bias_act<T>(H, n_out, X, n_in, 1, W, n_out, 1, m, n_out, n_in, T(1), b, relu);
+  gemm_bias_act<T>(H, n_out, X, n_in, 1, W, n_out, 1, m, n_out, n_in, T(1), b, relu, serial);
   if (!relu && act != Activation::Identity) activation_forward<T>(H, H, m * n_out, act);
 }
 
@@ -115,30 +115,39 @@ void dense_input_gradient_serial(T* dX, const T* dZ, const T* X, const T* W, int
   input_gradient(dX, dZ, X, W, m, n_in, n_out, relu_mask, true);
 }
 
+namespace {
+// Rows [i0, i1) of dW = lambda W + X^T dZ over all m rows: lambda W filled in first, then X^T dZ
+// added (beta = 1), or written (beta = 0) without lambda. A = X^T from column i0 of X (rows 1
+// apart, columns n_in apart).
+template <typename T>
+void weight_gradient(T* dW, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in, int64_t n_out, T lambda,
+                     int64_t i0, int64_t i1, bool serial) {
+  if (i1 <= i0) return;
+  T* d = dW + i0 * n_out;
+  const T* w = W + i0 * n_out;
+  if (lambda != T(0)) {
+    const auto fill = [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) d[i] = lambda * w[i];
+    };
+    if (serial) fill(0, (i1 - i0) * n_out);
+    else parallel_elementwise((i1 - i0) * n_out, fill);
+  }
+  const T beta = lambda != T(0) ? T(1) : T(0);
+  if (serial) gemm_serial<T>(d, n_out, X + i0, 1, n_in, dZ, n_out, 1, i1 - i0, n_out, m, T(1), beta);
+  else gemm<T>(d, n_out, X + i0, 1, n_in, dZ, n_out, 1, i1 - i0, n_out, m, T(1), beta);
+}
+}  // namespace
+
 template <typename T>
 void dense_weight_gradient_serial(T* dW, const T* dZ, const T* X, const T* W, int64_t m, int64_t n_in,
                                   int64_t n_out, T lambda, int64_t i0, int64_t i1) {
-  // dense_backward's dW on rows i0..i1: lambda W filled in first, then X^T dZ added (beta = 1),
-  // or written (beta = 0) without lambda; A = X^T from column i0 of X (rows 1 apart)
-  if (i1 <= i0) return;
-  T* d = dW + i0 * n_out;
-  if (lambda != T(0))
-    for (int64_t i = 0; i < (i1 - i0) * n_out; ++i) d[i] = lambda * W[i0 * n_out + i];
-  gemm_serial<T>(d, n_out, X + i0, 1, n_in, dZ, n_out, 1, i1 - i0, n_out, m, T(1), lambda != T(0) ? T(1) : T(0));
+  weight_gradient(dW, dZ, X, W, m, n_in, n_out, lambda, i0, i1, true);
 }
 
 template <typename T>
 void dense_backward(T* dX, T* dW, T* db, const T* dZ, const T* X, const T* W, int64_t m,
                     int64_t n_in, int64_t n_out, T lambda, bool relu_mask) {
-  // dW = lambda W + X^T dZ
-  const int64_t nw = n_in * n_out;
-  if (lambda != T(0)) {
-    parallel_elementwise(nw, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) dW[i] = lambda * W[i];
-    });
-  }
-  gemm_rowmajor<T>(true, false, n_in, n_out, m, T(1), X, n_in, dZ, n_out,
-                   lambda != T(0) ? T(1) : T(0), dW, n_out);
+  weight_gradient(dW, dZ, X, W, m, n_in, n_out, lambda, int64_t(0), n_in, false);
   bias_grad<T>(db, dZ, m, n_out);
   if (dX) input_gradient(dX, dZ, X, W, m, n_in, n_out, relu_mask);
 }
@@ -156,7 +165,7 @@ void dense_backward_update(T* dX, T* db, const T* dZ, const T* X, const T* W, in
   template void bias_add<T>(T*, const T*, int64_t, int64_t);                                \
   template void bias_grad<T>(T*, const T*, int64_t, int64_t);                               \
   template void dense_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
-                                 Activation);                                               \
+                                 Activation, bool);                                         \
   template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
                                   int64_t, T, bool);                                        \
   template void dense_backward_update<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, T*, \

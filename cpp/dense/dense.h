@@ -18,10 +18,11 @@
 namespace natverk {
 
 // H = f(X W + b) (H may not alias X; b may be null: no bias). The bias and a ReLU are the GEMM's
-// epilogue (gemm_bias_act); a sigmoid or tanh runs in place on H after it.
+// epilogue (gemm_bias_act); a sigmoid or tanh runs in place on H after it. serial: the product
+// on the calling thread (the plan's row split).
 template <typename T>
 void dense_forward(T* H, const T* X, const T* W, const T* b, int64_t m, int64_t n_in,
-                   int64_t n_out, Activation act);
+                   int64_t n_out, Activation act, bool serial = false);
 
 // Z[i, :] += b  (m x n)
 template <typename T>

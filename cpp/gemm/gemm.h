@@ -52,7 +52,7 @@ void gemm_bias_act(T* C, int64_t ldc,
 // (W delta'), with f' of the ReLU taken from its output h): the mask is applied where the last
 // k block's sums are stored, so the bits are exactly those of gemm with beta = 0 and then
 // activation_backward (relu_backward_serial), without the second pass over dX and its buffer
-// (issue 11; tests/test_plan_fusion.py).
+// (issue 11; tests/test_dense.py, tests/test_plan.py).
 template <typename T>
 void gemm_relu_mask(T* C, int64_t ldc,
                     const T* A, int64_t rsa, int64_t csa,

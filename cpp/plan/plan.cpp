@@ -170,9 +170,9 @@ struct DenseOp : PlanOp<T> {
     x_ = x;
     return y_.data();
   }
-  void forward_rows(const T* x, int64_t r0, int64_t r1) override {  // dense_forward on the rows
-    gemm_bias_act<T>(y_.data() + r0 * n_out, n_out, x + r0 * n_in, n_in, 1, W, n_out, 1, r1 - r0, n_out, n_in, T(1),
-                     b, relu_after, true);
+  void forward_rows(const T* x, int64_t r0, int64_t r1) override {
+    dense_forward<T>(y_.data() + r0 * n_out, x + r0 * n_in, W, b, r1 - r0, n_in, n_out,
+                     relu_after ? Activation::ReLU : Activation::Identity, true);
   }
   T* bind_backward(const T*) override { return this->need_dx ? dx_.data() : nullptr; }
   void backward_rows(const T* dy, int64_t r0, int64_t r1) override {
@@ -601,7 +601,7 @@ void fuse_dense_relu(std::vector<OpPtr<T>>& ops) {
 // The mirror image in the backward pass: a ReLU right before a dense layer that computes dX
 // has its backward, dz = h > 0 ? dh : 0, applied in that layer's dX GEMM epilogue (gemm.h,
 // gemm_relu_mask), h being the dense layer's input x itself: the bits of the two passes
-// (tests/test_plan_fusion.py), without the ReLU's pass over dX and its buffer. Measured on
+// (tests/test_plan.py), without the ReLU's pass over dX and its buffer. Measured on
 // Zen 3, 1 thread: the ReLU's backward was 2.6-3.3 % of the spiral net's fit() (c).
 template <typename T>
 void fuse_relu_dense(std::vector<OpPtr<T>>& ops) {

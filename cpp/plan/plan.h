@@ -185,7 +185,7 @@ class Plan {
   // 784-500-100-50-25-10 (1.8 MB), batch 64, 47.5k -> 45k.
   static constexpr int64_t kRowSplitMaxBytes = 256 * 1024;
   // Whether a batch of m rows runs split now (at the current thread count; after the first run).
-  bool uses_row_split(int64_t m) const { return use_row_split(m); }
+  bool use_row_split(int64_t m) const;
 
   // -- running. Each call takes the plan's lock: a second thread gets std::runtime_error
   //    instead of racing on the buffers. X is (m, input_dims) in the plan's dtype.
@@ -272,7 +272,6 @@ class Plan {
   std::vector<PlanOp<T>*> split_run_;
   // The row split's grain: rows a chunk at least (run_forward, backward).
   int64_t row_split_grain() const;
-  bool use_row_split(int64_t m) const;
   int64_t fuse_min_bytes_ = kFuseMinBytes;
   bool fuses(const PlanParam<T>& p) const {  // epoch() updates p inside its dW GEMM
     return p.fusable && p.n >= (fuse_min_bytes_ + static_cast<int64_t>(sizeof(T)) - 1) / static_cast<int64_t>(sizeof(T));
