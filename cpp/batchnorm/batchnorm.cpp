@@ -50,12 +50,19 @@ __attribute__((always_inline)) inline void train_channels(const TrainArgs<T>& a,
   const int64_t N = a.N, C = a.C, S = a.S;
   const double eps = a.eps, momentum = a.momentum;
   const double M = static_cast<double>(N * S);
+  // The first pass over a channel reads its N rows, S values each, C * S apart: for a 32 x 32
+  // plane a new 4 KB page every row, where the hardware's stream prefetchers start again. So
+  // each row's loop prefetches the next row (lanes.h, accumulate's pf), as the backward pass's
+  // first loop does for both of its rows; the second and third passes find the channel in L2.
+  // Measured on Zen 3, 1 thread, both cores busy with the A/B pair, ms: forward of 64 x 64 x
+  // 32 x 32 6.1-7.0 -> 4.5-5.0, of 64 x 128 x 16 x 16 4.2-4.7 -> 3.0-3.6; backward 6.5-7.7 ->
+  // 5.4-6.1 and 4.6-5.7 -> 3.6-4.7. Prefetches change no arithmetic: the same bits.
   {
     for (int64_t c = c0; c < c1; ++c) {
       Lanes sum;
       for (int64_t n = 0; n < N; ++n) {
         const T* p = x + (n * C + c) * S;
-        accumulate(sum, p, S, [](auto v) NATVERK_INLINE_LAMBDA { return v; });
+        accumulate(sum, p, S, [](auto v) NATVERK_INLINE_LAMBDA { return v; }, n + 1 < N ? p + C * S : nullptr);
       }
       const double mu = sum.total() / M;
       Lanes sq;  // two-pass variance: no cancellation
@@ -150,7 +157,8 @@ __attribute__((always_inline)) inline void backward_channels(const BackwardArgs<
         const T* g = dy + (n * C + c) * S;
         accumulate2(
             lsdy, [](auto gv, auto) NATVERK_INLINE_LAMBDA { return gv; }, lsdyx,
-            [mu, is](auto gv, auto pv) NATVERK_INLINE_LAMBDA { return gv * ((pv - mu) * is); }, g, p, S);
+            [mu, is](auto gv, auto pv) NATVERK_INLINE_LAMBDA { return gv * ((pv - mu) * is); }, g, p, S,
+            n + 1 < N ? g + C * S : nullptr, n + 1 < N ? p + C * S : nullptr);
       }
       const double sdy = lsdy.total(), sdyx = lsdyx.total();
       if (dbeta) dbeta[c] = static_cast<T>(sdy);

@@ -62,11 +62,14 @@ __attribute__((always_inline)) inline void load8(const T* p, v4d& lo, v4d& hi) {
 
 // acc += f(p[s]) for s < S, element s into lane s % kLanes. f is generic: it is called with a
 // v4d of four elements in the vector loop and with a double in the tail, and computes the same
-// element-wise expression in both.
+// element-wise expression in both. pf (optional): the row to prefetch alongside, S long, the
+// next one the caller will read (batchnorm.cpp).
 template <typename T, typename F>
-__attribute__((always_inline)) inline void accumulate(Lanes& acc, const T* p, int64_t S, F f) {
+__attribute__((always_inline)) inline void accumulate(Lanes& acc, const T* p, int64_t S, F f,
+                                                      const T* pf = nullptr) {
   int64_t s = 0;
   for (; s + kLanes <= S; s += kLanes) {
+    if (pf) __builtin_prefetch(pf + s);
     v4d lo, hi;
     load8(p + s, lo, hi);
     acc.lo += f(lo);
@@ -76,12 +79,15 @@ __attribute__((always_inline)) inline void accumulate(Lanes& acc, const T* p, in
 }
 
 // a += fa(g[s], p[s]) and b += fb(g[s], p[s]) in one pass over two rows: each lane sees the
-// same additions in the same order as two accumulate() calls would give it.
+// same additions in the same order as two accumulate() calls would give it. pfg, pfp
+// (optional, both or neither): the next two rows, prefetched alongside.
 template <typename T, typename FA, typename FB>
 __attribute__((always_inline)) inline void accumulate2(Lanes& a, FA fa, Lanes& b, FB fb, const T* g,
-                                                       const T* p, int64_t S) {
+                                                       const T* p, int64_t S, const T* pfg = nullptr,
+                                                       const T* pfp = nullptr) {
   int64_t s = 0;
   for (; s + kLanes <= S; s += kLanes) {
+    if (pfg) __builtin_prefetch(pfg + s), __builtin_prefetch(pfp + s);
     v4d glo, ghi, plo, phi;
     load8(g + s, glo, ghi);
     load8(p + s, plo, phi);
