@@ -55,7 +55,7 @@ __attribute__((always_inline)) inline void train_channels(const TrainArgs<T>& a,
   // each row's loop prefetches the next row (lanes.h, accumulate's pf), as the backward pass's
   // first loop does for both of its rows; the second and third passes find the channel in L2.
   // Measured on Zen 3, 1 thread, both cores busy with the A/B pair, ms: forward of 64 x 64 x
-  // 32 x 32 6.1-7.0 -> 4.5-5.0, of 64 x 128 x 16 x 16 4.2-4.7 -> 3.0-3.6; backward 6.5-7.7 ->
+  // 32 x 32 6.1-7.0 -> 4.5-5.1, of 64 x 128 x 16 x 16 4.2-4.7 -> 3.0-3.6; backward 6.5-7.7 ->
   // 5.4-6.1 and 4.6-5.7 -> 3.6-4.7. Prefetches change no arithmetic: the same bits.
   {
     for (int64_t c = c0; c < c1; ++c) {
