@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -97,6 +99,37 @@ def test_finite_extremes_pass_and_every_non_finite_is_found():
         _core._first_non_finite(np.zeros((4, 4))[:, ::2])
     with pytest.raises(TypeError, match="float32 or float64"):
         _core._first_non_finite(np.zeros(3, dtype=np.int64))
+
+
+@pytest.mark.parametrize("form", ["contiguous", "strided", "big-endian", "float16", "4-D"])
+def test_first_non_finite_gives_the_index_in_every_array_form(form):
+    # the one check the public entry points share (_validation.first_non_finite): C++ for
+    # contiguous native float32/64, NumPy for the rest; the same index (C order) either way
+    from natverk._validation import first_non_finite
+
+    X = np.random.default_rng(1).standard_normal((5, 6, 7)).astype(np.float32)
+    X[3, 2, 4] = np.nan
+    X[4, 0, 0] = np.inf  # later in C order
+    want = (3, 2, 4)
+    if form == "strided":
+        X = np.repeat(X, 2, axis=2)[:, :, ::2]
+    elif form == "big-endian":
+        X = X.astype(">f8")
+    elif form == "float16":
+        X = X.astype(np.float16)
+    elif form == "4-D":
+        X, want = X.reshape(5, 6, 1, 7), (3, 2, 0, 4)
+    assert first_non_finite(X) == want
+    X[3, 2] = 0
+    X[4] = 1
+    assert first_non_finite(X) is None
+    assert first_non_finite(np.array([1, 2, 3])) is None  # integers are always finite
+    # and fit names the place the same way, whatever the form
+    model = natverk.Sequential(natverk.layers.Flatten(), natverk.layers.Dense(42, 2, seed=0))
+    X[1, 1] = -np.inf
+    where = (1, 1) + (0,) * (X.ndim - 2)
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at index " + re.escape(str(where))):
+        model.fit(X, np.zeros(5, dtype=np.int64), epochs=1, verbose=0)
 
 
 @pytest.mark.parametrize("labels, message", [

@@ -110,13 +110,28 @@ def as_inputs(X, dtype: np.dtype, n_features: int | None = None, name: str = "X"
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the network's first layer expects {n_features}")
     X = np.ascontiguousarray(X, dtype=dtype)
-    # one pass in C++, without isfinite's temporary mask the size of X (the MATLAB-style step
-    # checks its minibatch on every call: issue 11's per-call overhead)
-    first = _core._first_non_finite(X)
-    if first >= 0:
-        bad = np.unravel_index(first, X.shape)
-        raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
+    bad = first_non_finite(X)
+    if bad is not None:
+        raise ValueError(f"{name} contains NaN or Inf (first at index {bad})")
     return X
+
+
+def first_non_finite(X: np.ndarray) -> tuple[int, ...] | None:
+    """The index of the first NaN or +-Inf of ``X`` in C order, or None when every value is finite
+    (or ``X`` is not a floating-point array). The public entry points' one check of their inputs.
+
+    A C-contiguous float32 / float64 array is scanned in one pass in C++
+    (``_core._first_non_finite``), without ``np.isfinite``'s temporary mask the size of X: the
+    MATLAB-style step checks its minibatch on every call (issue 11's per-call overhead), and for
+    ``fit``'s 12,800 x 784 float32 X the mask was 10 MB of fresh pages on every call.
+    """
+    if X.dtype.kind != "f":
+        return None
+    if X.flags.c_contiguous and X.dtype in (np.float32, np.float64):
+        first = _core._first_non_finite(X)
+        return None if first < 0 else tuple(int(i) for i in np.unravel_index(first, X.shape))
+    finite = np.isfinite(X)
+    return None if finite.all() else tuple(int(i) for i in np.argwhere(~finite)[0])
 
 
 def as_labels(y, m: int, n_classes: int, name: str = "y") -> np.ndarray:

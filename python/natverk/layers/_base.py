@@ -44,6 +44,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._validation import first_non_finite
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Registry of layer classes by name, used to rebuild saved models.
@@ -314,9 +316,10 @@ class Layer:
         else:
             dtype = float_dtype_of(x.dtype)
         x = np.ascontiguousarray(x, dtype=dtype)
-        if not _INPUT_TRUSTED.get() and not np.isfinite(x).all():
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-            raise self._error(f"input contains NaN or Inf (first at index {bad})")
+        if not _INPUT_TRUSTED.get():
+            bad = first_non_finite(x)
+            if bad is not None:
+                raise self._error(f"input contains NaN or Inf (first at index {bad})")
         return x
 
     def _wrap_kernel_error(self, err: Exception) -> Exception:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _core
 from .._divergence import as_max_loss, check_loss
+from .._validation import first_non_finite
 from ..callbacks import Callback, EarlyStopping
 from ..layers._base import Layer, as_int, as_seed, fresh_seed, register
 from ..layers.container import Residual, Stack
@@ -38,8 +39,8 @@ def _as_inputs(X, name: str) -> np.ndarray:
 def _check_finite(X: np.ndarray, name: str) -> None:
     """fit checks its inputs up front: found by the first layer, a NaN in a late batch stopped
     training after the earlier batches had already changed the weights and optimizer state."""
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
+    bad = first_non_finite(X)
+    if bad is not None:
         raise ValueError(f"{name} contains NaN or Inf (first at index {bad})")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._config import get_num_threads, set_num_threads
-from .._validation import as_activation
+from .._validation import as_activation, first_non_finite
 from ..neuralnet import initialize_weights
 from ..optimizers.table import resolve
 from ..train import train
@@ -248,8 +248,9 @@ def _pair(X, y, split: str, n_features: int, dtype: np.dtype, required: bool = F
         raise ValueError(f"X_{split} must be (m x {n_features}) for nodes[0] = {n_features}, got shape {X.shape}")
     if X.shape[0] == 0 or y.shape[0] != X.shape[0]:
         raise ValueError(f"X_{split} has {X.shape[0]} rows but y_{split} has {y.shape[0]} labels")
-    if not np.isfinite(X).all():
-        raise ValueError(f"X_{split} contains NaN or Inf")
+    bad = first_non_finite(X)
+    if bad is not None:
+        raise ValueError(f"X_{split} contains NaN or Inf (first at index {bad})")
     return X, y
 
 
