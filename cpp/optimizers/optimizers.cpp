@@ -65,24 +65,24 @@ __attribute__((always_inline)) inline void adam_loop(AdamK<T> k, T* w, T* v, T* 
 // multiply-add the others do not: every SIMD level gives the same bits
 // (tests/test_optimizers.py; with FMA the AVX-512 copy fails it).
 //
-// One row of a gradient tile, C elements wide, C known when compiling. The tile's gradient is the
-// GEMM's own tile buffer and the parameter arrays are the caller's, so they never overlap: the
-// __restrict pointers tell the compiler so, and with C fixed the row becomes straight-line vector
-// code. With the width and the overlap known only at run time, each row of 16 floats ran the
-// vectorised loop's overlap check, its setup and its remainder for two vectors of work: the fused
-// SGD update took 1.2-1.5 cycles an element, 7 % of a step of (a) (perf, Zen 3, 1 thread).
+// One row of a gradient tile, C elements wide (C = 0: cols, known only at run time). With C fixed
+// when compiling, and the __restrict pointers (the tile's gradient is the GEMM's own tile buffer
+// and the parameter arrays are the caller's, so they never overlap), the row becomes straight-line
+// vector code. With the width and the overlap known only at run time, each row of 16 floats ran
+// the vectorised loop's overlap check, its setup and its remainder for two vectors of work: the
+// fused SGD update took 1.2-1.5 cycles an element, 7 % of a step of (a) (perf, Zen 3, 1 thread).
 template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t), int C>
 __attribute__((always_inline)) inline void tile_row(K k, T* __restrict w, T* __restrict v, T* __restrict s,
-                                                    const T* __restrict g) {
-  Loop(k, w, v, s, g, 0, C);
+                                                    const T* __restrict g, int64_t cols) {
+  Loop(k, w, v, s, g, 0, C > 0 ? C : cols);
 }
 
 // tile_<isa> is the same loop over the rows of one gradient tile (GemmTileUpdate::apply, issue 11's
 // fused update), its constants in u.state: one call a tile, the loop inlined in it. Through a
 // call per row, the calls cost about as much as the arithmetic of a 12 x 32 tile. The widths of
-// the GEMM's whole tiles (8, 16 and 32 elements at the SIMD levels and dtypes) take tile_row;
-// a ragged last tile the general loop. Either way each element is the same expression, so the
-// bits do not change.
+// the GEMM's whole tiles (8, 16 and 32 elements at the SIMD levels and dtypes) get a tile_row of
+// their own width, a ragged last tile the run-time one. Either way each element is the same
+// expression, so the bits do not change.
 #define NATVERK_OPT_LOOPS(isa, attr)                                                               \
   template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t)>     \
   attr void loop_##isa(K k, T* w, T* v, T* s, const T* g, int64_t b, int64_t e) {                \
@@ -90,11 +90,11 @@ __attribute__((always_inline)) inline void tile_row(K k, T* __restrict w, T* __r
   }                                                                                              \
   template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t), int C> \
   attr void rows_##isa(K k, const GemmTileUpdate<T>& u, int64_t off, const T* g, int64_t ldg,    \
-                       int64_t rows) {                                                           \
+                       int64_t rows, int64_t cols) {                                             \
     for (int64_t r = 0; r < rows; ++r) {                                                         \
       const int64_t o = off + r * u.ld;                                                          \
       tile_row<T, K, Loop, C>(k, u.w + o, u.v ? u.v + o : nullptr, u.s ? u.s + o : nullptr,      \
-                              g + r * ldg);                                                      \
+                              g + r * ldg, cols);                                                \
     }                                                                                            \
   }                                                                                              \
   template <typename T, typename K, void (*Loop)(K, T*, T*, T*, const T*, int64_t, int64_t)>     \
@@ -103,14 +103,10 @@ __attribute__((always_inline)) inline void tile_row(K k, T* __restrict w, T* __r
     K k;                                                                                         \
     std::memcpy(&k, u.state, sizeof(K));                                                         \
     switch (cols) {                                                                              \
-      case 8: return rows_##isa<T, K, Loop, 8>(k, u, off, g, ldg, rows);                         \
-      case 16: return rows_##isa<T, K, Loop, 16>(k, u, off, g, ldg, rows);                       \
-      case 32: return rows_##isa<T, K, Loop, 32>(k, u, off, g, ldg, rows);                       \
-      default: break;                                                                            \
-    }                                                                                            \
-    for (int64_t r = 0; r < rows; ++r) {                                                         \
-      const int64_t o = off + r * u.ld;                                                          \
-      Loop(k, u.w + o, u.v ? u.v + o : nullptr, u.s ? u.s + o : nullptr, g + r * ldg, 0, cols);  \
+      case 8: return rows_##isa<T, K, Loop, 8>(k, u, off, g, ldg, rows, cols);                   \
+      case 16: return rows_##isa<T, K, Loop, 16>(k, u, off, g, ldg, rows, cols);                 \
+      case 32: return rows_##isa<T, K, Loop, 32>(k, u, off, g, ldg, rows, cols);                 \
+      default: return rows_##isa<T, K, Loop, 0>(k, u, off, g, ldg, rows, cols);                  \
     }                                                                                            \
   }
 NATVERK_OPT_LOOPS(generic, )
