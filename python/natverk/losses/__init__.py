@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .._validation import first_non_finite
 
 __all__ = ["BCE", "LOSSES", "MSE", "CrossEntropy", "Loss", "get_loss", "loss_name"]
 
@@ -30,7 +31,7 @@ def _outputs(outputs, name: str) -> np.ndarray:
     z = np.ascontiguousarray(z, dtype=np.float32 if z.dtype == np.float32 else np.float64)
     if z.ndim != 2 or z.size == 0:
         raise ValueError(f"{name}: outputs must be a non-empty 2-D (N, K) array, got shape {z.shape}")
-    if not np.isfinite(z).all():
+    if first_non_finite(z) is not None:
         raise ValueError(f"{name}: outputs contain NaN or Inf")
     return z
 
@@ -49,7 +50,7 @@ def _float_targets(targets, shape: tuple, name: str, dtype=np.float64, argument:
             outputs = "the model's outputs" if argument else "the outputs"
             raise ValueError(f"{who} has shape {t.shape} but {outputs} have shape {shape}")
     t = np.ascontiguousarray(t, dtype=dtype)
-    if not np.isfinite(t).all():
+    if first_non_finite(t) is not None:
         raise ValueError(f"{who} contains NaN or Inf")
     return t
 
