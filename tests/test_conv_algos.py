@@ -129,11 +129,17 @@ def test_winograd_at_every_simd_level_and_thread_count(algo, simd, threads):
 # them (a ragged last group, its lanes past C zero), output channels fewer than one group;
 # tiles a band (F(2x2) / F(4x4)): 1 / 1, 7 / 4, 19 / 10 and 4 / 2; batch 1, blocks of
 # several images, and blocks that end inside an image (19 tiles a band, 6 bands a block).
+# The last two have planes longer than the transposes' chunks of pixels (kChunkPix = 256),
+# with channel groups whole and ragged on both sides: 23 x 19 = 437 pixels (a full chunk, a
+# shorter one and a rest of pixels under one register), 17 inputs and 9 outputs; 40 x 40 =
+# 1600 pixels, 16 and 16.
 MANY_CHANNELS = [
     Geo(1, 64, 5, 2, 3, 3, 3, padding=(1, 1)),
     Geo(5, 65, 9, 14, 5, 3, 3, padding=(1, 1)),
     Geo(1, 64, 4, 37, 2, 3, 3, padding=(2, 2)),
     Geo(40, 64, 8, 8, 3, 3, 3, padding=(1, 1), bias=False),
+    Geo(2, 17, 23, 19, 9, 3, 3, padding=(1, 1)),
+    Geo(1, 16, 40, 40, 16, 3, 3, padding=(1, 1)),
 ]
 
 
